@@ -1,0 +1,182 @@
+"""Typed configuration schema: one dataclass per config group, stored in Hydra's ConfigStore.
+
+YAML files under ``conf/`` only choose and override; each opens with ``defaults: [base_<group>]`` so
+OmegaConf checks every key and type against the dataclasses here. Values that types alone cannot
+check (positive capacities, ordered watermarks, known policies and codecs) are checked by
+:func:`exo_sim.spec.build_spec` before any work starts.
+
+Units are in the names: ``capacity_bytes``, ``bandwidth_gbps`` (10^9 bytes/s), ``latency_us``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class TierConfig:
+    """One memory tier. Give exactly one of ``capacity_bytes`` or ``capacity_blocks``.
+
+    ``capacity_blocks`` exists for cache experiments sized in objects (libCacheSim style); planning
+    profiles give bytes and let exo derive blocks and tokens. Watermarks left ``None`` take the
+    hierarchy's.
+    """
+
+    name: str = MISSING
+    medium: str = MISSING  # cuda | pinned | shm | ram | file
+    capacity_bytes: Optional[int] = None
+    capacity_blocks: Optional[int] = None
+    high_watermark: Optional[float] = None
+    low_watermark: Optional[float] = None
+
+
+@dataclass
+class LinkConfig:
+    """A link between two tiers (named by tier name), used by the timed model."""
+
+    src: str = MISSING
+    dst: str = MISSING
+    bandwidth_gbps: float = MISSING  # 10^9 bytes/s, per direction
+    latency_us: float = MISSING
+    duplex: bool = True
+    channels: int = 1
+
+
+@dataclass
+class CodecThroughputConfig:
+    """Measured (or assumed) codec speed on a host, in GB/s of *uncompressed* data."""
+
+    encode_gbps: float = MISSING
+    decode_gbps: float = MISSING
+
+
+@dataclass
+class HardwareConfig:
+    """A hardware profile: tiers hot -> cold, the links between them and codec throughputs."""
+
+    name: str = MISSING
+    description: str = ""
+    tiers: list[TierConfig] = field(default_factory=list)
+    links: list[LinkConfig] = field(default_factory=list)
+    codec_throughput: dict[str, CodecThroughputConfig] = field(default_factory=dict)
+
+
+@dataclass
+class PayloadConfig:
+    """What one token costs at full precision.
+
+    ``kv_cache``: ``2 x layers x kv_heads x head_dim`` elements per token, split over
+    ``tensor_parallel`` ranks by KV head (bytes are per rank). ``rag_chunk``: chunks of
+    ``chunk_chars`` characters (``text_bytes_per_char`` bytes each, stored raw) covering
+    ``tokens_per_chunk`` tokens, each with one ``embedding_dim`` vector (encoded by the codec).
+    """
+
+    name: str = MISSING
+    kind: str = MISSING  # kv_cache | rag_chunk
+    description: str = ""
+    layers: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    tensor_parallel: int = 1
+    chunk_chars: int = 1024
+    text_bytes_per_char: int = 1
+    tokens_per_chunk: int = 256
+    embedding_dim: int = 384
+
+
+@dataclass
+class CodecMixConfig:
+    """The codec each tier stores blocks in: one default, overridable per tier name.
+
+    Integer codecs are symmetric per-group absmax with one scale of ``scale_bytes`` per group of
+    ``int8_group_size`` / ``int4_group_size`` elements; the scales count in every byte figure.
+    """
+
+    name: str = MISSING
+    default: str = "fp16"
+    per_tier: dict[str, str] = field(default_factory=dict)
+    int8_group_size: int = 128
+    int4_group_size: int = 32
+    scale_bytes: int = 2
+
+
+@dataclass
+class PolicyMixConfig:
+    """The eviction policy of each tier: one default, overridable per tier name."""
+
+    name: str = MISSING
+    default: str = "lru"
+    per_tier: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class HierarchyConfig:
+    """How tiers cooperate.
+
+    ``exclusive``: a block lives in exactly one tier; victims are demoted one tier down, and what falls
+    off the last tier is dropped. ``write_through``: new blocks are also persisted to the last tier,
+    so a clean victim of the tier above it is dropped without a write.
+    A tier over ``high_watermark`` x its capacity evicts down to ``low_watermark`` x its capacity.
+    """
+
+    mode: str = "exclusive"
+    high_watermark: float = 1.0
+    low_watermark: float = 1.0
+
+
+@dataclass
+class WorkloadConfig:
+    """Fields every workload has; each workload module subclasses it with its own knobs."""
+
+    kind: str = MISSING
+
+
+@dataclass
+class OutputConfig:
+    """What runs write besides ``summary.json``."""
+
+    timeseries_points: int = 2000  # occupancy samples per tier (over access index)
+    progress: bool = True
+
+
+@dataclass
+class PathsConfig:
+    """Where shared inputs live."""
+
+    traces: str = MISSING
+
+
+@dataclass
+class ExoConfig:
+    """The root config every exo app reads (``conf/config.yaml``)."""
+
+    hardware: HardwareConfig = MISSING
+    payload: PayloadConfig = MISSING
+    codec: CodecMixConfig = MISSING
+    policy: PolicyMixConfig = MISSING
+    hierarchy: HierarchyConfig = MISSING
+    workload: Any = MISSING
+    block_tokens: int = 256
+    capacity_blocks: Optional[int] = None
+    seed: int = 0
+    output: OutputConfig = field(default_factory=OutputConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_configs() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=ExoConfig)
+    cs.store(group="hardware", name="base_hardware", node=HardwareConfig)
+    cs.store(group="payload", name="base_payload", node=PayloadConfig)
+    cs.store(group="codec", name="base_codec", node=CodecMixConfig)
+    cs.store(group="policy", name="base_policy", node=PolicyMixConfig)
+    cs.store(group="hierarchy", name="base_hierarchy", node=HierarchyConfig)
+    from exo_sim.workloads import workload_schemas
+
+    for kind, schema in workload_schemas().items():
+        cs.store(group="workload", name=f"base_{kind}", node=schema)

@@ -1,0 +1,384 @@
+"""The decision core: a pure, deterministic state machine over the tiers of a :class:`Spec`.
+
+For each block access it decides hits, promotions, evictions, demotions and drops; it knows nothing
+of time. The replay drives it with no clock, the SimPy model with simulated time, the runtime with
+the wall clock — so their decisions are identical for the same config and workload.
+
+The loop is written once, here::
+
+    access(b):
+        t = tier holding b (the highest one, under write-through)
+        t is the top tier      -> hit; policy(top).access(b)
+        t is a lower tier      -> hit at t, miss above it; promote b to the top tier
+                                  (exclusive: b leaves t; write-through: the last tier keeps its copy)
+        nowhere                -> miss everywhere; b is computed and admitted to the top tier
+                                  (write-through: and persisted to the last tier)
+    admit(k, b):
+        if tier k would go over its high watermark:
+            evict victims (policy(k).victim()) until it is at its low watermark, each one
+            demoted to the next usable tier (admit(k+1, victim), cascading) or dropped off the last
+        policy(k).insert(b)
+
+Bypassed tiers (no room for one block under their watermark) are skipped by every move. When
+``record_moves`` is on, every move is appended to :attr:`Hierarchy.moves` as a :class:`Move`, 
+one access's moves are meant to be applied as a batch (read every source, then
+write every destination), since the tier a block is promoted from may receive a demoted victim.
+Moves are listed in decision order: the block admitted first, then each victim it displaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from exo_sim.policies import NEVER, Policy, get_policy
+from exo_sim.spec import Spec
+
+
+class Move(NamedTuple):
+    """One block changing place: ``src``/``dst`` are tier indices, ``None`` for computed / dropped."""
+
+    block: int
+    src: int | None
+    dst: int | None
+    bytes_src: int
+    bytes_dst: int
+
+
+class HierarchyInvariantError(AssertionError):
+    """The hierarchy's state contradicts itself (raised by :meth:`Hierarchy.verify`)."""
+
+
+@dataclass
+class TierCounters:
+    """Counts for one tier; ``misses`` are accesses that reached the tier and did not find the block."""
+
+    hits: int = 0
+    misses: int = 0
+    promotions: int = 0
+    demotions: int = 0
+    evictions: int = 0
+    drops: int = 0
+    writes: int = 0
+    used_blocks: int = 0
+    peak_blocks: int = 0
+    mean_blocks: float = 0.0
+
+
+class Hierarchy:
+    """Decision core over the tiers of ``spec``.
+
+    Args:
+        spec: the resolved hierarchy.
+        record_moves: append every :class:`Move` to :attr:`moves` (the timed model and the runtime
+            need them; the replay does not).
+    """
+
+    def __init__(self, spec: Spec, record_moves: bool = False) -> None:
+        self.spec = spec
+        self.record_moves = record_moves
+        self.moves: list[Move] = []
+        n = len(spec.tiers)
+        self.n_tiers = n
+        self.usable = [t.usable for t in spec.tiers]
+        usable_idx = [t.index for t in spec.tiers if t.usable]
+        self.top = usable_idx[0]
+        self.last = usable_idx[-1]
+        # next usable tier below each tier (None below the last)
+        self._below: list[int | None] = [
+            next((j for j in usable_idx if j > i), None) for i in range(n)
+        ]
+        self.write_through = spec.mode == "write_through" and self.last != self.top
+        self.policies: list[Policy | None] = [
+            get_policy(t.policy)(t.high_blocks) if t.usable else None for t in spec.tiers
+        ]
+        self.needs_future = any(p is not None and p.needs_future for p in self.policies)
+        self._high = [t.high_blocks for t in spec.tiers]
+        self._evict_to = [max(t.low_blocks, 1) - 1 for t in spec.tiers]
+        self._bytes = [t.block_bytes for t in spec.tiers]
+        self.where: dict[int, int] = {}
+        self.next_access: dict[int, int] = {}
+        self.used = [0] * n
+        self.peak = [0] * n
+        self.hits = [0] * n
+        self.promotions = [0] * n
+        self.demotions = [0] * n
+        self.evictions = [0] * n
+        self.drops = [0] * n
+        self.writes = [0] * n
+        self.accesses = 0
+        self.new_blocks = 0
+        self.recomputed_blocks = 0
+        self.persists = 0
+        self._area = [0] * n
+        self._area_since = [0] * n
+        self.now = 0
+
+    # ------------------------------------------------------------------ hot path
+    def access_many(self, blocks: Sequence[int], next_access: Sequence[int] | None = None) -> None:
+        """Read each block of ``blocks`` in order (the replay's fast path; no per-access result).
+
+        ``next_access[i]`` is the access index of ``blocks[i]``'s next read (or :data:`NEVER`); it is
+        needed only when a policy has ``needs_future``.
+        """
+        top = self.top
+        where_get = self.where.get
+        top_policy = self.policies[top]
+        assert top_policy is not None
+        top_touch = top_policy.access
+        slow = self._access_slow
+        base = self.accesses
+        hits = 0
+        if next_access is None:
+            if self.needs_future:
+                raise ValueError("a policy needs next-access times and none were given")
+            for i, b in enumerate(blocks):
+                if where_get(b) == top:
+                    hits += 1
+                    top_touch(b, NEVER)
+                else:
+                    self.now = base + i
+                    slow(b, NEVER)
+        else:
+            nxt = self.next_access
+            for i, b in enumerate(blocks):
+                na = next_access[i]
+                nxt[b] = na
+                if where_get(b) == top:
+                    hits += 1
+                    top_touch(b, na)
+                else:
+                    self.now = base + i
+                    slow(b, na)
+        self.hits[top] += hits
+        self.accesses = base + len(blocks)
+        self.now = self.accesses
+
+    def access(self, block: int, next_access: int = NEVER) -> int:
+        """Read one block; return the tier index it was found in, or -1 if it had to be computed."""
+        found = self.where.get(block, -1)
+        if self.needs_future:
+            self.access_many((block,), (next_access,))
+        else:
+            self.access_many((block,))
+        return found
+
+    def write(self, block: int, next_access: int = NEVER) -> None:
+        """A request appends a new block (its own output): admit it to the top tier, no miss counted.
+
+        Writing a block that is already resident refreshes it in place (counted as a write, not a hit).
+        """
+        self.now = self.accesses
+        if self.needs_future:
+            self.next_access[block] = next_access
+        t = self.where.get(block)
+        if t is not None:
+            policy = self.policies[t]
+            assert policy is not None
+            policy.access(block, next_access)
+            return
+        self.new_blocks += 1
+        self._admit(self.top, block, next_access, None)
+        if self.write_through:
+            self._persist(block, next_access)
+
+    # ------------------------------------------------------------------ slow path
+    def _access_slow(self, b: int, na: int) -> None:
+        t = self.where.get(b)
+        if t is None:
+            self.recomputed_blocks += 1
+            self._admit(self.top, b, na, None)
+            if self.write_through:
+                self._persist(b, na)
+            return
+        self.hits[t] += 1
+        policy = self.policies[t]
+        assert policy is not None
+        self.promotions[t] += 1
+        if self.write_through and t == self.last:
+            policy.access(b, na)  # the last tier keeps its persisted copy
+        else:
+            policy.remove(b)
+            self._set_used(t, self.used[t] - 1)
+            del self.where[b]
+        self._admit(self.top, b, na, t)
+
+    def _set_used(self, k: int, value: int) -> None:
+        now = self.now
+        self._area[k] += self.used[k] * (now - self._area_since[k])
+        self._area_since[k] = now
+        self.used[k] = value
+        if value > self.peak[k]:
+            self.peak[k] = value
+
+    def _admit(self, k: int, b: int, na: int, src: int | None) -> None:
+        """Admit ``b`` (coming from tier ``src``, or computed) into tier ``k``; victims cascade down.
+
+        The cascade is a loop carrying one block down: a full tier gives up one victim per admitted
+        block, the common case. A tier over its high watermark that evicts down to a lower watermark
+        gives up several; all but the last are routed by recursion.
+        """
+        policies, used, where = self.policies, self.used, self.where
+        wt, last, rec = self.write_through, self.last, self.record_moves
+        while True:
+            policy = policies[k]
+            assert policy is not None
+            if rec:
+                self.moves.append(
+                    Move(b, src, k, self._bytes[src] if src is not None else 0, self._bytes[k])
+                )
+            victims: list[int] = []
+            if used[k] >= self._high[k]:
+                n_out = used[k] - self._evict_to[k]
+                victims = [policy.victim() for _ in range(n_out)]
+                self.evictions[k] += n_out
+            policy.insert(b, na)
+            self.writes[k] += 1
+            if len(victims) != 1:  # one out, one in: occupancy unchanged
+                self._set_used(k, used[k] + 1 - len(victims))
+            if not (wt and k == last and b in where):
+                where[b] = k
+            if not victims:
+                return
+            for v in victims[:-1]:
+                nxt = self._route(k, v)
+                if nxt is not None:
+                    self._admit(nxt, v, self._next_of(v), k)
+            v = victims[-1]
+            nxt = self._route(k, v)
+            if nxt is None:
+                return
+            b, na, src, k = v, self._next_of(v), k, nxt
+
+    def _next_of(self, v: int) -> int:
+        return self.next_access.get(v, NEVER) if self.needs_future else NEVER
+
+    def _route(self, k: int, v: int) -> int | None:
+        """Victim ``v`` left tier ``k``: return the tier to demote it to, or ``None`` if it is dropped.
+
+        Exclusive: the next usable tier down; off the last tier it is dropped. Write-through: a victim
+        of the last tier is dropped from it (any upper copy stays, now the only one); a victim of the
+        tier above the last is dropped without a write when the last tier holds its clean copy.
+        """
+        below = self._below[k]
+        where = self.where
+        if self.write_through:
+            last = self.last
+            if k == last:
+                self.drops[k] += 1
+                if where.get(v) == last:
+                    del where[v]
+                self._drop_move(v, k)
+                return None
+            last_policy = self.policies[last]
+            assert last_policy is not None
+            if below == last and v in last_policy:
+                self.drops[k] += 1
+                where[v] = last
+                self._drop_move(v, k)
+                return None
+        if below is None:
+            self.drops[k] += 1
+            del where[v]
+            self._drop_move(v, k)
+            return None
+        self.demotions[k] += 1
+        if self.write_through:
+            del where[v]  # so that a demotion into the last tier re-indexes it there
+        return below
+
+    def _drop_move(self, v: int, k: int) -> None:
+        if self.record_moves:
+            self.moves.append(Move(v, k, None, self._bytes[k], 0))
+
+    def _persist(self, b: int, na: int) -> None:
+        """Write-through: give the last tier a copy of a block that was just admitted at the top."""
+        last = self.last
+        last_policy = self.policies[last]
+        assert last_policy is not None
+        if b in last_policy:
+            last_policy.access(b, na)
+            return
+        self.persists += 1
+        self._admit(last, b, na, self.top)
+
+    # ------------------------------------------------------------------ results
+    def counters(self) -> list[TierCounters]:
+        """Per-tier counts so far (``misses`` derived: accesses that reached a tier minus its hits)."""
+        out: list[TierCounters] = []
+        reached = self.accesses
+        now = self.accesses
+        for k in range(self.n_tiers):
+            area = self._area[k] + self.used[k] * (now - self._area_since[k])
+            out.append(
+                TierCounters(
+                    hits=self.hits[k],
+                    misses=reached - self.hits[k],
+                    promotions=self.promotions[k],
+                    demotions=self.demotions[k],
+                    evictions=self.evictions[k],
+                    drops=self.drops[k],
+                    writes=self.writes[k],
+                    used_blocks=self.used[k],
+                    peak_blocks=self.peak[k],
+                    mean_blocks=area / now if now else 0.0,
+                )
+            )
+            reached -= self.hits[k]
+        return out
+
+    def link_bytes(self) -> dict[tuple[int, int], int]:
+        """Bytes moved so far between tiers, by ``(src, dst)`` (source encoding), from the counters."""
+        out: dict[tuple[int, int], int] = {}
+        for t in range(self.n_tiers):
+            if self.promotions[t]:
+                out[(t, self.top)] = self.promotions[t] * self._bytes[t]
+            below = self._below[t]
+            if self.demotions[t] and below is not None:
+                out[(t, below)] = out.get((t, below), 0) + self.demotions[t] * self._bytes[t]
+        if self.persists:
+            key = (self.top, self.last)
+            out[key] = out.get(key, 0) + self.persists * self._bytes[self.top]
+        return out
+
+    def verify(self) -> None:
+        """Check every invariant; raise :class:`HierarchyInvariantError` on the first broken one.
+
+        Bytes used equal the sum of resident blocks (every block in a tier takes that tier's block
+        size, so this is ``used`` blocks == the policy's resident count); no tier is over its high
+        watermark; in exclusive mode no block is in two tiers; every located block is resident where
+        the index says; hits + misses of the top tier equal the accesses.
+        """
+        def fail(msg: str) -> HierarchyInvariantError:
+            return HierarchyInvariantError(msg)
+
+        per_tier = [0] * self.n_tiers
+        for b, k in self.where.items():
+            per_tier[k] += 1
+            policy = self.policies[k]
+            if policy is None or b not in policy:
+                raise fail(f"block {b} indexed in tier {k} but not resident there")
+            for j, other in enumerate(self.policies):
+                if other is None or j == k:
+                    continue
+                if b in other and not (self.write_through and j == self.last):
+                    raise fail(f"block {b} is in tiers {k} and {j}")
+        for k, policy in enumerate(self.policies):
+            if policy is None:
+                if self.used[k]:
+                    raise fail(f"bypassed tier {k} holds {self.used[k]} blocks")
+                continue
+            policy.verify()
+            if len(policy) != self.used[k]:
+                raise fail(f"tier {k}: used {self.used[k]} blocks but policy holds {len(policy)}")
+            if self.used[k] > self._high[k]:
+                raise fail(f"tier {k}: {self.used[k]} blocks over its high watermark {self._high[k]}")
+            if self.used[k] * self._bytes[k] > self.spec.tiers[k].capacity_bytes:
+                raise fail(f"tier {k}: bytes used exceed capacity")
+            if not (self.write_through and k == self.last) and per_tier[k] != self.used[k]:
+                raise fail(f"tier {k}: index says {per_tier[k]} blocks, used says {self.used[k]}")
+        c = self.counters()
+        top = c[self.top]
+        if top.hits + top.misses != self.accesses:
+            raise fail("top tier hits + misses != accesses")

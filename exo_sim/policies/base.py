@@ -1,0 +1,79 @@
+"""The eviction-policy interface shared by every tier of the hierarchy.
+
+A policy holds metadata only: which resident blocks a tier has and in what order it would give them
+up. It never counts bytes and never decides *when* to evict: the hierarchy (the one place where
+find -> promote/admit -> evict-until-it-fits -> insert is written) asks for a victim whenever the
+tier is over its watermark, exactly like libCacheSim's ``cache_get_base`` loop.
+
+Call order, which every implementation may rely on:
+
+* ``insert(key, next_access)`` for a key that is not resident, *after* the hierarchy has made room;
+* ``access(key, next_access)`` for a hit on a resident key;
+* ``remove(key)`` when a resident key leaves the tier other than as a victim (promotion);
+* ``victim()`` chooses a resident key, forgets it, and returns it (the tier is never empty then).
+
+``next_access`` is the access index (vtime) of this key's next reference, or :data:`NEVER` when it is
+not referenced again; only policies with ``needs_future = True`` (Belady) read it, and the replay
+computes it only for those.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+NEVER: int = sys.maxsize
+"""``next_access`` value of a key that is never referenced again."""
+
+
+class PolicyInvariantError(AssertionError):
+    """A policy's metadata contradicts itself (raised by :meth:`Policy.verify`)."""
+
+
+class Policy(ABC):
+    """Eviction metadata for one tier, sized in blocks.
+
+    Args:
+        capacity_blocks: how many blocks the tier may hold before it must evict (> 0). Policies
+            that split their space (S3-FIFO, ARC) size their parts from it.
+    """
+
+    name: ClassVar[str] = ""
+    needs_future: ClassVar[bool] = False
+
+    def __init__(self, capacity_blocks: int) -> None:
+        if capacity_blocks <= 0:
+            raise ValueError("capacity_blocks must be > 0")
+        self.capacity_blocks = capacity_blocks
+
+    @abstractmethod
+    def insert(self, key: int, next_access: int = NEVER) -> None:
+        """Record ``key`` as newly resident (it was not resident before)."""
+
+    @abstractmethod
+    def access(self, key: int, next_access: int = NEVER) -> None:
+        """Record a hit on the resident ``key``."""
+
+    @abstractmethod
+    def remove(self, key: int) -> None:
+        """Forget the resident ``key``, which leaves the tier without being a victim."""
+
+    @abstractmethod
+    def victim(self) -> int:
+        """Choose the resident key to evict next, forget it and return it."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of resident keys."""
+
+    @abstractmethod
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is resident."""
+
+    def verify(self) -> None:
+        """Check the metadata's internal consistency; raise :class:`PolicyInvariantError` if broken."""
+        if len(self) > self.capacity_blocks:
+            raise PolicyInvariantError(
+                f"{self.name}: {len(self)} resident keys exceed capacity {self.capacity_blocks}"
+            )

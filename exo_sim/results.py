@@ -1,0 +1,139 @@
+"""The one result schema every source (``replay``, ``sim``, ``runtime``) writes, column for column.
+
+* ``summary.json``: the resolved config and its hash; per tier capacity in bytes, blocks and tokens,
+  hits, misses, promotions, demotions, evictions, drops, peak and mean occupancy; per link bytes
+  moved (and, from clocked sources, busy time and utilisation); request latency percentiles and
+  makespan (``null`` from the replay, which has no clock); recomputed blocks and tokens.
+* ``timeseries.parquet``: occupancy per tier, long format (``access_index``, ``time_s``, ``tier``,
+  ``occupancy_blocks``, ``occupancy_bytes``, ``occupancy``).
+
+Files are written to a temporary name and renamed, and ``summary.json`` last: an interrupted run
+leaves no summary that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from exo_sim.hierarchy import Hierarchy
+from exo_sim.spec import Spec
+
+SCHEMA_VERSION = 1
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """A short stable hash of a resolved config (sorted JSON, SHA-256, 16 hex digits)."""
+    text = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class OccupancySeries:
+    """Occupancy samples: one row per (sample, tier)."""
+
+    access_index: list[int] = field(default_factory=list)
+    time_s: list[float] = field(default_factory=list)
+    used_blocks: list[list[int]] = field(default_factory=list)
+
+    def sample(self, access_index: int, used: list[int], time_s: float = float("nan")) -> None:
+        """Record the tiers' occupancy (blocks) at ``access_index`` (and ``time_s``, if clocked)."""
+        self.access_index.append(access_index)
+        self.time_s.append(time_s)
+        self.used_blocks.append(list(used))
+
+    def frame(self, spec: Spec) -> pd.DataFrame:
+        """The long-format table written to ``timeseries.parquet``."""
+        rows = []
+        for idx, t, used in zip(self.access_index, self.time_s, self.used_blocks, strict=True):
+            for tier in spec.tiers:
+                blocks = used[tier.index]
+                rows.append(
+                    {
+                        "access_index": idx,
+                        "time_s": t,
+                        "tier": tier.name,
+                        "occupancy_blocks": blocks,
+                        "occupancy_bytes": blocks * tier.block_bytes,
+                        "occupancy": blocks / tier.capacity_blocks if tier.capacity_blocks else 0.0,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def tier_rows(spec: Spec, hierarchy: Hierarchy) -> list[dict[str, Any]]:
+    """Per-tier summary entries: capacities (derived) and counts."""
+    rows = []
+    for tier, c in zip(spec.tiers, hierarchy.counters(), strict=True):
+        reached = c.hits + c.misses
+        cap = tier.capacity_blocks
+        rows.append(
+            {
+                "name": tier.name,
+                "medium": tier.medium,
+                "codec": tier.codec,
+                "policy": tier.policy,
+                "capacity_bytes": tier.capacity_bytes,
+                "block_bytes": tier.block_bytes,
+                "capacity_blocks": cap,
+                "capacity_tokens": tier.capacity_tokens,
+                "high_watermark_blocks": tier.high_blocks,
+                "low_watermark_blocks": tier.low_blocks,
+                "bypassed": not tier.usable,
+                "hits": c.hits,
+                "misses": c.misses,
+                "hit_ratio": c.hits / reached if reached else 0.0,
+                "promotions": c.promotions,
+                "demotions": c.demotions,
+                "evictions": c.evictions,
+                "drops": c.drops,
+                "writes": c.writes,
+                "final_occupancy_blocks": c.used_blocks,
+                "peak_occupancy_blocks": c.peak_blocks,
+                "peak_occupancy": c.peak_blocks / cap if cap else 0.0,
+                "mean_occupancy_blocks": c.mean_blocks,
+                "mean_occupancy": c.mean_blocks / cap if cap else 0.0,
+            }
+        )
+    return rows
+
+
+def link_rows(spec: Spec, hierarchy: Hierarchy) -> list[dict[str, Any]]:
+    """Bytes moved between each pair of tiers (in the direction moved)."""
+    names = [t.name for t in spec.tiers]
+    return [
+        {"src": names[src], "dst": names[dst], "bytes_moved": moved}
+        for (src, dst), moved in sorted(hierarchy.link_bytes().items())
+    ]
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_results(
+    out_dir: str | os.PathLike[str],
+    summary: dict[str, Any],
+    frames: dict[str, pd.DataFrame] | None = None,
+) -> Path:
+    """Write ``frames`` as ``<name>.parquet`` then ``summary.json`` (atomically, in that order).
+
+    Returns:
+        the path of ``summary.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in (frames or {}).items():
+        _atomic_write(out / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
+    path = out / "summary.json"
+    text = json.dumps(summary, indent=2, default=str)
+    _atomic_write(path, lambda p: p.write_text(text + "\n"))
+    return path

@@ -1,0 +1,293 @@
+"""The validated, resolved form of a config: tiers with byte, block and token capacities derived.
+
+:func:`build_spec` is the one place where a composed config is checked beyond its types and turned
+into the numbers every clock (replay, SimPy model, runtime) uses. Every problem is refused with a
+:class:`~exo_sim.errors.ConfigError` naming the key, before any work starts. Capacities in blocks and
+tokens are always derived from bytes and the codec's exact block size, never typed (except a tier
+given ``capacity_blocks`` for libCacheSim-style experiments, whose bytes are then derived instead).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exo_sim.codecs import CODECS, encoded_bytes
+from exo_sim.config import CodecMixConfig, PayloadConfig
+from exo_sim.errors import ConfigError
+from exo_sim.payloads import PAYLOAD_KINDS, BlockContent, block_content
+from exo_sim.policies import policy_names
+
+MEDIA = ("cuda", "pinned", "shm", "ram", "file")
+"""Storage media a tier may use; ``cuda`` and ``pinned`` need a GPU in the runtime."""
+
+MODES = ("exclusive", "write_through")
+
+Locator = Callable[[str], "str | None"]
+"""Maps a dotted config key to where its value came from (file and line, or the command line)."""
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """One tier, resolved.
+
+    ``high_blocks`` is the occupancy a new block may not push the tier over (eviction starts);
+    ``low_blocks`` the occupancy eviction brings it down to. A tier with ``high_blocks == 0`` cannot
+    hold even one block under its watermark: it is bypassed (``usable`` is false) and says so.
+    """
+
+    index: int
+    name: str
+    medium: str
+    codec: str
+    policy: str
+    capacity_bytes: int
+    block_bytes: int
+    block_tokens: int
+    capacity_blocks: int
+    high_blocks: int
+    low_blocks: int
+
+    @property
+    def capacity_tokens(self) -> int:
+        """Tokens the tier holds when full (whole blocks only)."""
+        return self.capacity_blocks * self.block_tokens
+
+    @property
+    def usable(self) -> bool:
+        """Whether the tier can hold at least one block under its high watermark."""
+        return self.high_blocks > 0
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A link between tiers ``src`` and ``dst`` (indices), in SI units."""
+
+    src: int
+    dst: int
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    duplex: bool
+    channels: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole resolved hierarchy: what every clock needs, with nothing left to interpret."""
+
+    hardware: str
+    payload: str
+    mode: str
+    block_tokens: int
+    content: BlockContent
+    tiers: tuple[TierSpec, ...]
+    links: tuple[LinkSpec, ...]
+    codec_throughput_bytes_per_s: dict[str, tuple[float, float]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def tier(self, name: str) -> TierSpec:
+        """The tier called ``name``."""
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+def _fail(locate: Locator | None, key: str, problem: str) -> ConfigError:
+    return ConfigError(key, problem, locate(key) if locate else None)
+
+
+def _check_payload(p: PayloadConfig, block_tokens: int, locate: Locator | None) -> None:
+    if p.kind not in PAYLOAD_KINDS:
+        raise _fail(locate, "payload.kind", f"is {p.kind!r}, not one of {', '.join(PAYLOAD_KINDS)}")
+    if p.kind == "kv_cache":
+        fields = ("layers", "kv_heads", "head_dim", "tensor_parallel")
+    else:
+        fields = ("chunk_chars", "text_bytes_per_char", "tokens_per_chunk", "embedding_dim")
+    for name in fields:
+        value = getattr(p, name)
+        if value <= 0:
+            raise _fail(locate, f"payload.{name}", f"must be > 0 for a {p.kind} payload, got {value}")
+    if p.kind == "rag_chunk" and block_tokens % p.tokens_per_chunk:
+        raise _fail(
+            locate,
+            "block_tokens",
+            f"is {block_tokens}, not a multiple of payload.tokens_per_chunk ({p.tokens_per_chunk}): "
+            "a rag_chunk block holds whole chunks",
+        )
+
+
+def _check_codec_mix(mix: CodecMixConfig, locate: Locator | None) -> None:
+    known = ", ".join(CODECS)
+    if mix.default not in CODECS:
+        raise _fail(locate, "codec.default", f"is {mix.default!r}, not a known codec ({known})")
+    for tier, codec in mix.per_tier.items():
+        if codec not in CODECS:
+            raise _fail(locate, f"codec.per_tier.{tier}", f"is {codec!r}, not a known codec ({known})")
+    for name in ("int8_group_size", "int4_group_size"):
+        if getattr(mix, name) <= 0:
+            raise _fail(locate, f"codec.{name}", f"must be > 0, got {getattr(mix, name)}")
+    if mix.scale_bytes < 0:
+        raise _fail(locate, "codec.scale_bytes", f"must be >= 0, got {mix.scale_bytes}")
+
+
+def _check_watermarks(high: float, low: float, key: str, locate: Locator | None) -> None:
+    if not (0 < low <= high <= 1):
+        raise _fail(
+            locate,
+            f"{key}.low_watermark" if not 0 < low or low > high else f"{key}.high_watermark",
+            f"gives watermarks low={low}, high={high}; they must satisfy 0 < low <= high <= 1",
+        )
+
+
+def block_bytes(content: BlockContent, codec: str, mix: CodecMixConfig) -> int:
+    """Exact bytes of one block in ``codec``: encoded elements (scales included) plus raw bytes."""
+    return encoded_bytes(codec, content.elements, mix) + content.raw_bytes
+
+
+def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
+    """Validate a composed root config and resolve it into a :class:`Spec`.
+
+    Args:
+        cfg: the root config (an OmegaConf ``DictConfig`` or an :class:`~exo_sim.config.ExoConfig`).
+        locate: optional function naming where a key's value came from, for error messages.
+
+    Raises:
+        ConfigError: naming the first invalid key.
+    """
+    hw, payload, mix, pmix, hier = cfg.hardware, cfg.payload, cfg.codec, cfg.policy, cfg.hierarchy
+    block_tokens = int(cfg.block_tokens)
+    if block_tokens <= 0:
+        raise _fail(locate, "block_tokens", f"must be > 0, got {block_tokens}")
+    _check_payload(payload, block_tokens, locate)
+    _check_codec_mix(mix, locate)
+    policies = policy_names()
+    for key, name in [("policy.default", pmix.default)] + [
+        (f"policy.per_tier.{t}", p) for t, p in pmix.per_tier.items()
+    ]:
+        if name not in policies:
+            raise _fail(locate, key, f"is {name!r}, not a known policy ({', '.join(policies)})")
+    if hier.mode not in MODES:
+        raise _fail(locate, "hierarchy.mode", f"is {hier.mode!r}, not one of {', '.join(MODES)}")
+    _check_watermarks(float(hier.high_watermark), float(hier.low_watermark), "hierarchy", locate)
+    if not hw.tiers:
+        raise _fail(locate, "hardware.tiers", "is empty; a hierarchy needs at least one tier")
+
+    content = block_content(payload, block_tokens)
+    names = [t.name for t in hw.tiers]
+    notes: list[str] = []
+    for group, mapping in (("codec", mix.per_tier), ("policy", pmix.per_tier)):
+        for tier_name in mapping:
+            if tier_name not in names:
+                notes.append(
+                    f"{group}.per_tier.{tier_name} is unused: hardware {hw.name} has no tier "
+                    f"{tier_name!r} (tiers: {', '.join(names)})"
+                )
+
+    tiers: list[TierSpec] = []
+    for i, t in enumerate(hw.tiers):
+        key = f"hardware.tiers[{i}]"
+        if names.count(t.name) > 1:
+            raise _fail(locate, f"{key}.name", f"repeats the tier name {t.name!r}")
+        if t.medium not in MEDIA:
+            raise _fail(locate, f"{key}.medium", f"is {t.medium!r}, not one of {', '.join(MEDIA)}")
+        codec = mix.per_tier.get(t.name, mix.default)
+        policy = pmix.per_tier.get(t.name, pmix.default)
+        bb = block_bytes(content, codec, mix)
+        if (t.capacity_bytes is None) == (t.capacity_blocks is None):
+            raise _fail(locate, f"{key}.capacity_bytes", "and capacity_blocks: give exactly one of them")
+        if t.capacity_blocks is not None:
+            if t.capacity_blocks <= 0:
+                raise _fail(locate, f"{key}.capacity_blocks", f"must be > 0, got {t.capacity_blocks}")
+            cap_bytes = int(t.capacity_blocks) * bb
+        else:
+            cap_bytes = int(t.capacity_bytes)  # type: ignore[arg-type]
+            if cap_bytes <= 0:
+                raise _fail(locate, f"{key}.capacity_bytes", f"must be > 0, got {cap_bytes}")
+            if cap_bytes < bb:
+                raise _fail(
+                    locate,
+                    f"{key}.capacity_bytes",
+                    f"is {cap_bytes} bytes, smaller than one block of {payload.name} in {codec} "
+                    f"({bb} bytes at block_tokens={block_tokens})",
+                )
+        high = float(hier.high_watermark if t.high_watermark is None else t.high_watermark)
+        low = float(hier.low_watermark if t.low_watermark is None else t.low_watermark)
+        _check_watermarks(high, low, key, locate)
+        cap_blocks = cap_bytes // bb
+        high_blocks = math.floor(high * cap_blocks + 1e-9)
+        low_blocks = math.floor(low * cap_blocks + 1e-9)
+        if high_blocks == 0:
+            notes.append(
+                f"tier {t.name} is bypassed: high_watermark {high} of {cap_blocks} blocks leaves room "
+                "for no block"
+            )
+        tiers.append(
+            TierSpec(
+                index=i,
+                name=t.name,
+                medium=t.medium,
+                codec=codec,
+                policy=policy,
+                capacity_bytes=cap_bytes,
+                block_bytes=bb,
+                block_tokens=block_tokens,
+                capacity_blocks=cap_blocks,
+                high_blocks=high_blocks,
+                low_blocks=low_blocks,
+            )
+        )
+    if not any(t.usable for t in tiers):
+        raise _fail(locate, "hierarchy.high_watermark", "leaves no tier room for a single block")
+
+    links: list[LinkSpec] = []
+    for i, link in enumerate(hw.links):
+        key = f"hardware.links[{i}]"
+        for end in ("src", "dst"):
+            if getattr(link, end) not in names:
+                raise _fail(
+                    locate,
+                    f"{key}.{end}",
+                    f"names tier {getattr(link, end)!r}, which hardware {hw.name} does not have "
+                    f"(tiers: {', '.join(names)})",
+                )
+        if link.bandwidth_gbps <= 0:
+            raise _fail(locate, f"{key}.bandwidth_gbps", f"must be > 0, got {link.bandwidth_gbps}")
+        if link.latency_us <= 0:
+            raise _fail(locate, f"{key}.latency_us", f"must be > 0, got {link.latency_us}")
+        if link.channels < 1:
+            raise _fail(locate, f"{key}.channels", f"must be >= 1, got {link.channels}")
+        links.append(
+            LinkSpec(
+                src=names.index(link.src),
+                dst=names.index(link.dst),
+                bandwidth_bytes_per_s=float(link.bandwidth_gbps) * 1e9,
+                latency_s=float(link.latency_us) * 1e-6,
+                duplex=bool(link.duplex),
+                channels=int(link.channels),
+            )
+        )
+
+    throughput: dict[str, tuple[float, float]] = {}
+    for codec_name, tp in hw.codec_throughput.items():
+        key = f"hardware.codec_throughput.{codec_name}"
+        if codec_name not in CODECS:
+            raise _fail(locate, key, f"names {codec_name!r}, not a known codec ({', '.join(CODECS)})")
+        for part in ("encode_gbps", "decode_gbps"):
+            if getattr(tp, part) <= 0:
+                raise _fail(locate, f"{key}.{part}", f"must be > 0, got {getattr(tp, part)}")
+        throughput[codec_name] = (float(tp.encode_gbps) * 1e9, float(tp.decode_gbps) * 1e9)
+
+    return Spec(
+        hardware=str(hw.name),
+        payload=str(payload.name),
+        mode=str(hier.mode),
+        block_tokens=block_tokens,
+        content=content,
+        tiers=tuple(tiers),
+        links=tuple(links),
+        codec_throughput_bytes_per_s=throughput,
+        notes=tuple(notes),
+    )
