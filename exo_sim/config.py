@@ -151,6 +151,16 @@ class PathsConfig:
 
 
 @dataclass
+class SimConfig:
+    """Knobs of the SimPy timed model (``exo-sim``); extended by the timed model's own settings."""
+
+
+@dataclass
+class RuntimeConfig:
+    """Knobs of the real backend (``exo-run``); extended by the runtime's own settings."""
+
+
+@dataclass
 class ExoConfig:
     """The root config every exo app reads (``conf/config.yaml``)."""
 
@@ -164,6 +174,8 @@ class ExoConfig:
     capacity_blocks: Optional[int] = None
     seed: int = 0
     output: OutputConfig = field(default_factory=OutputConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
