@@ -1,0 +1,1 @@
+"""Experiments: cross-check, planning reports, sweep analysis and benchmarks (scripts and apps)."""
