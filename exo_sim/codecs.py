@@ -26,6 +26,7 @@ class CodecSpec:
         bits_per_element: stored bits per element, scales excluded.
         grouped: whether elements are quantised in groups that each carry one scale.
         lossless_from_fp32: whether encoding FP32 data and decoding it returns it bit for bit.
+
     """
 
     name: str

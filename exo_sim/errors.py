@@ -20,6 +20,7 @@ class ConfigError(ExoError):
         key: the dotted config key (``hardware.tiers[0].capacity_bytes``).
         problem: what is wrong, as the end of a sentence (``"must be > 0, got -1"``).
         where: optional origin of the value (``"conf/hardware/ci_small.yaml line 12"``).
+
     """
 
     def __init__(self, key: str, problem: str, where: str | None = None) -> None:
@@ -38,6 +39,7 @@ class TraceError(ExoError):
         problem: what is wrong.
         line: 1-based line number (text traces) or record number (binary traces), when known.
         unit: ``"line"`` or ``"record"``.
+
     """
 
     def __init__(self, path: str, problem: str, line: int | None = None, unit: str = "line") -> None:

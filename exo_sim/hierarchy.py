@@ -20,7 +20,7 @@ The loop is written once, here::
         policy(k).insert(b)
 
 Bypassed tiers (no room for one block under their watermark) are skipped by every move. When
-``record_moves`` is on, every move is appended to :attr:`Hierarchy.moves` as a :class:`Move`, 
+``record_moves`` is on, every move is appended to :attr:`Hierarchy.moves` as a :class:`Move`,
 one access's moves are meant to be applied as a batch (read every source, then
 write every destination), since the tier a block is promoted from may receive a demoted victim.
 Moves are listed in decision order: the block admitted first, then each victim it displaces.
@@ -44,6 +44,33 @@ class Move(NamedTuple):
     dst: int | None
     bytes_src: int
     bytes_dst: int
+
+
+class _Bypassed(Policy):
+    """Stands in for the policy of a bypassed tier; the core never routes a block to one."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def insert(self, key: int, next_access: int = NEVER) -> None:  # noqa: D102
+        raise AssertionError("a block was routed to a bypassed tier")
+
+    access = insert
+
+    def remove(self, key: int) -> None:  # noqa: D102
+        raise AssertionError("a bypassed tier holds nothing")
+
+    def victim(self) -> int:  # noqa: D102
+        raise AssertionError("a bypassed tier holds nothing")
+
+    def __len__(self) -> int:
+        return 0
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+
+_BYPASSED = _Bypassed()
 
 
 class HierarchyInvariantError(AssertionError):
@@ -73,6 +100,7 @@ class Hierarchy:
         spec: the resolved hierarchy.
         record_moves: append every :class:`Move` to :attr:`moves` (the timed model and the runtime
             need them; the replay does not).
+
     """
 
     def __init__(self, spec: Spec, record_moves: bool = False) -> None:
@@ -94,6 +122,8 @@ class Hierarchy:
             get_policy(t.policy)(t.high_blocks) if t.usable else None for t in spec.tiers
         ]
         self.needs_future = any(p is not None and p.needs_future for p in self.policies)
+        # the same policies with a stand-in at bypassed tiers, so hot paths index without checks
+        self._active: list[Policy] = [p if p is not None else _BYPASSED for p in self.policies]
         self._high = [t.high_blocks for t in spec.tiers]
         self._evict_to = [max(t.low_blocks, 1) - 1 for t in spec.tiers]
         self._bytes = [t.block_bytes for t in spec.tiers]
@@ -104,9 +134,7 @@ class Hierarchy:
         self.hits = [0] * n
         self.promotions = [0] * n
         self.demotions = [0] * n
-        self.evictions = [0] * n
         self.drops = [0] * n
-        self.writes = [0] * n
         self.accesses = 0
         self.new_blocks = 0
         self.recomputed_blocks = 0
@@ -120,38 +148,53 @@ class Hierarchy:
         """Read each block of ``blocks`` in order (the replay's fast path; no per-access result).
 
         ``next_access[i]`` is the access index of ``blocks[i]``'s next read (or :data:`NEVER`); it is
-        needed only when a policy has ``needs_future``.
+        needed only when a policy has ``needs_future``. A top-tier hit costs one dict lookup and the
+        policy's ``touch``; everything else goes through :meth:`_access_slow`.
         """
         top = self.top
         where_get = self.where.get
-        top_policy = self.policies[top]
-        assert top_policy is not None
-        top_touch = top_policy.access
+        top_policy = self._active[top]
         slow = self._access_slow
+        admit = self._admit
         base = self.accesses
-        hits = 0
+        n_slow = 0
+        n_new = 0
+        if self.write_through:  # a computed block is also persisted: the slow path does that
+            admit = None  # type: ignore[assignment]
         if next_access is None:
             if self.needs_future:
                 raise ValueError("a policy needs next-access times and none were given")
+            touch = top_policy.touch
             for i, b in enumerate(blocks):
-                if where_get(b) == top:
-                    hits += 1
-                    top_touch(b, NEVER)
-                else:
+                t = where_get(b)
+                if t == top:
+                    if touch is not None:
+                        touch(b)
+                elif t is None and admit is not None:  # computed and admitted at the top
+                    n_new += 1
                     self.now = base + i
-                    slow(b, NEVER)
+                    admit(top, b, NEVER, None)
+                else:
+                    n_slow += 1
+                    slow(b, NEVER, base + i)
         else:
             nxt = self.next_access
+            top_access = top_policy.access
             for i, b in enumerate(blocks):
                 na = next_access[i]
                 nxt[b] = na
-                if where_get(b) == top:
-                    hits += 1
-                    top_touch(b, na)
-                else:
+                t = where_get(b)
+                if t == top:
+                    top_access(b, na)
+                elif t is None and admit is not None:
+                    n_new += 1
                     self.now = base + i
-                    slow(b, na)
-        self.hits[top] += hits
+                    admit(top, b, na, None)
+                else:
+                    n_slow += 1
+                    slow(b, na, base + i)
+        self.hits[top] += len(blocks) - n_slow - n_new
+        self.recomputed_blocks += n_new
         self.accesses = base + len(blocks)
         self.now = self.accesses
 
@@ -184,17 +227,22 @@ class Hierarchy:
             self._persist(block, next_access)
 
     # ------------------------------------------------------------------ slow path
-    def _access_slow(self, b: int, na: int) -> None:
+    def _access_slow(self, b: int, na: int, now: int) -> None:
+        """Everything but a top-tier hit; counted by the caller as not a top hit."""
+        self.now = now
         t = self.where.get(b)
+        top = self.top
         if t is None:
             self.recomputed_blocks += 1
-            self._admit(self.top, b, na, None)
+            self._admit(top, b, na, None)
             if self.write_through:
                 self._persist(b, na)
             return
+        policy = self._active[t]
         self.hits[t] += 1
-        policy = self.policies[t]
-        assert policy is not None
+        if t == top:  # only when called directly, not from access_many
+            policy.access(b, na)
+            return
         self.promotions[t] += 1
         if self.write_through and t == self.last:
             policy.access(b, na)  # the last tier keeps its persisted copy
@@ -202,7 +250,7 @@ class Hierarchy:
             policy.remove(b)
             self._set_used(t, self.used[t] - 1)
             del self.where[b]
-        self._admit(self.top, b, na, t)
+        self._admit(top, b, na, t)
 
     def _set_used(self, k: int, value: int) -> None:
         now = self.now
@@ -216,40 +264,54 @@ class Hierarchy:
         """Admit ``b`` (coming from tier ``src``, or computed) into tier ``k``; victims cascade down.
 
         The cascade is a loop carrying one block down: a full tier gives up one victim per admitted
-        block, the common case. A tier over its high watermark that evicts down to a lower watermark
-        gives up several; all but the last are routed by recursion.
+        block, the common case, written inline for speed. A tier over its high watermark that evicts
+        down to a lower watermark gives up several; all but the last are routed by recursion.
         """
-        policies, used, where = self.policies, self.used, self.where
-        wt, last, rec = self.write_through, self.last, self.record_moves
+        policies, used, where, rec = self._active, self.used, self.where, self.record_moves
+        wt = self.write_through
         while True:
             policy = policies[k]
-            assert policy is not None
             if rec:
                 self.moves.append(
                     Move(b, src, k, self._bytes[src] if src is not None else 0, self._bytes[k])
                 )
-            victims: list[int] = []
-            if used[k] >= self._high[k]:
-                n_out = used[k] - self._evict_to[k]
+            u = used[k]
+            if u < self._high[k]:  # room: no victim
+                policy.insert(b, na)
+                self._set_used(k, u + 1)
+                if not (wt and k == self.last and b in where):
+                    where[b] = k
+                return
+            n_out = u - self._evict_to[k]
+            if n_out == 1:  # one out, one in: occupancy unchanged
+                v = policy.victim()
+                victims = None
+            else:
                 victims = [policy.victim() for _ in range(n_out)]
-                self.evictions[k] += n_out
+                v = victims.pop()
+                self._set_used(k, u + 1 - n_out)
             policy.insert(b, na)
-            self.writes[k] += 1
-            if len(victims) != 1:  # one out, one in: occupancy unchanged
-                self._set_used(k, used[k] + 1 - len(victims))
-            if not (wt and k == last and b in where):
+            if not (wt and k == self.last and b in where):
                 where[b] = k
-            if not victims:
-                return
-            for v in victims[:-1]:
+            if victims:
+                for other in victims:
+                    nxt = self._route(k, other)
+                    if nxt is not None:
+                        self._admit(nxt, other, self._next_of(other), k)
+            if wt:
                 nxt = self._route(k, v)
-                if nxt is not None:
-                    self._admit(nxt, v, self._next_of(v), k)
-            v = victims[-1]
-            nxt = self._route(k, v)
-            if nxt is None:
-                return
-            b, na, src, k = v, self._next_of(v), k, nxt
+                if nxt is None:
+                    return
+            else:  # exclusive, inline: demote one tier down (where[v] is rewritten there) or drop
+                nxt = self._below[k]
+                if nxt is None:
+                    self.drops[k] += 1
+                    del where[v]
+                    if rec:
+                        self.moves.append(Move(v, k, None, self._bytes[k], 0))
+                    return
+                self.demotions[k] += 1
+            b, na, src, k = v, (self.next_access.get(v, NEVER) if self.needs_future else NEVER), k, nxt
 
     def _next_of(self, v: int) -> int:
         return self.next_access.get(v, NEVER) if self.needs_future else NEVER
@@ -311,15 +373,18 @@ class Hierarchy:
         now = self.accesses
         for k in range(self.n_tiers):
             area = self._area[k] + self.used[k] * (now - self._area_since[k])
+            # every block written into a tier is still there, was evicted, or left by promotion
+            evictions = self.demotions[k] + self.drops[k]
+            removed = 0 if (self.write_through and k == self.last) else self.promotions[k]
             out.append(
                 TierCounters(
                     hits=self.hits[k],
                     misses=reached - self.hits[k],
                     promotions=self.promotions[k],
                     demotions=self.demotions[k],
-                    evictions=self.evictions[k],
+                    evictions=evictions,
                     drops=self.drops[k],
-                    writes=self.writes[k],
+                    writes=self.used[k] + evictions + removed,
                     used_blocks=self.used[k],
                     peak_blocks=self.peak[k],
                     mean_blocks=area / now if now else 0.0,

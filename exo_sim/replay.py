@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from exo_sim.future import with_next_access
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.policies import NEVER
-from exo_sim.results import SCHEMA_VERSION, OccupancySeries, config_hash, link_rows, tier_rows
+from exo_sim.results import OccupancySeries, build_summary
 from exo_sim.spec import Locator, Spec, build_spec
 from exo_sim.workloads import make_workload
 from exo_sim.workloads.base import RequestChunk, Workload
@@ -92,6 +91,7 @@ def run_replay(
     locate: Locator | None = None,
     progress: ProgressFn | None = None,
     resolved: dict[str, Any] | None = None,
+    prepared: tuple[Spec, Workload] | None = None,
 ) -> ReplayResult:
     """Replay ``cfg``'s workload through its hierarchy and build the summary.
 
@@ -100,11 +100,12 @@ def run_replay(
         locate: names the origin of a config key in error messages.
         progress: called with the number of references processed since the last call.
         resolved: the resolved config to embed in the summary (computed from ``cfg`` if omitted).
+        prepared: the result of :func:`prepare` for ``cfg``, if the caller already validated it.
 
     Raises:
         ExoError: on invalid config or trace (before any work where it can be known in advance).
     """
-    spec, workload = prepare(cfg, locate)
+    spec, workload = prepared if prepared is not None else prepare(cfg, locate)
     h = Hierarchy(spec)
     series = OccupancySeries()
     every = _sample_every(workload, int(cfg.output.timeseries_points))
@@ -123,40 +124,15 @@ def run_replay(
     if series.access_index[-1] != h.accesses:
         series.sample(h.accesses, h.used)
 
-    if resolved is None:
-        resolved = (
-            OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
-        )  # type: ignore[assignment]
-    assert resolved is not None
-    notes = list(spec.notes)
-    if streamed:
-        notes.append(
-            f"{streamed} requests referenced more blocks than the top tier holds "
-            f"({top_room}); their blocks were streamed through it in order"
-        )
-    summary: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "source": "replay",
-        "config_hash": config_hash(resolved),
-        "config": resolved,
-        "hardware": spec.hardware,
-        "payload": spec.payload,
-        "mode": spec.mode,
-        "block_tokens": spec.block_tokens,
-        "workload": workload.describe(),
-        "requests": requests,
-        "accesses": h.accesses,
-        "new_blocks": h.new_blocks,
-        "recomputed_blocks": h.recomputed_blocks,
-        "recomputed_tokens": h.recomputed_blocks * spec.block_tokens,
-        "requests_exceeding_top_tier": streamed,
-        "tiers": tier_rows(spec, h),
-        "links": link_rows(spec, h),
-        "latency_s": {"p50": None, "p95": None, "p99": None},
-        "makespan_s": None,
-        "elapsed_s": elapsed,
-        "accesses_per_s": h.accesses / elapsed if elapsed > 0 else None,
-        "notes": notes,
-        "complete": True,
-    }
+    summary = build_summary(
+        "replay",
+        cfg,
+        spec,
+        h,
+        workload=workload.describe(),
+        requests=requests,
+        streamed_requests=streamed,
+        elapsed_s=elapsed,
+        resolved=resolved,
+    )
     return ReplayResult(spec=spec, summary=summary, series=series, hierarchy=h)

@@ -156,6 +156,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
 
     Raises:
         ConfigError: naming the first invalid key.
+
     """
     hw, payload, mix, pmix, hier = cfg.hardware, cfg.payload, cfg.codec, cfg.policy, cfg.hierarchy
     block_tokens = int(cfg.block_tokens)

@@ -23,11 +23,11 @@ setup()
 def replay_to_dir(cfg: DictConfig, out_dir: str | Path) -> ReplayResult:
     """Validate ``cfg``, replay it and write its results into ``out_dir``."""
     locate = make_locator()
-    _, workload = prepare(cfg, locate)
-    total = getattr(workload, "estimated_refs", lambda: None)()
+    prepared = prepare(cfg, locate)
+    total = getattr(prepared[1], "estimated_refs", lambda: None)()
     show = bool(cfg.output.progress) and sys.stderr.isatty()
     with tqdm(total=total, unit="acc", unit_scale=True, disable=not show, desc="replay") as bar:
-        result = run_replay(cfg, locate=locate, progress=bar.update)
+        result = run_replay(cfg, progress=bar.update, prepared=prepared)
     write_results(out_dir, result.summary, {"timeseries": result.series.frame(result.spec)})
     return result
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 NEVER: int = sys.maxsize
@@ -37,15 +38,23 @@ class Policy(ABC):
     Args:
         capacity_blocks: how many blocks the tier may hold before it must evict (> 0). Policies
             that split their space (S3-FIFO, ARC) size their parts from it.
+
     """
 
     name: ClassVar[str] = ""
     needs_future: ClassVar[bool] = False
 
+    touch: Callable[[int], object] | None
+    """Records a hit when next-access times are not in use: a one-argument callable, or ``None`` when
+    a hit changes nothing (FIFO). It defaults to :meth:`access`; a policy may bind a C-level method
+    instead (LRU binds ``OrderedDict.move_to_end``), since the hierarchy calls it on every top-tier
+    hit. It must have exactly the effect of ``access(key, NEVER)``."""
+
     def __init__(self, capacity_blocks: int) -> None:
         if capacity_blocks <= 0:
             raise ValueError("capacity_blocks must be > 0")
         self.capacity_blocks = capacity_blocks
+        self.touch = self.access
 
     @abstractmethod
     def insert(self, key: int, next_access: int = NEVER) -> None:

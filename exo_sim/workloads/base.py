@@ -30,6 +30,7 @@ class RequestChunk:
         next_access: global access index of each reference's next read of the same block
             (:data:`exo_sim.policies.NEVER` if none); present only when the trace carries it or
             the replay computed it.
+
     """
 
     arrival_s: np.ndarray
@@ -56,6 +57,7 @@ class Workload(ABC):
     Args:
         cfg: the workload's config (its dataclass, or a DictConfig with the same keys).
         block_tokens: tokens per block in the run.
+
     """
 
     kind: ClassVar[str] = ""
@@ -67,7 +69,7 @@ class Workload(ABC):
         self.cfg = cfg
         self.block_tokens = block_tokens
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 - optional hook; most workloads override it
         """Refuse bad parameters or unreadable inputs before any work starts (raise ``ExoError``)."""
 
     @abstractmethod

@@ -1,0 +1,22 @@
+# The README's two commands. Each installs what it needs first (editable, so conf/ is found).
+PIP ?= python -m pip
+
+.PHONY: install install-dev run test lint
+
+install:
+	$(PIP) install -q -e '.[runtime]'
+
+install-dev:
+	$(PIP) install -q -e '.[runtime,dev]'
+
+# The main job on the built-in default config.
+run: install
+	exo-replay
+
+# Lint, types and the whole test suite.
+test: install-dev lint
+	python -m pytest
+
+lint:
+	ruff check .
+	mypy
