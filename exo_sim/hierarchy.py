@@ -275,6 +275,9 @@ class Hierarchy:
                 self.moves.append(
                     Move(b, src, k, self._bytes[src] if src is not None else 0, self._bytes[k])
                 )
+            prepare = policy.prepare_insert
+            if prepare is not None:
+                prepare(b)
             u = used[k]
             if u < self._high[k]:  # room: no victim
                 policy.insert(b, na)

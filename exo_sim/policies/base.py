@@ -7,6 +7,9 @@ tier is over its watermark, exactly like libCacheSim's ``cache_get_base`` loop.
 
 Call order, which every implementation may rely on:
 
+* ``prepare_insert(key)`` (only if the policy defines it; ARC does) when ``key`` is about to be
+  admitted, *before* any victim is asked for — the policy may look the key up in its ghost lists
+  then, as libCacheSim does on its lookup;
 * ``insert(key, next_access)`` for a key that is not resident, *after* the hierarchy has made room;
 * ``access(key, next_access)`` for a hit on a resident key;
 * ``remove(key)`` when a resident key leaves the tier other than as a victim (promotion);
@@ -43,6 +46,9 @@ class Policy(ABC):
 
     name: ClassVar[str] = ""
     needs_future: ClassVar[bool] = False
+
+    prepare_insert: Callable[[int], None] | None = None
+    """Optional hook: told the key about to be admitted before its victims are chosen (see above)."""
 
     touch: Callable[[int], object] | None
     """Records a hit when next-access times are not in use: a one-argument callable, or ``None`` when
