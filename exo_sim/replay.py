@@ -134,5 +134,6 @@ def run_replay(
         streamed_requests=streamed,
         elapsed_s=elapsed,
         resolved=resolved,
+        notes=workload.notes(),
     )
     return ReplayResult(spec=spec, summary=summary, series=series, hierarchy=h)

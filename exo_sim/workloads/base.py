@@ -30,7 +30,8 @@ class RequestChunk:
         next_access: global access index of each reference's next read of the same block
             (:data:`exo_sim.policies.NEVER` if none); present only when the trace carries it or
             the replay computed it.
-
+        session_ids: the session (conversation) each request belongs to, shape ``(n,)`` int64, where
+            the workload knows it (``agent_sessions``); ``None`` otherwise.
     """
 
     arrival_s: np.ndarray
@@ -39,6 +40,7 @@ class RequestChunk:
     writes: np.ndarray
     tokens: np.ndarray
     next_access: np.ndarray | None = None
+    session_ids: np.ndarray | None = None
 
     @property
     def n_requests(self) -> int:
@@ -79,3 +81,7 @@ class Workload(ABC):
     def describe(self) -> dict[str, Any]:
         """A few facts for the summary (kind, source path, parameters)."""
         return {"kind": self.kind}
+
+    def notes(self) -> list[str]:
+        """Caveats the results must carry (e.g. a trace with no reuse information); none by default."""
+        return []
