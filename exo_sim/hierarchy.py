@@ -127,6 +127,11 @@ class Hierarchy:
         self._high = [t.high_blocks for t in spec.tiers]
         self._evict_to = [max(t.low_blocks, 1) - 1 for t in spec.tiers]
         self._bytes = [t.block_bytes for t in spec.tiers]
+        # what _admit needs of each tier, bound once: it runs for every level of every cascade
+        self._ops = [
+            (p, p.prepare_insert, p.insert, p.victim, self._high[i], self._evict_to[i], self._below[i])
+            for i, p in enumerate(self._active)
+        ]
         self.where: dict[int, int] = {}
         self.next_access: dict[int, int] = {}
         self.used = [0] * n
@@ -139,8 +144,8 @@ class Hierarchy:
         self.new_blocks = 0
         self.recomputed_blocks = 0
         self.persists = 0
-        self._area = [0] * n
-        self._area_since = [0] * n
+        # occupancy summed over accesses = used_now x accesses - sum over changes of (delta x when)
+        self._change_time = [0] * n
         self.now = 0
 
     # ------------------------------------------------------------------ hot path
@@ -176,7 +181,7 @@ class Hierarchy:
                     admit(top, b, NEVER, None)
                 else:
                     n_slow += 1
-                    slow(b, NEVER, base + i)
+                    slow(b, NEVER, base + i, t)
         else:
             nxt = self.next_access
             top_access = top_policy.access
@@ -192,7 +197,7 @@ class Hierarchy:
                     admit(top, b, na, None)
                 else:
                     n_slow += 1
-                    slow(b, na, base + i)
+                    slow(b, na, base + i, t)
         self.hits[top] += len(blocks) - n_slow - n_new
         self.recomputed_blocks += n_new
         self.accesses = base + len(blocks)
@@ -227,10 +232,9 @@ class Hierarchy:
             self._persist(block, next_access)
 
     # ------------------------------------------------------------------ slow path
-    def _access_slow(self, b: int, na: int, now: int) -> None:
-        """Everything but a top-tier hit; counted by the caller as not a top hit."""
+    def _access_slow(self, b: int, na: int, now: int, t: int | None) -> None:
+        """Everything but a top-tier hit (``t``: the tier holding ``b``, or ``None``)."""
         self.now = now
-        t = self.where.get(b)
         top = self.top
         if t is None:
             self.recomputed_blocks += 1
@@ -240,22 +244,18 @@ class Hierarchy:
             return
         policy = self._active[t]
         self.hits[t] += 1
-        if t == top:  # only when called directly, not from access_many
-            policy.access(b, na)
-            return
         self.promotions[t] += 1
         if self.write_through and t == self.last:
             policy.access(b, na)  # the last tier keeps its persisted copy
         else:
             policy.remove(b)
-            self._set_used(t, self.used[t] - 1)
+            self.used[t] -= 1
+            self._change_time[t] -= now
             del self.where[b]
         self._admit(top, b, na, t)
 
     def _set_used(self, k: int, value: int) -> None:
-        now = self.now
-        self._area[k] += self.used[k] * (now - self._area_since[k])
-        self._area_since[k] = now
+        self._change_time[k] += (value - self.used[k]) * self.now
         self.used[k] = value
         if value > self.peak[k]:
             self.peak[k] = value
@@ -267,33 +267,34 @@ class Hierarchy:
         block, the common case, written inline for speed. A tier over its high watermark that evicts
         down to a lower watermark gives up several; all but the last are routed by recursion.
         """
-        policies, used, where, rec = self._active, self.used, self.where, self.record_moves
-        wt = self.write_through
+        used, where, rec, wt, ops = self.used, self.where, self.record_moves, self.write_through, self._ops
         while True:
-            policy = policies[k]
+            policy, prepare, insert, victim, high, evict_to, below = ops[k]
             if rec:
                 self.moves.append(
                     Move(b, src, k, self._bytes[src] if src is not None else 0, self._bytes[k])
                 )
-            prepare = policy.prepare_insert
             if prepare is not None:
                 prepare(b)
             u = used[k]
-            if u < self._high[k]:  # room: no victim
-                policy.insert(b, na)
-                self._set_used(k, u + 1)
+            if u < high:  # room: no victim
+                insert(b, na)
+                used[k] = u + 1
+                self._change_time[k] += self.now
+                if u >= self.peak[k]:
+                    self.peak[k] = u + 1
                 if not (wt and k == self.last and b in where):
                     where[b] = k
                 return
-            n_out = u - self._evict_to[k]
+            n_out = u - evict_to
             if n_out == 1:  # one out, one in: occupancy unchanged
-                v = policy.victim()
+                v = victim()
                 victims = None
             else:
-                victims = [policy.victim() for _ in range(n_out)]
+                victims = [victim() for _ in range(n_out)]
                 v = victims.pop()
                 self._set_used(k, u + 1 - n_out)
-            policy.insert(b, na)
+            insert(b, na)
             if not (wt and k == self.last and b in where):
                 where[b] = k
             if victims:
@@ -306,7 +307,7 @@ class Hierarchy:
                 if nxt is None:
                     return
             else:  # exclusive, inline: demote one tier down (where[v] is rewritten there) or drop
-                nxt = self._below[k]
+                nxt = below
                 if nxt is None:
                     self.drops[k] += 1
                     del where[v]
@@ -375,7 +376,7 @@ class Hierarchy:
         reached = self.accesses
         now = self.accesses
         for k in range(self.n_tiers):
-            area = self._area[k] + self.used[k] * (now - self._area_since[k])
+            area = self.used[k] * now - self._change_time[k]
             # every block written into a tier is still there, was evicted, or left by promotion
             evictions = self.demotions[k] + self.drops[k]
             removed = 0 if (self.write_through and k == self.last) else self.promotions[k]
