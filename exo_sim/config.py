@@ -175,8 +175,71 @@ class MrcConfig:
 
 
 @dataclass
+class CalibrateConfig:
+    """What ``exo-calibrate`` measures and where it writes the profile.
+
+    Each link of the chosen ``hardware`` profile is measured in both directions by copying blocks of
+    every size in ``block_sizes_bytes`` one at a time (shuffled slots, so no two copies coalesce)
+    through the runtime's own stores, ``bytes_per_size`` bytes per size and direction, best of
+    ``repeats``. Codecs are timed on ``codec_elements`` float32 elements. The profile is written to
+    ``<out_dir>/<name>.yaml`` (default ``conf/hardware/calibrated/<hostname>.yaml``) and loads with
+    ``hardware=calibrated/<name>``.
+    """
+
+    name: Optional[str] = None
+    out_dir: Optional[str] = None
+    block_sizes_bytes: list[int] = field(default_factory=lambda: [65536, 1048576, 8388608])
+    bytes_per_size: int = 134217728
+    repeats: int = 3
+    codec_elements: int = 4194304
+
+
+@dataclass
+class MrcConfig:
+    """Knobs of the miss-ratio curves (``exo-mrc``), owned by :mod:`exo_sim.mrc`.
+
+    ``policies`` are drawn for one cache tier; ``lru`` comes from one pass (stack distances), every
+    other policy from one replay per capacity, run on ``jobs`` processes (0: one per CPU core).
+    Capacities are ``capacities_blocks`` if given, else ``points`` capacities spaced ``log`` or
+    ``linear`` from ``min_blocks`` to ``max_blocks`` (default: the workload's distinct blocks).
+    """
+
+    policies: list[str] = field(default_factory=lambda: ["lru"])
+    capacities_blocks: Optional[list[int]] = None
+    points: int = 100
+    min_blocks: int = 1
+    max_blocks: Optional[int] = None
+    spacing: str = "log"  # log | linear
+    jobs: int = 0
+
+
+@dataclass
 class RuntimeConfig:
-    """Knobs of the real backend (``exo-run``); extended by the runtime's own settings."""
+    """Knobs of the real backend (``exo-run``, ``exo-calibrate``); owned by ``exo_runtime``.
+
+    ``data_dir`` holds the file tiers' slab files and manifests (default: ``data/`` in the run's
+    output folder); ``resume`` reuses the blocks a previous run persisted there. ``staging_bytes`` is
+    the host staging pool one batch of moves goes through; ``codec_scratch_bytes`` the float32 scratch
+    codecs decode into. ``integrity``: ``off``, ``checksum`` (every read is checked bit for bit against
+    the CRC-32 taken when it was written) or ``full`` (also regenerate each block's birth data and check
+    decoded values against the codec's error bound). ``manifest_interval_s``: how often the file tier's
+    manifest is committed; ``file_spare_fraction``: extra file slots for copy-on-write reuse (a freed
+    slot is rewritten only once a manifest no longer naming its block is durable). ``pace_arrivals``
+    waits for each request's arrival time instead of running as fast as possible. ``prefault`` touches
+    every page of the memory slabs before the run so that none is faulted in during a timed copy.
+    """
+
+    data_dir: Optional[str] = None
+    resume: bool = False
+    staging_bytes: int = 67108864
+    codec_scratch_bytes: int = 67108864
+    telemetry_interval_s: float = 0.1
+    integrity: str = "checksum"  # off | checksum | full
+    manifest_interval_s: float = 1.0
+    file_spare_fraction: float = 0.05
+    pace_arrivals: bool = False
+    prefault: bool = True
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
 
 
 @dataclass

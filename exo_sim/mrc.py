@@ -148,7 +148,10 @@ def references(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------ capacities and configs
 def capacity_grid(lo: int, hi: int, points: int, spacing: str = "log") -> np.ndarray:
-    """``points`` distinct integer capacities from ``lo`` to ``hi`` (all of them if fewer exist)."""
+    """``points`` distinct integer capacities from ``lo`` to ``hi`` (all of them if fewer exist).
+
+    One point is ``hi`` alone.
+    """
     if hi - lo + 1 <= points:
         return np.arange(lo, hi + 1, dtype=np.int64)
     raw = np.geomspace(lo, hi, points) if spacing == "log" else np.linspace(lo, hi, points)

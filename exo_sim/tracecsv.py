@@ -23,7 +23,8 @@ import pyarrow.csv as pacsv
 
 from exo_sim.errors import TraceError
 
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 18
+"""Bytes per CSV block; pyarrow's streaming reader holds about 36 blocks read ahead (~10 MB)."""
 _ROW = re.compile(r"Row #(\d+)")
 _COLUMN = re.compile(r"column #(\d+)")
 _VALUE = re.compile(r"invalid value '(.*)'")
