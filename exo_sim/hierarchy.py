@@ -231,6 +231,28 @@ class Hierarchy:
         if self.write_through:
             self._persist(block, next_access)
 
+    def preload(self, k: int, blocks: Sequence[int]) -> list[int]:
+        """Place blocks an earlier run left in tier ``k`` (the runtime's resume), oldest first.
+
+        Nothing is counted as an access, hit or move; only occupancy grows (so the tier's derived
+        ``writes`` include them). Blocks already resident, and those that would take the tier over its
+        high watermark, are not placed: they are returned.
+        """
+        policy = self.policies[k]
+        if policy is None:
+            return list(blocks)
+        left: list[int] = []
+        for b in blocks:
+            if b in self.where or b in policy or self.used[k] >= self._high[k]:
+                left.append(b)
+                continue
+            if policy.prepare_insert is not None:
+                policy.prepare_insert(b)
+            policy.insert(b, self._next_of(b))
+            self._set_used(k, self.used[k] + 1)
+            self.where[b] = k
+        return left
+
     # ------------------------------------------------------------------ slow path
     def _access_slow(self, b: int, na: int, now: int, t: int | None) -> None:
         """Everything but a top-tier hit (``t``: the tier holding ``b``, or ``None``)."""

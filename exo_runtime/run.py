@@ -1,0 +1,673 @@
+"""``run_runtime``: one config on this machine's real memories, with the shared decision core.
+
+Order of work: validate the config and workload (as the replay does) and the ``runtime`` keys; refuse
+media this machine lacks (a ``cuda`` or ``pinned`` tier without a GPU names ``hardware=ci_cpu``);
+check the data directory and any manifest in it; check that every slab, the staging pool and the codec
+scratch fit the machine — all before allocating anything. Then allocate the stores, recover the blocks
+an earlier run persisted (``resume``), and drive the workload request by request through the
+:class:`~exo_sim.hierarchy.Hierarchy`, handing each request's moves to the
+:class:`~exo_runtime.executor.Executor`. Results use the common schema (:mod:`exo_sim.results`) with
+``source = "runtime"``, plus what was measured.
+
+Faults met during the run (a full disk; blocks corrupted on read or lost on resume) end it cleanly:
+results are written (``complete`` says whether the workload was finished) and returned with the fault,
+which the CLI reports in one sentence with exit status 3.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from exo_runtime.buffers import ALIGN_BYTES, StagingPool
+from exo_runtime.codecs import Codec, make_codec
+from exo_runtime.errors import DataDirError, DiskFullError, IntegrityFault, MachineError, RunFault
+from exo_runtime.executor import Corruption, Executor, recovered_copy
+from exo_runtime.fit import check_fit, machine_room
+from exo_runtime.integrity import INTEGRITY_MODES, row_crcs
+from exo_runtime.manifest import Manifest, load_manifest, manifest_path
+from exo_runtime.nvml import GpuMemoryProbe
+from exo_runtime.payload_data import BlockFactory
+from exo_runtime.stores import Footprint, Store, StoreSettings, store_class
+from exo_runtime.telemetry import TelemetrySampler
+from exo_sim.errors import ConfigError, ExoError
+from exo_sim.hierarchy import Hierarchy
+from exo_sim.policies import NEVER
+from exo_sim.replay import prepare, workload_chunks
+from exo_sim.results import (
+    REQUEST_COLUMNS,
+    LinkUsage,
+    OccupancySeries,
+    build_summary,
+    config_hash,
+    latency_percentiles,
+    link_usage_rows,
+    requests_frame,
+    resolved_config,
+    write_results,
+)
+from exo_sim.spec import Locator, Spec, TierSpec
+
+ProgressFn = Callable[[int], None]
+
+NO_GPU_HINT = "run with hardware=ci_cpu or another profile without cuda and pinned tiers"
+
+
+@dataclass
+class RuntimeResult:
+    """What a runtime run produced; ``fault`` is the run's fault (already in the summary), if any."""
+
+    spec: Spec
+    summary: dict[str, Any]
+    series: OccupancySeries
+    requests: pd.DataFrame
+    telemetry: pd.DataFrame
+    out_dir: Path
+    fault: RunFault | None
+
+
+# ---------------------------------------------------------------------------- checks before work
+def check_runtime_keys(rc: Any, locate: Locator | None = None) -> None:
+    """Refuse bad ``runtime.*`` values with one sentence naming the key."""
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"runtime.{key}", problem, locate(f"runtime.{key}") if locate else None)
+
+    if rc.integrity not in INTEGRITY_MODES:
+        raise fail("integrity", f"is {rc.integrity!r}, not one of {', '.join(INTEGRITY_MODES)}")
+    for key in ("staging_bytes", "codec_scratch_bytes"):
+        if int(getattr(rc, key)) <= 0:
+            raise fail(key, f"must be > 0, got {getattr(rc, key)}")
+    for key in ("telemetry_interval_s", "manifest_interval_s"):
+        if float(getattr(rc, key)) <= 0:
+            raise fail(key, f"must be > 0, got {getattr(rc, key)}")
+    if not 0 <= float(rc.file_spare_fraction) <= 1:
+        raise fail("file_spare_fraction", f"must be between 0 and 1, got {rc.file_spare_fraction}")
+
+
+def check_media(spec: Spec) -> None:
+    """Refuse a tier whose medium this machine lacks (never emulated: host memory is not VRAM)."""
+    for t in spec.tiers:
+        if not t.usable:
+            continue
+        try:
+            cls = store_class(t.medium)
+        except KeyError as err:
+            raise ConfigError(f"hardware.tiers[{t.index}].medium", str(err.args[0])) from None
+        reason = cls.unavailable()
+        if reason:
+            raise MachineError(
+                f"hardware {spec.hardware} has a {t.medium} tier ({t.name}) but {reason}; {NO_GPU_HINT}"
+            )
+
+
+def prepare_dir(path: Path, key: str) -> None:
+    """Create ``path`` if needed and prove it writable; :class:`DataDirError` naming ``key`` if not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".exo-probe-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise DataDirError(f"{key} {path} is not a writable directory ({reason})") from None
+
+
+def tier_layout(cfg: Any, spec: Spec, tier: TierSpec, slots: int, row_bytes: int) -> dict[str, Any]:
+    """What a durable tier's file holds, as data: a manifest is reusable only under an equal layout."""
+    payload = cfg.payload
+    data = OmegaConf.to_container(payload, resolve=True) if isinstance(payload, DictConfig) else vars(payload)
+    mix = cfg.codec
+    return {
+        "payload": data,
+        "block_tokens": spec.block_tokens,
+        "tier": tier.name,
+        "medium": tier.medium,
+        "codec": tier.codec,
+        "codec_params": {
+            "int8_group_size": int(mix.int8_group_size),
+            "int4_group_size": int(mix.int4_group_size),
+            "scale_bytes": int(mix.scale_bytes),
+        },
+        "block_bytes": tier.block_bytes,
+        "capacity_blocks": tier.capacity_blocks,
+        "slots": slots,
+        "row_bytes": row_bytes,
+        "seed": int(cfg.seed),
+    }
+
+
+def worst_moves_per_access(spec: Spec) -> int:
+    """A generous bound on the moves one access can cause (admission, victims, cascades, persist)."""
+    n_out = [max(1, t.high_blocks - max(t.low_blocks, 1) + 1) for t in spec.tiers if t.usable]
+    cascade = 1
+    total = 1
+    for k in n_out:
+        cascade = cascade * k + 1
+        total += cascade
+    return 2 * total if spec.mode == "write_through" else total
+
+
+# ---------------------------------------------------------------------------- recovery
+@dataclass
+class _Recovery:
+    resumed: int = 0
+    over_watermark: int = 0
+    lost: list[Corruption] | None = None
+
+
+def _recover(
+    k: int,
+    store: Store,
+    entries: np.ndarray,
+    staging: StagingPool,
+    h: Hierarchy,
+    executor: Executor,
+    manifest: Manifest,
+    stride: int,
+) -> _Recovery:
+    """Check every block a manifest names (bit for bit) and place the intact ones in tier ``k``."""
+    out = _Recovery(lost=[])
+    assert out.lost is not None
+    ok: list[Any] = []
+    seen_slots: set[int] = set()
+    order = np.argsort(entries["slot"], kind="stable")
+    batch = max(1, staging.nbytes // (stride + ALIGN_BYTES))
+    valid = [entries[i] for i in order if 0 <= int(entries[i]["slot"]) < store.slots]
+    for e in (entries[i] for i in order if not 0 <= int(entries[i]["slot"]) < store.slots):
+        out.lost.append(Corruption(int(e["block"]), store.name, int(e["slot"]), "slot outside the slab"))
+    for a in range(0, len(valid), batch):
+        part = valid[a : a + batch]
+        rows = staging.rows(len(part), stride)
+        store.read([int(e["slot"]) for e in part], rows)
+        crcs = row_crcs(rows, store.slot_bytes)
+        staging.reset()
+        for e, c in zip(part, crcs, strict=True):
+            slot = int(e["slot"])
+            if c != int(e["crc"]):
+                out.lost.append(Corruption(int(e["block"]), store.name, slot, "torn or corrupted on disk"))
+            elif slot in seen_slots:
+                out.lost.append(Corruption(int(e["block"]), store.name, slot, "slot named twice"))
+            else:
+                seen_slots.add(slot)
+                ok.append(e)
+    ok.sort(key=lambda e: int(e["seq"]))
+    left = set(h.preload(k, [int(e["block"]) for e in ok]))
+    placed = []
+    for e in ok:
+        block, copy, birth = recovered_copy(e)
+        if block in left:
+            out.over_watermark += 1
+            continue
+        placed.append(copy.slot)
+        executor.adopt(k, block, copy, birth)
+        manifest.restore(block, (copy.slot, copy.crc, birth, int(e["seq"]), copy.bound, copy.lossless))
+        manifest.seq = max(manifest.seq, int(e["seq"]))
+    store.claim(placed)
+    out.resumed = len(placed)
+    manifest.commit()
+    return out
+
+
+# ---------------------------------------------------------------------------- the run
+def run_runtime(
+    cfg: Any,
+    out_dir: str | os.PathLike[str],
+    locate: Locator | None = None,
+    progress: ProgressFn | None = None,
+) -> RuntimeResult:
+    """Run ``cfg`` on this machine's real memories and write its results into ``out_dir``.
+
+    Args:
+        cfg: the composed root config.
+        out_dir: where ``summary.json``, ``timeseries.parquet``, ``requests.parquet`` and
+            ``telemetry.parquet`` go (and ``data/``, unless ``runtime.data_dir`` says otherwise).
+        locate: names the origin of a config key in error messages.
+        progress: called with the number of block references processed since the last call.
+
+    Raises:
+        ExoError: bad input, or a config this machine cannot hold — before anything is allocated.
+    """
+    spec, workload = prepare(cfg, locate)
+    rc = cfg.runtime
+    check_runtime_keys(rc, locate)
+    check_media(spec)
+    out = Path(out_dir)
+    prepare_dir(out, "the output folder")
+    data_dir = Path(str(rc.data_dir)) if rc.data_dir else out / "data"
+    usable = [t for t in spec.tiers if t.usable]
+    durable = [t for t in usable if store_class(t.medium).durable]
+    if durable:
+        prepare_dir(data_dir, "runtime.data_dir")
+    settings = StoreSettings(
+        data_dir=data_dir,
+        prefault=bool(rc.prefault),
+        resume=bool(rc.resume),
+        spare_fraction=float(rc.file_spare_fraction),
+        tag=f"exo-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+    )
+    notes: list[str] = []
+
+    # manifests: refuse another config's, or an earlier run's unless resuming
+    layouts: dict[int, dict[str, Any]] = {}
+    found: dict[int, np.ndarray] = {}
+    reusable_disk = 0
+    for t in durable:
+        cls = store_class(t.medium)
+        layout = tier_layout(cfg, spec, t, cls.physical_slots(t, settings), cls.row_bytes_for(t.block_bytes))
+        layouts[t.index] = layout
+        mpath = manifest_path(data_dir, t.name)
+        if not mpath.exists():
+            if rc.resume:
+                notes.append(f"runtime.resume=true but {mpath} does not exist: tier {t.name} starts empty")
+            continue
+        header, entries = load_manifest(mpath)
+        if not rc.resume:
+            raise DataDirError(
+                f"runtime.data_dir {data_dir} already holds {len(entries)} blocks of tier {t.name} "
+                f"persisted by an earlier run ({mpath}); pass runtime.resume=true to reuse them or "
+                "choose another runtime.data_dir"
+            )
+        if header.get("layout_hash") != config_hash(layout):
+            raise DataDirError(
+                f"manifest {mpath} was written for another config (its payload, block size, codec, "
+                f"tier capacity, spare slots or seed differ: layout {header.get('layout_hash')}, this "
+                f"config's {config_hash(layout)}); use another runtime.data_dir"
+            )
+        found[t.index] = entries
+        slab = data_dir / f"{t.name}.slab"
+        if slab.exists():
+            reusable_disk += min(slab.stat().st_blocks * 512, slab.stat().st_size)
+
+    # fit, before allocating anything
+    pinned = torch.cuda.is_available()
+    staging_bytes = int(rc.staging_bytes)
+    scratch_bytes = int(rc.codec_scratch_bytes)
+    elements = spec.content.elements
+    scratch_total = max(scratch_bytes, 4 * elements) * (2 if rc.integrity == "full" else 1)
+    strides = [store_class(t.medium).row_bytes_for(t.block_bytes) for t in usable]
+    per_move = 2 * max(-(-s // ALIGN_BYTES) * ALIGN_BYTES if durable else s for s in strides)
+    reserve = 2 * ALIGN_BYTES * (len(spec.tiers) + 1) ** 2
+    if staging_bytes < 2 * per_move + reserve:
+        raise ConfigError(
+            "runtime.staging_bytes",
+            f"is {staging_bytes}, too small for blocks of up to {max(strides)} bytes: a batch of moves "
+            f"needs at least {2 * per_move + reserve}",
+            locate("runtime.staging_bytes") if locate else None,
+        )
+    parts = [(f"tier {t.name}", store_class(t.medium).footprint(t, settings)) for t in usable]
+    parts.append(("staging", Footprint(host_bytes=staging_bytes, locked_bytes=staging_bytes if pinned else 0)))
+    parts.append(("codec scratch", Footprint(host_bytes=scratch_total)))
+    check_fit(spec.hardware, parts, machine_room(data_dir if durable else out), reusable_disk)
+
+    # allocate
+    codec_by_name: dict[str, Codec] = {}
+    codecs: list[Codec | None] = []
+    for t in spec.tiers:
+        if not t.usable:
+            codecs.append(None)
+            continue
+        if t.codec not in codec_by_name:
+            codec_by_name[t.codec] = make_codec(t.codec, elements, cfg.codec)
+        codecs.append(codec_by_name[t.codec])
+    for stale in (data_dir.glob("*.manifest.tmp") if durable else []):
+        stale.unlink()
+    stores: list[Store | None] = [None] * len(spec.tiers)
+    sampler: TelemetrySampler | None = None
+    try:
+        for t in usable:
+            stores[t.index] = store_class(t.medium)(t, settings)
+        staging = StagingPool(staging_bytes, pinned)
+        h = Hierarchy(spec, record_moves=True)
+        manifests = {}
+        for t in durable:
+            st = stores[t.index]
+            assert st is not None
+            header = {
+                "layout_hash": config_hash(layouts[t.index]),
+                "layout": layouts[t.index],
+                "tier": t.name,
+                "slots": st.slots,
+                "row_bytes": st.row_bytes,
+            }
+            manifests[t.index] = Manifest(manifest_path(data_dir, t.name), header, st)
+        factory = BlockFactory(cfg.payload, spec.block_tokens, int(cfg.seed))
+        executor = Executor(
+            h,
+            stores,
+            codecs,
+            factory,
+            staging,
+            scratch_bytes,
+            str(rc.integrity),
+            manifests,
+            float(rc.manifest_interval_s),
+        )
+        recovery: dict[str, Any] = {}
+        lost: list[Corruption] = []
+        for k, entries in found.items():
+            st = stores[k]
+            assert st is not None
+            rec = _recover(k, st, entries, staging, h, executor, manifests[k], executor._stride(k))
+            assert rec.lost is not None
+            lost.extend(rec.lost)
+            recovery[st.name] = {
+                "manifest_blocks": len(entries),
+                "resumed_blocks": rec.resumed,
+                "lost_blocks": len(rec.lost),
+                "over_watermark_blocks": rec.over_watermark,
+            }
+            if rec.over_watermark:
+                notes.append(
+                    f"{rec.over_watermark} blocks recovered in tier {st.name} did not fit under its high "
+                    "watermark and were dropped"
+                )
+        preloaded = list(h.used)
+        sampler = TelemetrySampler(float(rc.telemetry_interval_s))
+        sampler.start()
+        loop = _drive(cfg, spec, workload, h, executor, staging_bytes, reserve, progress)
+        executor.commit()
+        telemetry = sampler.stop()
+        sampler = None
+        if loop.fault is None:
+            executor.verify()
+            h.verify()
+        summary = _summary(cfg, spec, workload, h, executor, loop, stores, notes, preloaded)
+        summary["runtime"]["data_dir"] = str(data_dir) if durable else None
+        summary["runtime"]["persistence"] = {
+            "manifests": {manifests[k].store.name: str(m.path) for k, m in manifests.items()},
+            "commits": {manifests[k].store.name: m.commits for k, m in manifests.items()},
+            "resume": bool(rc.resume),
+            "recovered": recovery,
+            "lost": [vars(c) for c in lost],
+        }
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        for st in stores:
+            if st is not None:
+                st.close()
+
+    fault: RunFault | None = loop.fault
+    bad = lost + executor.corruptions
+    if fault is None and bad:
+        first = bad[0]
+        fault = IntegrityFault(
+            f"{len(bad)} blocks were found corrupted or lost ({len(lost)} on resume, "
+            f"{len(executor.corruptions)} on read; first: block {first.block} in tier {first.tier} slot "
+            f"{first.slot}, {first.reason}); none was served, each is recomputed when needed, and all "
+            f"are listed in {out / 'summary.json'}"
+        )
+    if fault is not None:
+        summary["fault"] = str(fault)
+    series_frame = loop.series.frame(spec)
+    write_results(
+        out, summary, {"timeseries": series_frame, "requests": loop.requests, "telemetry": telemetry}
+    )
+    return RuntimeResult(spec, summary, loop.series, loop.requests, telemetry, out, fault)
+
+
+# ---------------------------------------------------------------------------- the request loop
+@dataclass
+class _Loop:
+    series: OccupancySeries
+    requests: pd.DataFrame
+    latency_s: np.ndarray
+    elapsed_s: float
+    n_requests: int
+    streamed: int
+    fault: RunFault | None
+    stopped_at_request: int | None
+    staging_grown: int
+
+
+def _sample_every(workload: Any, points: int) -> int:
+    """The replay's sampling period (so both sample occupancy at the same access indices)."""
+    estimate = getattr(workload, "estimated_refs", None)
+    total = estimate() if callable(estimate) else None
+    if not total or points <= 0:
+        return 1024
+    return max(1, -(-int(total) // points))
+
+
+def _drive(
+    cfg: Any,
+    spec: Spec,
+    workload: Any,
+    h: Hierarchy,
+    executor: Executor,
+    staging_bytes: int,
+    reserve: int,
+    progress: ProgressFn | None,
+) -> _Loop:
+    """Feed the workload to the core request by request; apply each request's moves as a batch."""
+    series = OccupancySeries()
+    every = _sample_every(workload, int(cfg.output.timeseries_points))
+    pace = bool(cfg.runtime.pace_arrivals)
+    top = h.top
+    n_tiers = len(spec.tiers)
+    per_move = executor.staging_bytes_per_move()
+    max_moves = max(1, (staging_bytes - reserve) // per_move)
+    worst = worst_moves_per_access(spec)
+    top_room = spec.tiers[top].high_blocks
+    moves = h.moves
+    where = h.where
+    cols: dict[str, list[Any]] = {name: [] for name in REQUEST_COLUMNS}
+    hits_rows: list[list[int]] = []
+    loaded = [0]
+    grown = 0
+    streamed = 0
+    n_requests = 0
+    fault: RunFault | None = None
+    stopped: int | None = None
+
+    def flush() -> None:
+        nonlocal grown
+        if not moves:
+            return
+        for m in moves:
+            if m.dst == top and m.src is not None:
+                loaded[0] += m.bytes_src
+        if len(moves) > max_moves:  # one access needed more than the pool: grow it, and say so
+            need = len(moves) * per_move + reserve
+            if need > executor.staging.nbytes:
+                executor.staging = StagingPool(need, executor.staging.pinned)
+                grown = need
+        executor.apply(moves)
+        moves.clear()
+
+    t0 = time.perf_counter()
+    series.sample(0, h.used, 0.0)
+    first_arrival: float | None = None
+    try:
+        for chunk in workload_chunks(workload, h):
+            blocks = chunk.blocks.tolist()
+            writes = chunk.writes.tolist() if chunk.writes.any() else None
+            nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
+            offsets = chunk.offsets.tolist()
+            arrivals = chunk.arrival_s.tolist()
+            streamed += int(np.count_nonzero(np.diff(chunk.offsets) > top_room))
+            for r in range(chunk.n_requests):
+                a, z = offsets[r], offsets[r + 1]
+                if pace:
+                    if first_arrival is None:
+                        first_arrival = arrivals[r]
+                    due = arrivals[r] - first_arrival
+                    wait = due - (time.perf_counter() - t0)
+                    if wait > 0:
+                        time.sleep(wait)
+                    arrival = due
+                else:
+                    arrival = time.perf_counter() - t0
+                hits = [0] * n_tiers
+                recomputed = n_read = n_written = 0
+                loaded[0] = 0
+                stopped = n_requests
+                for j in range(a, z):
+                    if moves and len(moves) + worst > max_moves:
+                        flush()
+                    b = blocks[j]
+                    na = nxt[j] if nxt is not None else NEVER
+                    if writes is not None and writes[j]:
+                        h.write(b, na)
+                        n_written += 1
+                        continue
+                    t = where.get(b)
+                    if t is None:
+                        recomputed += 1
+                    else:
+                        hits[t] += 1
+                    if nxt is not None:
+                        h.access_many((b,), (na,))
+                    else:
+                        h.access_many((b,))
+                    n_read += 1
+                    if h.accesses % every == 0:
+                        series.sample(h.accesses, h.used, time.perf_counter() - t0)
+                flush()
+                served = time.perf_counter() - t0
+                stopped = None
+                n_requests += 1
+                cols["request"].append(n_requests - 1)
+                cols["agent"].append(-1)
+                cols["arrival_s"].append(arrival)
+                cols["served_s"].append(served)
+                cols["latency_s"].append(served - arrival)
+                cols["blocks_read"].append(n_read)
+                cols["blocks_written"].append(n_written)
+                cols["recomputed_blocks"].append(recomputed)
+                cols["bytes_loaded"].append(loaded[0])
+                hits_rows.append(hits)
+            if progress is not None:
+                progress(chunk.n_refs)
+    except DiskFullError as err:
+        fault = err
+    elapsed = time.perf_counter() - t0
+    if series.access_index[-1] != h.accesses:
+        series.sample(h.accesses, h.used, elapsed)
+    arrival_arr = np.asarray(cols["arrival_s"], dtype=np.float64)
+    served_arr = np.asarray(cols["served_s"], dtype=np.float64)
+    idx = np.arange(arrival_arr.shape[0])
+    in_system = idx - np.searchsorted(served_arr, arrival_arr, side="right")
+    cols["in_system_at_arrival"] = list(np.maximum(in_system, 0))
+    columns = {
+        "request": np.asarray(cols["request"], dtype=np.int64),
+        "agent": np.asarray(cols["agent"], dtype=np.int64),
+        "arrival_s": arrival_arr,
+        "served_s": served_arr,
+        "latency_s": np.asarray(cols["latency_s"], dtype=np.float64),
+        "blocks_read": np.asarray(cols["blocks_read"], dtype=np.int64),
+        "blocks_written": np.asarray(cols["blocks_written"], dtype=np.int64),
+        "recomputed_blocks": np.asarray(cols["recomputed_blocks"], dtype=np.int64),
+        "bytes_loaded": np.asarray(cols["bytes_loaded"], dtype=np.int64),
+        "in_system_at_arrival": np.asarray(cols["in_system_at_arrival"], dtype=np.int64),
+    }
+    hits_arr = np.asarray(hits_rows, dtype=np.int64).reshape(len(hits_rows), n_tiers)
+    frame = requests_frame(spec, columns, hits_arr)
+    return _Loop(series, frame, columns["latency_s"], elapsed, n_requests, streamed, fault, stopped, grown)
+
+
+# ---------------------------------------------------------------------------- the summary
+def _link_usage(spec: Spec, measured: list[dict[str, Any]]) -> list[LinkUsage]:
+    """One usage row per measured tier pair, against the profile's link between them if it has one."""
+    names = [t.name for t in spec.tiers]
+    out = []
+    for m in measured:
+        s, d = names.index(m["src"]), names.index(m["dst"])
+        link = next((lk for lk in spec.links if {lk.src, lk.dst} == {s, d}), None)
+        bw = link.bandwidth_bytes_per_s if link else float(m["bandwidth_gbps"] or 0) * 1e9
+        out.append(
+            LinkUsage(
+                name=f"{m['src']}->{m['dst']}",
+                src=m["src"],
+                dst=m["dst"],
+                duplex=link.duplex if link else True,
+                bandwidth_bytes_per_s=bw or 1.0,
+                latency_s=link.latency_s if link else 0.0,
+                channels=link.channels if link else 1,
+                bytes_moved=int(m["bytes"]),
+                transfers=int(m["blocks"]),
+                busy_s=float(m["seconds"]),
+            )
+        )
+    return out
+
+
+def _summary(
+    cfg: Any,
+    spec: Spec,
+    workload: Any,
+    h: Hierarchy,
+    executor: Executor,
+    loop: _Loop,
+    stores: list[Store | None],
+    notes: list[str],
+    preloaded: list[int],
+) -> dict[str, Any]:
+    """The common summary, with the runtime's clock and what it measured."""
+    run_notes = list(notes)
+    for st in stores:
+        if st is not None and st.medium == "shm":
+            run_notes.append(
+                f"tier {st.name} is POSIX shared memory (no GPU here): host memory, not page-locked "
+                "and not GPU-visible"
+            )
+    if loop.staging_grown:
+        run_notes.append(f"the staging pool grew to {loop.staging_grown} bytes for an access with many moves")
+    summary = build_summary(
+        "runtime",
+        cfg,
+        spec,
+        h,
+        workload=workload.describe(),
+        requests=loop.n_requests,
+        streamed_requests=loop.streamed,
+        elapsed_s=loop.elapsed_s,
+        resolved=resolved_config(cfg),
+        notes=run_notes,
+    )
+    for row, k in zip(summary["tiers"], range(len(spec.tiers)), strict=True):
+        if preloaded[k]:
+            row["writes"] -= preloaded[k]
+            row["resumed_blocks"] = preloaded[k]
+    summary["latency_s"] = latency_percentiles(loop.latency_s)
+    summary["makespan_s"] = loop.elapsed_s
+    measured = executor.measured()
+    summary["link_usage"] = link_usage_rows(_link_usage(spec, measured["links"]), loop.elapsed_s)
+    summary["measured"] = measured
+    gpu = GpuMemoryProbe()
+    summary["runtime"] = {
+        "stores": [st.describe() for st in stores if st is not None],
+        "gpu": gpu.name() if gpu.available else None,
+        "integrity": {
+            "mode": executor.integrity,
+            "reads_checked": executor.reads_checked,
+            "corrupted": [vars(c) for c in executor.corruptions],
+        },
+        "births": executor.births,
+        "batches": executor.batches,
+        "max_batch_moves": executor.max_batch_moves,
+        "staging_bytes": executor.staging.nbytes,
+        "staging_pinned": executor.staging.pinned,
+    }
+    if loop.fault is not None:
+        summary["complete"] = False
+        summary["stopped_at_request"] = loop.stopped_at_request
+        summary["notes"].append(
+            f"the run stopped at request {loop.stopped_at_request}: its moves were undone, and the counts "
+            "include that request's decisions"
+        )
+    return summary
+
+
+__all__ = ["ExoError", "RuntimeResult", "check_media", "check_runtime_keys", "run_runtime"]

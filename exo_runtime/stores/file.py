@@ -1,0 +1,172 @@
+"""``file``: one pre-allocated file on the NVMe drive, positioned reads and writes with ``O_DIRECT``.
+
+Page-cache control: **O_DIRECT**. The alternative, buffered I/O followed by
+``posix_fadvise(DONTNEED)``, cannot promise that a read comes from the drive: ``DONTNEED`` does not
+drop dirty pages (so a block written moments ago is read back from RAM until writeback finishes),
+and read-ahead pulls neighbouring slots into the cache behind the runtime's back. ``O_DIRECT`` moves
+every byte between the drive and the staging row itself, so a "read from NVMe" is measured as one.
+Its price is alignment: every slot starts on a 4096-byte boundary of the file (``row_bytes`` is the
+block rounded up to 4096), staging rows are 4096-aligned, and transfers are whole rows. The padding
+is reported (``row_bytes`` in the summary); the tier still holds exactly ``capacity_blocks`` live blocks.
+
+Layout: ``<data_dir>/<tier>.slab``, slot ``i`` at offset ``i * row_bytes``, pre-allocated with
+``posix_fallocate`` so that no write of a run ever needs a new extent. The slab has
+``capacity_blocks`` slots plus a few spares (``runtime.file_spare_fraction``, at least 8): a freed slot
+is not reused until a manifest that no longer names its block is durable (:meth:`FileStore.reclaim`),
+so every block a committed manifest names is intact on disk whenever the process dies. Runs of
+consecutive slots are read and written with one ``preadv``/``pwritev`` each.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from exo_runtime.buffers import ALIGN_BYTES, align_up
+from exo_runtime.errors import DataDirError, MachineError
+from exo_runtime.stores import register
+from exo_runtime.stores.base import Footprint, Store, StoreSettings, runs
+from exo_sim.spec import TierSpec
+
+SPARE_SLOTS_MIN = 8
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+"""Errors that mean the medium is full (EFBIG: a file-size limit, as RLIMIT_FSIZE imposes)."""
+
+
+def spare_slots(capacity_blocks: int, fraction: float) -> int:
+    """Copy-on-write spares a file tier of ``capacity_blocks`` keeps."""
+    return max(SPARE_SLOTS_MIN, math.ceil(capacity_blocks * fraction))
+
+
+@register
+class FileStore(Store):
+    """A slab file read and written with ``O_DIRECT`` (see the module docstring)."""
+
+    medium = "file"
+    row_align = ALIGN_BYTES
+    durable = True
+    description = "pre-allocated file, O_DIRECT positioned I/O (no page cache)"
+
+    def __init__(self, tier: TierSpec, settings: StoreSettings) -> None:
+        super().__init__(tier, settings)
+        self._pending_free: list[int] = []
+        self.path = settings.data_dir / f"{tier.name}.slab"
+        self.size_bytes = self.slots * self.row_bytes
+        flags = os.O_RDWR | os.O_CREAT | os.O_DIRECT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
+        except OSError as err:
+            if err.errno == errno.EINVAL:
+                raise DataDirError(
+                    f"runtime.data_dir {settings.data_dir} is on a filesystem without O_DIRECT; "
+                    "put it on a local disk"
+                ) from None
+            raise DataDirError(f"cannot open {self.path}: {err.strerror}") from None
+        try:
+            st = os.fstat(self.fd)
+            if st.st_size < self.size_bytes or st.st_blocks * 512 < self.size_bytes:
+                os.posix_fallocate(self.fd, 0, self.size_bytes)
+        except OSError as err:
+            os.close(self.fd)
+            raise MachineError(
+                f"cannot reserve {self.size_bytes} bytes for tier {self.name} in {self.path}: "
+                f"{err.strerror}"
+            ) from None
+
+    @classmethod
+    def physical_slots(cls, tier: TierSpec, settings: StoreSettings) -> int:
+        """The tier's blocks plus copy-on-write spares."""
+        return tier.capacity_blocks + spare_slots(tier.capacity_blocks, settings.spare_fraction)
+
+    @classmethod
+    def row_bytes_for(cls, slot_bytes: int) -> int:
+        """Whole 4096-byte units: ``O_DIRECT`` transfers whole aligned rows."""
+        return align_up(slot_bytes)
+
+    @classmethod
+    def footprint(cls, tier: TierSpec, settings: StoreSettings) -> Footprint:
+        """Disk space of the whole slab file (spares and alignment padding included)."""
+        return Footprint(disk_bytes=cls.physical_slots(tier, settings) * cls.row_bytes_for(tier.block_bytes))
+
+    # ------------------------------------------------------------------ copy-on-write slot reuse
+    def _release(self, slot: int) -> None:
+        self._pending_free.append(slot)
+
+    def _pending(self) -> int:
+        return len(self._pending_free)
+
+    @property
+    def pending_slots(self) -> int:
+        """Slots freed since the last :meth:`reclaim` (not reusable yet)."""
+        return len(self._pending_free)
+
+    def reclaim(self) -> None:
+        """Make the slots freed before the last manifest commit reusable."""
+        self._free.extend(reversed(self._pending_free))
+        self._pending_free.clear()
+
+    # ------------------------------------------------------------------ bytes
+    def _iov(self, rows: torch.Tensor) -> tuple[memoryview, int]:
+        stride = rows.shape[1]
+        if stride % ALIGN_BYTES or rows.data_ptr() % ALIGN_BYTES or not rows.is_contiguous():
+            raise ValueError("file tier staging rows must be contiguous and 4096-aligned")
+        arr: Any = rows.numpy()
+        return memoryview(arr).cast("B"), stride
+
+    def read(self, slots: Sequence[int], rows: torch.Tensor) -> None:
+        """One ``preadv`` per run of consecutive slots (at most IOV_MAX rows each)."""
+        mv, stride = self._iov(rows)
+        rb = self.row_bytes
+        for i, s, r in self._io_runs(slots):
+            bufs = [mv[(i + j) * stride : (i + j) * stride + rb] for j in range(r)]
+            got = os.preadv(self.fd, bufs, s * rb)
+            if got != r * rb:
+                raise OSError(errno.EIO, f"short read of {got} bytes from {self.path} slot {s}")
+
+    def write(self, slots: Sequence[int], rows: torch.Tensor) -> None:
+        """One ``pwritev`` per run of consecutive slots; a short write is retried to get its error."""
+        mv, stride = self._iov(rows)
+        rb = self.row_bytes
+        for i, s, r in self._io_runs(slots):
+            bufs = [mv[(i + j) * stride : (i + j) * stride + rb] for j in range(r)]
+            done = os.pwritev(self.fd, bufs, s * rb)
+            if done != r * rb:  # the medium took part of it: retrying the rest raises the reason
+                whole, part = divmod(done, rb)
+                rest = [mv[(i + j) * stride : (i + j) * stride + rb] for j in range(whole, r)]
+                rest[0] = rest[0][part:]
+                more = os.pwritev(self.fd, rest, s * rb + done)
+                if done + more != r * rb:
+                    raise OSError(errno.ENOSPC, f"short write to {self.path} slot {s}")
+
+    @staticmethod
+    def _io_runs(slots: Sequence[int]) -> list[tuple[int, int, int]]:
+        out = []
+        for i, s, r in runs(slots):
+            for k in range(0, r, _IOV_MAX):
+                out.append((i + k, s + k, min(_IOV_MAX, r - k)))
+        return out
+
+    def sync(self) -> None:
+        """``fdatasync``: every write so far is on the drive.
+
+        O_DIRECT skips the page cache, not the drive's own volatile cache; this flushes that too.
+        """
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        """Close the file; it stays on disk for a later ``resume``."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def describe(self) -> dict[str, object]:
+        """Facts for the summary, the file's path and size included."""
+        out = super().describe()
+        out.update({"path": str(self.path), "file_bytes": self.size_bytes, "io": "O_DIRECT"})
+        return out
