@@ -156,25 +156,6 @@ class SimConfig:
 
 
 @dataclass
-class MrcConfig:
-    """Knobs of the miss-ratio curves (``exo-mrc``), owned by :mod:`exo_sim.mrc`.
-
-    ``policies`` are drawn for one cache tier; ``lru`` comes from one pass (stack distances), every
-    other policy from one replay per capacity, run on ``jobs`` processes (0: one per CPU core).
-    Capacities are ``capacities_blocks`` if given, else ``points`` capacities spaced ``log`` or
-    ``linear`` from ``min_blocks`` to ``max_blocks`` (default: the workload's distinct blocks).
-    """
-
-    policies: list[str] = field(default_factory=lambda: ["lru"])
-    capacities_blocks: Optional[list[int]] = None
-    points: int = 100
-    min_blocks: int = 1
-    max_blocks: Optional[int] = None
-    spacing: str = "log"  # log | linear
-    jobs: int = 0
-
-
-@dataclass
 class CalibrateConfig:
     """What ``exo-calibrate`` measures and where it writes the profile.
 
