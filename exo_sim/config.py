@@ -152,7 +152,33 @@ class PathsConfig:
 
 @dataclass
 class SimConfig:
-    """Knobs of the SimPy timed model (``exo-sim``); extended by the timed model's own settings."""
+    """Knobs of the SimPy timed model (``exo-sim``); options live in ``conf/sim/`` (``sim=default``).
+
+    Arrivals (``arrival``): ``trace`` takes each request's timestamp from the workload (the first
+    request arrives at 0 s); ``poisson`` and ``fixed_rate`` are open loop at ``arrival_rate_per_s``
+    requests/s; ``closed_loop`` runs ``agents`` agents, each issuing the next request of the workload
+    when its previous one is served and a think time (``think_time_s``, ``fixed`` or ``exponential``
+    with that mean) has passed. Every process hands requests to the decision core in workload order.
+
+    Costs: a missing block is recomputed at ``prefill_tokens_per_s`` tokens/s on one of
+    ``prefill_slots`` prefill engines; a block changing codec between tiers is decoded and re-encoded
+    at the hardware profile's codec throughputs on one of ``codec_workers`` codec engines. Victims are
+    demoted in the ``background`` (the request does not wait for them) or ``sync`` (it does). A
+    promotion crossing several links is carried ``store_and_forward`` (one link after the other) or
+    ``pipeline`` (all links held at once, the slowest one setting the pace).
+    """
+
+    arrival: str = "trace"  # trace | poisson | fixed_rate | closed_loop
+    arrival_rate_per_s: Optional[float] = None  # poisson and fixed_rate only
+    agents: int = 8  # closed_loop only
+    think_time_s: float = 0.0  # closed_loop only
+    think_time_dist: str = "fixed"  # fixed | exponential
+    demotion: str = "background"  # background | sync
+    multi_hop: str = "store_and_forward"  # store_and_forward | pipeline
+    prefill_tokens_per_s: float = 10_000.0
+    prefill_slots: int = 1
+    codec_workers: int = 1
+    write_requests: bool = True  # write requests.parquet (one row per request)
 
 
 @dataclass
@@ -252,6 +278,7 @@ def register_configs() -> None:
     cs.store(group="codec", name="base_codec", node=CodecMixConfig)
     cs.store(group="policy", name="base_policy", node=PolicyMixConfig)
     cs.store(group="hierarchy", name="base_hierarchy", node=HierarchyConfig)
+    cs.store(group="sim", name="base_sim", node=SimConfig)
     from exo_sim.workloads import workload_schemas
 
     for kind, schema in workload_schemas().items():

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -210,3 +211,99 @@ def write_results(
     text = json.dumps(summary, indent=2, default=str)
     _atomic_write(path, lambda p: p.write_text(text + "\n"))
     return path
+
+
+# ---------------------------------------------------------------- clocked sources (sim, runtime)
+
+REQUEST_COLUMNS = (
+    "request",
+    "agent",
+    "arrival_s",
+    "served_s",
+    "latency_s",
+    "blocks_read",
+    "blocks_written",
+    "recomputed_blocks",
+    "bytes_loaded",
+    "in_system_at_arrival",
+)
+"""Columns of ``requests.parquet`` before the per-tier ``hits_<tier>`` columns.
+
+``request``: position in the workload (0-based); ``agent``: the closed-loop agent that issued it (-1
+in open loop); ``arrival_s``: when it reached the decision core; ``served_s``: when all its blocks were
+in the top tier; ``latency_s``: the difference; ``blocks_read`` / ``blocks_written``: its references;
+``hits_<tier>``: reads found in each tier; ``recomputed_blocks``: reads found nowhere; ``bytes_loaded``:
+bytes promoted into the top tier for it (source encoding); ``in_system_at_arrival``: requests
+arrived and not yet served when it arrived.
+"""
+
+
+def latency_percentiles(latency_s: np.ndarray) -> dict[str, float | None]:
+    """p50, p95 and p99 of request latencies in seconds (linear interpolation); ``None`` if empty."""
+    if latency_s.shape[0] == 0:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(latency_s, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+@dataclass
+class LinkUsage:
+    """What one link resource carried in a clocked run (a direction of a duplex link, or a simplex link).
+
+    ``busy_s`` is channel-seconds held by transfers (latency included); ``bytes_moved`` counts every
+    byte that crossed, in the encoding it crossed in.
+    """
+
+    name: str
+    src: str
+    dst: str
+    duplex: bool
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    channels: int
+    bytes_moved: int
+    transfers: int
+    busy_s: float
+
+
+def link_usage_rows(usages: list[LinkUsage], makespan_s: float | None) -> list[dict[str, Any]]:
+    """``summary.json``'s ``link_usage`` entries.
+
+    ``utilisation`` = bytes moved / (bandwidth x channels x makespan): the fraction of what the link
+    could have carried that it did carry. ``busy_fraction`` = busy channel-seconds / (channels x
+    makespan), which also counts each transfer's latency.
+    """
+    rows = []
+    for u in usages:
+        span = makespan_s if makespan_s and makespan_s > 0 else None
+        rows.append(
+            {
+                "link": u.name,
+                "src": u.src,
+                "dst": u.dst,
+                "duplex": u.duplex,
+                "bandwidth_gbps": u.bandwidth_bytes_per_s / 1e9,
+                "latency_us": u.latency_s * 1e6,
+                "channels": u.channels,
+                "bytes_moved": u.bytes_moved,
+                "transfers": u.transfers,
+                "busy_s": u.busy_s,
+                "utilisation": u.bytes_moved / (u.bandwidth_bytes_per_s * u.channels * span) if span else 0.0,
+                "busy_fraction": u.busy_s / (u.channels * span) if span else 0.0,
+            }
+        )
+    return rows
+
+
+def requests_frame(spec: Spec, columns: dict[str, np.ndarray], hits: np.ndarray) -> pd.DataFrame:
+    """The table written to ``requests.parquet``: :data:`REQUEST_COLUMNS`, then ``hits_<tier>``.
+
+    Args:
+        spec: the resolved hierarchy (for tier names).
+        columns: one array per name of :data:`REQUEST_COLUMNS`, all of one length.
+        hits: reads found in each tier, shape ``(requests, tiers)``.
+    """
+    frame = pd.DataFrame({name: columns[name] for name in REQUEST_COLUMNS})
+    for tier in spec.tiers:
+        frame[f"hits_{tier.name}"] = hits[:, tier.index]
+    return frame

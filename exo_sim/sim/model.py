@@ -1,0 +1,602 @@
+"""The timed model: the decision core driven by SimPy's clock.
+
+Requests reach the decision core (:class:`~exo_sim.hierarchy.Hierarchy`, ``record_moves=True``) in
+workload order, at the times the arrival process gives (see :mod:`~exo_sim.sim.arrivals`). The core
+decides at once, as in the replay; the model then carries out that request's moves in simulated time::
+
+    request r arrives at t:
+        moves = the core's moves for r's references (cleared per request)
+        promotions (tier s -> top): their bytes cross every link from s up to the top; per link, one
+                                    transfer carries the sum of r's promotions that cross it
+        demotions (tier k -> k+1) and write-through copies (top -> last): likewise, downwards
+        computed blocks (read misses): recomputed on a prefill engine, block_tokens / prefill rate each
+        drops and written (output) blocks: cost nothing
+        a move between tiers of different codecs: decoded and re-encoded on a codec engine
+        r is served when its promotions (and their codec work) and its recompute are done, and,
+        with demotion=sync, its demotions too; with demotion=background they go on without it
+
+A request whose blocks are all in the top tier is served the moment it arrives. Transfers on one
+link contend for its channels (FIFO), recomputes for the prefill engines, codec work for the codec
+engines. ``store_and_forward`` sends a request's promotions over one link after the other, from the
+deepest; ``pipeline`` holds all the links of the chain at once for the sum of their latencies plus
+the slowest link's bytes / bandwidth (links taken in a fixed order, so that no two chains deadlock).
+
+Codec time: a block changing codec costs ``U / decode(src codec) + U / encode(dst codec)`` seconds,
+``U`` being its floating-point elements at 4 bytes each (the profile's codec throughputs are GB/s of
+uncompressed data); raw bytes (RAG text) are not re-encoded.
+
+Occupancy is the decision core's: a block counts in its new tier from the moment the decision is made
+(its slot is reserved), while its bytes are still on the way.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from array import array
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import simpy
+
+from exo_sim.errors import ConfigError
+from exo_sim.hierarchy import Hierarchy
+from exo_sim.policies import NEVER
+from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries
+from exo_sim.sim.links import Fabric, Link
+from exo_sim.sim.servers import Job, Server
+from exo_sim.sim.settings import Locator, SimSettings
+from exo_sim.spec import Spec
+from exo_sim.workloads.base import RequestChunk
+
+ProgressFn = Callable[[int], None]
+Hops = list[tuple[Link, int]]
+
+_FLOW = itemgetter(1, 2, 3)  # (src, dst, bytes_src) of a Move
+SimEvent = Generator[simpy.Event, Any, None]
+
+
+def _codec_pairs(spec: Spec) -> list[tuple[int, int, str]]:
+    """Every (src, dst) the decision core can move a block between, with what the move is."""
+    usable = [t.index for t in spec.tiers if t.usable]
+    top, last = usable[0], usable[-1]
+    pairs = [(t, top, "promotions") for t in usable[1:]]
+    pairs += [(a, b, "demotions") for a, b in zip(usable, usable[1:], strict=False)]
+    if spec.mode == "write_through" and last != top:
+        pairs.append((top, last, "write-through copies"))
+    return pairs
+
+
+class TimedModel:
+    """The SimPy model of one config (see the module docstring).
+
+    Args:
+        spec: the resolved hierarchy.
+        settings: the timed model's settings.
+        locate: names the origin of a config key in error messages.
+        keep_log: keep a log of every transfer, recompute and codec step (for tests of tiny cases).
+
+    Raises:
+        ConfigError: two tiers the core moves blocks between have no route of links, or a codec the
+            tiers change between has no throughput in the hardware profile.
+    """
+
+    def __init__(
+        self, spec: Spec, settings: SimSettings, locate: Locator | None = None, keep_log: bool = False
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.env = simpy.Environment()
+        self.fabric = Fabric(self.env, spec, locate)
+        names = [t.name for t in spec.tiers]
+        pairs = _codec_pairs(spec)
+        self.fabric.check_routes(pairs, names, locate)
+        self.h = Hierarchy(spec, record_moves=True)
+        n = len(spec.tiers)
+        self._routes: list[list[tuple[Link, ...]]] = [
+            [self.fabric.route(a, b) or () for b in range(n)] for a in range(n)
+        ]
+        self._codec_s = self._codec_table(pairs, locate)
+        self._up_rank, self._down_rank = self._hop_ranks()
+        self.prefill = Server(self.env, settings.prefill_slots, "prefill")
+        self.codec = Server(self.env, settings.codec_workers, "codec")
+        self._prefill_s_per_block = spec.block_tokens / settings.prefill_tokens_per_s
+        self.last_end_s = 0.0
+        self.log: list[tuple[float, float, str, str]] | None = None
+        if keep_log:
+            self.enable_log()
+        # per-request columns (see exo_sim.results.REQUEST_COLUMNS)
+        self.agent_of = array("q")
+        self.arrival_s = array("d")
+        self.served_s = array("d")
+        self.blocks_read = array("q")
+        self.blocks_written = array("q")
+        self.recomputed = array("q")
+        self.bytes_loaded = array("q")
+        self.in_system_seen = array("q")
+        self._found_rid = array("q")  # sparse (request, tier, reads found there) for lower tiers
+        self._found_tier = array("q")
+        self._found_n = array("q")
+        self._flow_kinds: dict[tuple[int | None, int | None, int], tuple[bool, tuple[Link, ...], float]] = {}
+        self.in_system = 0
+        self._in_system_area = 0.0
+        self._in_system_since = 0.0
+        # set by run()
+        self._chunks: Iterator[RequestChunk] = iter(())
+        self._stream: Iterator[tuple[list[int], list[bool] | None, list[int] | None]] = iter(())
+        self._progress: ProgressFn | None = None
+        self._series: OccupancySeries | None = None
+        self._every = 1 << 62
+
+    # ------------------------------------------------------------------ set-up
+    def enable_log(self) -> None:
+        """Log every job: ``(start_s, end_s, server, request)``, e.g. ``(0.0, 1e-5, "t1->t0", "r2")``."""
+        log: list[tuple[float, float, str, str]] = []
+        self.log = log
+        servers = [self.prefill, self.codec] + [link.server for link in self.fabric.links]
+        for server in servers:
+            server.log = log  # type: ignore[assignment]
+
+    def _codec_table(self, pairs: list[tuple[int, int, str]], locate: Locator | None) -> list[list[float]]:
+        spec = self.spec
+        n = len(spec.tiers)
+        table = [[0.0] * n for _ in range(n)]
+        work_bytes = 4 * spec.content.elements
+        tp = spec.codec_throughput_bytes_per_s
+        for src, dst, why in pairs:
+            a, b = spec.tiers[src].codec, spec.tiers[dst].codec
+            if a == b or work_bytes == 0:
+                continue
+            for codec, tier in ((a, spec.tiers[src].name), (b, spec.tiers[dst].name)):
+                if codec not in tp:
+                    key = f"hardware.codec_throughput.{codec}"
+                    raise ConfigError(
+                        key,
+                        f"is missing; tier {tier} stores {codec} and the timed model needs its speed "
+                        f"to time {why} between {a} and {b} (add encode_gbps and decode_gbps)",
+                        locate("hardware.codec_throughput") if locate else None,
+                    )
+            table[src][dst] = work_bytes / tp[a][1] + work_bytes / tp[b][0]
+        return table
+
+    def _hop_ranks(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Order of links in a store-and-forward chain: upwards from the deepest tier, downwards from the top."""
+        usable = [t.index for t in self.spec.tiers if t.usable]
+        top, last = usable[0], usable[-1]
+        up = {link.index: i for i, link in enumerate(self._routes[last][top])}
+        down = {link.index: i for i, link in enumerate(self._routes[top][last])}
+        for link in self.fabric.links:
+            up.setdefault(link.index, len(up) + link.index)
+            down.setdefault(link.index, len(down) + link.index)
+        return up, down
+
+    def _flow_kind(self, src: int | None, dst: int | None, nbytes: int) -> tuple[bool, tuple[Link, ...], float]:
+        """What a move from ``src`` to ``dst`` costs: (promotion?, links crossed, codec s per block).
+
+        Computed or written blocks and drops cross no link: ``(False, (), 0.0)``.
+        """
+        if src is None or dst is None:
+            return (False, (), 0.0)
+        return (dst < src, self._routes[src][dst], self._codec_s[src][dst])
+
+    # ------------------------------------------------------------------ decisions
+    def _issue(
+        self,
+        blocks: list[int],
+        writes: list[bool] | None,
+        nxt: list[int] | None,
+        agent: int,
+        waiter: simpy.Event | None,
+    ) -> bool:
+        """A request arrives now: hand its references to the core and start its work.
+
+        Returns whether it is still being served (``waiter``, if given, succeeds when it is).
+        """
+        h = self.h
+        now = self.env.now
+        self._in_system_area += self.in_system * (now - self._in_system_since)
+        self._in_system_since = now
+        self.in_system_seen.append(self.in_system)
+        self.in_system += 1
+        rec0 = h.recomputed_blocks
+        n = len(blocks)
+        every = self._every
+        written = 0
+        if writes is None:
+            if n < every - h.accesses % every:  # no occupancy sample falls inside this request
+                if nxt is None:
+                    h.access_many(blocks)
+                else:
+                    h.access_many(blocks, nxt)
+            else:
+                self._access_sampled(blocks, nxt, now)
+        else:
+            written = self._access_with_writes(blocks, writes, nxt, now)
+
+        rid = len(self.arrival_s)
+        recomputed = h.recomputed_blocks - rec0
+        self.agent_of.append(agent)
+        self.arrival_s.append(now)
+        self.served_s.append(math.nan)
+        self.blocks_read.append(n - written)
+        self.blocks_written.append(written)
+        self.recomputed.append(recomputed)
+        moves = h.moves
+        if not moves:
+            self.bytes_loaded.append(0)
+            self._depart(rid)
+            return False
+        flows = Counter(map(_FLOW, moves))
+        moves.clear()
+        kinds = self._flow_kinds
+        up: dict[Link, int] = {}
+        down: dict[Link, int] = {}
+        up_codec = down_codec = 0.0
+        loaded = 0
+        for key, count in flows.items():
+            kind = kinds.get(key)
+            if kind is None:
+                kind = kinds[key] = self._flow_kind(*key)
+            promotion, route, codec_s = kind
+            if not route:  # computed / written, or dropped: no transfer
+                continue
+            total = count * key[2]
+            if promotion:
+                loaded += total
+                self._found_rid.append(rid)
+                self._found_tier.append(key[0])  # type: ignore[arg-type]
+                self._found_n.append(count)
+                for link in route:
+                    up[link] = up.get(link, 0) + total
+                up_codec += count * codec_s
+            else:
+                for link in route:
+                    down[link] = down.get(link, 0) + total
+                down_codec += count * codec_s
+        self.bytes_loaded.append(loaded)
+        prefill_s = recomputed * self._prefill_s_per_block
+        if not (up or down or up_codec or down_codec or prefill_s):
+            self._depart(rid)
+            return False
+
+        # carry out the work: chains of transfers (then codec work), and the recompute
+        label = f"r{rid}" if self.log is not None else ""
+        service = _Service(self, rid, waiter)
+        sync = self.settings.demotion_sync
+        service.pending = bool(up or up_codec) + bool(prefill_s) + bool(sync and (down or down_codec))
+        chain = _Pipeline if self.settings.pipeline else _Chain
+        if down or down_codec:
+            rank = self._down_rank
+            hops = sorted(down.items(), key=lambda kv: rank[kv[0].index]) if len(down) > 1 else list(down.items())
+            chain(self, hops, down_codec, label, service.part_done if sync else self._background_done)
+        if up or up_codec:
+            rank = self._up_rank
+            hops = sorted(up.items(), key=lambda kv: rank[kv[0].index]) if len(up) > 1 else list(up.items())
+            chain(self, hops, up_codec, label, service.part_done)
+        if prefill_s:
+            self.prefill.job(prefill_s, label).callbacks.append(service.part_done)
+        if not service.pending:  # background demotions only: served now
+            service.part_done()
+            return False
+        return True
+
+    def _access_sampled(self, blocks: list[int], nxt: list[int] | None, now: float) -> None:
+        """Read ``blocks``, sampling occupancy every ``every`` reads exactly as the replay does."""
+        h, every, series = self.h, self._every, self._series
+        n = len(blocks)
+        start = 0
+        while start < n:
+            end = min(n, start + every - h.accesses % every)
+            if nxt is None:
+                h.access_many(blocks[start:end])
+            else:
+                h.access_many(blocks[start:end], nxt[start:end])
+            if h.accesses % every == 0 and series is not None:
+                series.sample(h.accesses, h.used, now)
+            start = end
+
+    def _access_with_writes(
+        self, blocks: list[int], writes: list[bool], nxt: list[int] | None, now: float
+    ) -> int:
+        """Read and write ``blocks`` one by one (as the replay does); return how many were writes."""
+        h, every, series = self.h, self._every, self._series
+        written = 0
+        for i, b in enumerate(blocks):
+            if writes[i]:
+                h.write(b, nxt[i] if nxt is not None else NEVER)
+                written += 1
+                continue
+            if nxt is not None:
+                h.access_many((b,), (nxt[i],))
+            else:
+                h.access_many((b,))
+            if h.accesses % every == 0 and series is not None:
+                series.sample(h.accesses, h.used, now)
+        return written
+
+    def _depart(self, rid: int) -> None:
+        now = self.env.now
+        self._in_system_area += self.in_system * (now - self._in_system_since)
+        self._in_system_since = now
+        self.in_system -= 1
+        self.served_s[rid] = now
+        self.last_end_s = now
+
+    def _background_done(self, _event: simpy.Event | None = None) -> None:
+        self.last_end_s = self.env.now
+
+    def _chunk_lists(self, chunk: RequestChunk) -> tuple[list[int], list[int], list[bool] | None, list[int] | None]:
+        writes = chunk.writes.tolist() if chunk.writes.any() else None
+        nxt = chunk.next_access.tolist() if (self.h.needs_future and chunk.next_access is not None) else None
+        return chunk.blocks.tolist(), chunk.offsets.tolist(), writes, nxt
+
+    def open_loop(self, arrival_times: Callable[[RequestChunk], np.ndarray]) -> SimEvent:
+        """Driver of an open-loop process: each request enters at its arrival time, in workload order."""
+        env = self.env
+        progress = self._progress
+        issue = self._issue
+        for chunk in self._chunks:
+            times = arrival_times(chunk).tolist()
+            blocks, offsets, writes, nxt = self._chunk_lists(chunk)
+            for i, t in enumerate(times):
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                s, e = offsets[i], offsets[i + 1]
+                issue(
+                    blocks[s:e],
+                    writes[s:e] if writes is not None else None,
+                    nxt[s:e] if nxt is not None else None,
+                    -1,
+                    None,
+                )
+            if progress is not None:
+                progress(chunk.n_refs)
+
+    def _request_stream(self) -> Iterator[tuple[list[int], list[bool] | None, list[int] | None]]:
+        progress = self._progress
+        for chunk in self._chunks:
+            blocks, offsets, writes, nxt = self._chunk_lists(chunk)
+            for i in range(chunk.n_requests):
+                s, e = offsets[i], offsets[i + 1]
+                yield (
+                    blocks[s:e],
+                    writes[s:e] if writes is not None else None,
+                    nxt[s:e] if nxt is not None else None,
+                )
+            if progress is not None:
+                progress(chunk.n_refs)
+
+    def agent(self, agent: int, think_s: Callable[[], float]) -> SimEvent:
+        """One closed-loop agent: take the next request, wait until it is served, think, repeat."""
+        env = self.env
+        stream = self._stream
+        first = True
+        while True:
+            if not first:
+                pause = think_s()
+                if pause > 0:
+                    yield env.timeout(pause)
+            first = False
+            req = next(stream, None)
+            if req is None:
+                return
+            served = env.event()
+            if self._issue(req[0], req[1], req[2], agent, served):
+                yield served
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        chunks: Iterator[RequestChunk],
+        start: Callable[[TimedModel], None],
+        series: OccupancySeries | None = None,
+        every: int = 1 << 62,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        """Run the whole workload to the end of its last transfer.
+
+        Args:
+            chunks: the workload's requests (with next-access times when a policy needs them).
+            start: starts the arrival process's SimPy processes (``ArrivalProcess.start``).
+            series: receives occupancy samples (access index and time).
+            every: sample occupancy every ``every`` reads (as the replay does).
+            progress: called with the references handed to the core, a chunk at a time.
+        """
+        self._chunks = iter(chunks)
+        self._stream = self._request_stream()
+        self._series = series
+        self._every = max(1, every)
+        self._progress = progress
+        start(self)
+        with _fewer_collections():
+            self.env.run()
+
+    # ------------------------------------------------------------------ results
+    @property
+    def prefill_busy_s(self) -> float:
+        """Engine-seconds of recompute."""
+        return self.prefill.busy_s
+
+    @property
+    def codec_busy_s(self) -> float:
+        """Engine-seconds of codec work."""
+        return self.codec.busy_s
+
+    @property
+    def makespan_s(self) -> float:
+        """Time from 0 to the end of the last transfer, recompute or service."""
+        return self.last_end_s
+
+    @property
+    def mean_in_system(self) -> float:
+        """Time-average number of requests arrived and not yet served, over the makespan."""
+        span = self.makespan_s
+        area = self._in_system_area + self.in_system * (span - self._in_system_since)
+        return area / span if span > 0 else 0.0
+
+    def link_usage(self) -> list[LinkUsage]:
+        """What each link resource carried."""
+        names = [t.name for t in self.spec.tiers]
+        return [
+            LinkUsage(
+                name=link.name,
+                src=names[link.src],
+                dst=names[link.dst],
+                duplex=link.duplex,
+                bandwidth_bytes_per_s=link.bandwidth_bytes_per_s,
+                latency_s=link.latency_s,
+                channels=link.channels,
+                bytes_moved=link.bytes_moved,
+                transfers=link.transfers,
+                busy_s=link.busy_s,
+            )
+            for link in self.fabric.links
+        ]
+
+    def request_columns(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The per-request columns (:data:`~exo_sim.results.REQUEST_COLUMNS`) and hits per tier."""
+        n = len(self.arrival_s)
+        arrival = np.frombuffer(self.arrival_s, dtype=np.float64) if n else np.zeros(0)
+        served = np.frombuffer(self.served_s, dtype=np.float64) if n else np.zeros(0)
+
+        def ints(a: array[int]) -> np.ndarray:
+            return np.frombuffer(a, dtype=np.int64).copy() if len(a) else np.zeros(0, dtype=np.int64)
+
+        read = ints(self.blocks_read)
+        recomputed = ints(self.recomputed)
+        hits = np.zeros((n, len(self.spec.tiers)), dtype=np.int64)
+        f_rid, f_tier, f_n = ints(self._found_rid), ints(self._found_tier), ints(self._found_n)
+        np.add.at(hits, (f_rid, f_tier), f_n)
+        hits[:, self.h.top] = read - hits.sum(axis=1) - recomputed
+        columns = {
+            "request": np.arange(n, dtype=np.int64),
+            "agent": ints(self.agent_of),
+            "arrival_s": arrival.copy(),
+            "served_s": served.copy(),
+            "latency_s": served - arrival,
+            "blocks_read": read,
+            "blocks_written": ints(self.blocks_written),
+            "recomputed_blocks": recomputed,
+            "bytes_loaded": ints(self.bytes_loaded),
+            "in_system_at_arrival": ints(self.in_system_seen),
+        }
+        assert set(columns) == set(REQUEST_COLUMNS)
+        return columns, hits
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often, and not over what existed before, for a while.
+
+    A run allocates millions of short-lived objects (moves, jobs, hop lists) while the decision
+    core's index and policies hold hundreds of thousands of long-lived ones; at the default
+    thresholds the collector walks those again and again (about a tenth of the run's time). The
+    objects alive at the start are frozen out of collections and the youngest generation is
+    collected every 100,000 allocations instead of 700; both are restored at the end.
+    """
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
+class _Service:
+    """Counts down the parts a request waits for; the last one to end serves it."""
+
+    __slots__ = ("model", "rid", "waiter", "pending")
+
+    def __init__(self, model: TimedModel, rid: int, waiter: simpy.Event | None) -> None:
+        self.model = model
+        self.rid = rid
+        self.waiter = waiter
+        self.pending = 0
+
+    def part_done(self, _event: simpy.Event | None = None) -> None:
+        """One part ended (called once with nothing pending when there is nothing to wait for)."""
+        self.pending -= 1
+        if self.pending <= 0:
+            self.model._depart(self.rid)
+            if self.waiter is not None:
+                self.waiter.succeed()
+
+
+class _Chain:
+    """Store-and-forward: one hop after the other, then the codec work, then ``done``.
+
+    Driven by the jobs' own callbacks (no SimPy process): each hop is one event.
+    """
+
+    __slots__ = ("model", "hops", "i", "codec_s", "label", "done")
+
+    def __init__(
+        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], None]
+    ) -> None:
+        self.model = model
+        self.hops = hops
+        self.i = 0
+        self.codec_s = codec_s
+        self.label = label
+        self.done = done
+        self._next(None)
+
+    def _next(self, _event: simpy.Event | None) -> None:
+        if self.i < len(self.hops):
+            link, nbytes = self.hops[self.i]
+            self.i += 1
+            link.bytes_moved += nbytes  # Link.transfer, inlined: one call less per hop
+            link.transfers += 1
+            Job(link.server, link.latency_s + nbytes / link.bandwidth_bytes_per_s, self.label).callbacks.append(
+                self._next
+            )
+        elif self.codec_s:
+            seconds, self.codec_s = self.codec_s, 0.0
+            Job(self.model.codec, seconds, self.label).callbacks.append(self._next)
+        else:
+            self.done()
+
+
+class _Pipeline:
+    """Pipelined: claim every link of the chain, hold them all, release them, then the codec work.
+
+    Links are claimed in link order (so two chains never deadlock) and held for the sum of their
+    latencies plus the slowest link's bytes / bandwidth.
+    """
+
+    def __init__(
+        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], None]
+    ) -> None:
+        if len(hops) < 2:
+            _Chain(model, hops, codec_s, label, done)
+            return
+        model.env.process(self._run(model, hops, codec_s, label, done))
+
+    @staticmethod
+    def _run(
+        model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], None]
+    ) -> Generator[simpy.Event, Any, None]:
+        env = model.env
+        claims = []
+        for link, _ in sorted(hops, key=lambda kv: kv[0].index):
+            claim = link.server.claim(label)
+            yield claim
+            claims.append((link, claim))
+        duration = sum(link.latency_s for link, _ in hops) + max(
+            nbytes / link.bandwidth_bytes_per_s for link, nbytes in hops
+        )
+        yield env.timeout(duration)
+        for link, nbytes in hops:
+            link.bytes_moved += nbytes
+            link.transfers += 1
+        for link, claim in claims:
+            link.server.release(claim)
+        if codec_s:
+            yield model.codec.job(codec_s, label)
+        done()
