@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--trace", default=str(Path(default_traces_dir()) / "mooncake" / "conversation_trace.jsonl"))
     ap.add_argument("--capacities", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--lcs-hashpower", type=int, default=None,
+                    help="libCacheSim hash table log2 size; default ceil(log2(distinct)) + 1 (its own: 24)")
     args = ap.parse_args()
     import libcachesim as lcs
 
@@ -59,6 +61,12 @@ def main() -> None:
     distinct = int(np.unique(blocks).shape[0])
     print(f"trace: {args.trace}: {n:,} block references, {distinct:,} distinct blocks")
     print(f"reader: {read_s * 1e3:.1f} ms, {n / read_s:,.0f} block references/s (target >= 1,000,000)")
+    for bt in (256, 16):
+        split = MooncakeWorkload(MooncakeWorkloadConfig(path=args.trace), bt)
+        t = time.perf_counter()
+        m = sum(c.n_refs for c in split.chunks())
+        dt = time.perf_counter() - t
+        print(f"reader split to {bt} tokens/block: {m:,} references in {dt * 1e3:.1f} ms, {m / dt:,.0f}/s")
 
     caps = capacity_grid(1, distinct, args.capacities, "log")
     one_pass_s = math.inf
@@ -70,7 +78,7 @@ def main() -> None:
     print(f"one-pass LRU curve, {len(caps)} capacities: {one_pass_s * 1e3:.1f} ms "
           f"({(one_pass_s + read_s) * 1e3:.1f} ms with the trace read)")
 
-    hashpower = math.ceil(math.log2(distinct)) + 1
+    hashpower = args.lcs_hashpower or math.ceil(math.log2(distinct)) + 1
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mooncake.oracleGeneral.bin"
         write_oracle(path, blocks)

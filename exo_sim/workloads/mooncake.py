@@ -24,6 +24,7 @@ Lines are read ``CHUNK_LINES`` at a time, so memory does not grow with the trace
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from exo_sim.workloads.base import RequestChunk, Workload
 
 CHUNK_LINES = 2048
 FIELDS = ("timestamp", "input_length", "output_length", "hash_ids")
+_INT_TYPE = {int}
 
 
 @dataclass
@@ -120,7 +122,7 @@ class MooncakeWorkload(Workload):
                 if missing:
                     raise TraceError(path, f"has no field {', '.join(map(repr, missing))}", line_no)
                 t, inp, out, ids = obj["timestamp"], obj["input_length"], obj["output_length"], obj["hash_ids"]
-                if not (_is_int(t) or isinstance(t, float)) or t < 0:
+                if not (_is_int(t) or (isinstance(t, float) and math.isfinite(t))) or t < 0:
                     raise TraceError(path, f"timestamp {t!r} is not a number of ms >= 0", line_no)
                 if t < last_ts:
                     raise TraceError(
@@ -135,6 +137,9 @@ class MooncakeWorkload(Workload):
                         raise TraceError(path, f"{key} {value!r} is not an integer >= 0", line_no)
                 if not isinstance(ids, list):
                     raise TraceError(path, f"hash_ids is a {type(ids).__name__}, not a list", line_no)
+                if ids and set(map(type, ids)) != _INT_TYPE:  # type(), so True is refused too
+                    bad = next(x for x in ids if type(x) is not int)
+                    raise TraceError(path, f"hash id {bad!r} is not an integer", line_no)
                 want = -(-inp // src)
                 if len(ids) != want:
                     raise TraceError(
@@ -175,12 +180,11 @@ class MooncakeWorkload(Workload):
             return first_line + int(np.searchsorted(src_offsets, ref, side="right")) - 1
 
         hashes = np.array(flat) if flat else np.zeros(0, dtype=np.int64)
-        if hashes.dtype.kind not in "iu":
+        if hashes.dtype.kind not in "iu":  # integers beyond 64 bits: find the culprit, line by line
             for i in range(len(counts)):
                 for x in flat[src_offsets[i] : src_offsets[i + 1]]:
-                    if not _is_int(x):
-                        raise TraceError(path, f"hash id {x!r} is not an integer", first_line + i)
-            raise TraceError(path, "hash ids are out of range", first_line)  # pragma: no cover
+                    if not 0 <= x < split.id_limit:
+                        raise TraceError(path, f"hash id {x} is outside 0..{split.id_limit - 1}", first_line + i)
         bad = (hashes < 0) | (hashes >= split.id_limit)
         if bad.any():
             i = int(np.argmax(bad))
