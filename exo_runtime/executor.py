@@ -8,25 +8,34 @@ moves to :meth:`Executor.apply`, which makes the memories agree with the core::
         for each block the moves touch:
             before = the tiers that physically hold it;  after = the tiers whose policy holds it now
             each tier in after - before is an addition, fed from the tier the moves carried it from
-            (or born, when it was computed); each tier in before - after is a removal
-        group additions by link (source tier, destination tier)
-        read every group's sources into staging (one batched read per link), check their checksums
-        decode / re-encode where the codec changes (or generate births), batched per link
-        write every destination, durable tiers first, coldest first, each link in one batched write
-        (slots come from the free list, then from this batch's removals in the same tier)
-        free the removals' slots; record the new copies (and the manifest entries of durable tiers)
+            (or born, when the core computed it); each tier in before - after is a removal
+        group additions by link (source tier, destination tier), sources in slot order
+        allocate every destination slot: free slots first, then slots this batch's removals give up
+        an addition whose destination slot still holds a block another addition must read waits for
+        that read; the others are ready
+        stage (read into the staging pool) whatever durable additions wait on, so they are all ready
+        repeat: take the ready additions of one link (durable tiers first, coldest first) and
+            stream them through a small reused bounce buffer: read a chunk (one batched read), check
+            it, re-encode it if the codec changes, write it (one batched write); each read releases
+            the additions waiting on its slot
+            when nothing is ready but some wait (a cycle: a promoted block and the victim that takes
+            its slot), stage one waited-on source to break it
+        free the removals' slots that were not reused; record the new copies (and manifest entries)
 
-Reading every source before writing any destination is what lets a tier give up a promoted block's
-slot to a demoted victim in the same batch. Nothing is allocated per block: staging rows are views
-into one reused pool. Each batched read and write is timed (``perf_counter_ns``; CUDA events when a
-GPU store takes part) and counted against its link; codec work against its codec.
+Ordering by these dependencies lets a tier give up a promoted block's slot to a demoted victim in the
+same batch while a victim's cascade runs coldest first, each block read just before it is written:
+blocks go through a bounce buffer of about :data:`STREAM_BYTES` and from source to destination while
+still in the CPU's cache, as in a raw copy; only cycle breakers are staged. Nothing is allocated per
+block: staging and bounce rows are views into buffers made once. Each batched read and write is
+timed (``perf_counter_ns``; CUDA events when a GPU store takes part) and counted against its link;
+codec work against its codec.
 
-A write that the medium refuses for lack of space (ENOSPC, EFBIG, EDQUOT) undoes the batch — every
-block stays where it was before it, which is possible because durable writes come first, before any
-slot of a removal is reused — and raises :class:`~exo_runtime.errors.DiskFullError`. A read whose
-bytes are not the ones written (or, with ``integrity=full``, whose decoded values stray beyond the
-codec's bound) is reported corrupted and never used: the block is regenerated instead, as a real
-system would recompute it.
+A write the medium refuses for lack of space (ENOSPC, EFBIG, EDQUOT) undoes the batch — every block
+stays where it was before it, which holds because durable writes come first and no slot of a
+non-durable tier has been overwritten yet — and raises :class:`~exo_runtime.errors.DiskFullError`. A
+read whose bytes are not the ones written (or, with ``integrity=full``, whose decoded values stray
+beyond the copy's error bound) is reported corrupted and never used: the block is regenerated instead,
+as a real system would recompute it, and a copy the core keeps in that tier is rewritten.
 """
 
 from __future__ import annotations
@@ -38,19 +47,26 @@ from typing import Any
 
 import torch
 
-from exo_runtime.buffers import StagingPool, align_up
+from exo_runtime.buffers import StagingPool, align_up, host_buffer
 from exo_runtime.codecs import Codec
 from exo_runtime.errors import DiskFullError
 from exo_runtime.integrity import birth_crcs, row_crcs
 from exo_runtime.manifest import Manifest
-from exo_runtime.payload_data import BlockFactory, block_seed
+from exo_runtime.payload_data import BlockFactory
 from exo_runtime.stores import Store
+from exo_runtime.stores.base import runs
 from exo_runtime.stores.file import NO_SPACE_ERRNOS
+from exo_runtime.stores.transfer import copy_path
 from exo_runtime.timing import CodecMeter, Meter, Span
 from exo_sim.hierarchy import Hierarchy, Move
 
 BIRTH = -1
 """Origin of a block that is computed (born) rather than copied from a tier."""
+
+STREAM_BYTES = 1 << 20
+"""Bytes of one streamed chunk: small enough to stay in cache between its read and its write."""
+
+Entry = tuple[int, int, int, int, float, bool]
 
 
 @dataclass(slots=True)
@@ -68,17 +84,17 @@ class Copy:
 
 
 @dataclass
-class _Prepared:
-    """A group of blocks ready to be written into tier ``dst``: their encoded rows and records."""
+class _Plan:
+    """One link group of a batch: blocks from tier ``src`` (or born) into tier ``dst``."""
 
     src: int
     dst: int
     blocks: list[int]
-    rows: torch.Tensor
-    crcs: list[int]
-    bounds: list[float]
-    lossless: list[bool]
     slots: list[int] = field(default_factory=list)
+    staged: dict[int, torch.Tensor] = field(default_factory=dict)
+    crcs: list[int] = field(default_factory=list)
+    bounds: list[float] = field(default_factory=list)
+    lossless: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -99,7 +115,7 @@ class Executor:
         stores: one store per tier index, ``None`` for a bypassed tier.
         codecs: one codec per tier index, ``None`` for a bypassed tier.
         factory: the blocks' birth data.
-        staging: the host staging pool.
+        staging: the host staging pool (for sources whose slots a batch reuses).
         scratch_bytes: float32 scratch for decoded elements (at least one block's worth is used).
         integrity: ``off``, ``checksum`` or ``full``.
         manifests: the manifest of each durable tier, by tier index.
@@ -128,6 +144,7 @@ class Executor:
         self.manifests = manifests
         self.manifest_interval_s = manifest_interval_s
         self.usable = [k for k, s in enumerate(stores) if s is not None]
+        self.durable = [s is not None and s.durable for s in stores]
         self.policies = [hierarchy.policies[k] for k in range(len(stores))]
         self.elements = factory.elements
         self.raw_bytes = factory.raw_bytes
@@ -138,6 +155,11 @@ class Executor:
         self.scratch2 = (
             torch.empty((rows, self.elements), dtype=torch.float32) if integrity == "full" else None
         )
+        widest = max(self._stride(k) for k in self.usable)
+        self.bounce_bytes = align_up(max(STREAM_BYTES, widest))
+        pinned = staging.pinned
+        self.bounce_in = host_buffer(self.bounce_bytes, pinned)
+        self.bounce_out = host_buffer(self.bounce_bytes, pinned)
         self.copies: dict[int, dict[int, Copy]] = {}
         self.birth_crc: dict[int, int] = {}
         self.link_read: dict[tuple[int, int], Meter] = {}
@@ -149,18 +171,19 @@ class Executor:
         self.reads_checked = 0
         self.births = 0
         self.batches = 0
+        self.staged_blocks = 0
         self.max_batch_moves = 0
         self._last_commit = time.perf_counter()
 
     # ------------------------------------------------------------------ helpers
     def _stride(self, *tiers: int) -> int:
-        stores = [self.stores[k] for k in tiers]
+        stores = [self.stores[k] for k in tiers if k >= 0]
         width = max(s.row_bytes for s in stores if s is not None)
         align = max(s.row_align for s in stores if s is not None)
         return align_up(width, align) if align > 1 else width
 
     def _cuda(self, *tiers: int) -> bool:
-        return any(self.stores[k] is not None and self.stores[k].device == "cuda" for k in tiers if k >= 0)  # type: ignore[union-attr]
+        return any(k >= 0 and self.stores[k] is not None and self.stores[k].device == "cuda" for k in tiers)  # type: ignore[union-attr]
 
     def _codec_meter(self, name: str) -> CodecMeter:
         meter = self.codec_meters.get(name)
@@ -168,9 +191,13 @@ class Executor:
             meter = self.codec_meters[name] = CodecMeter()
         return meter
 
+    @staticmethod
+    def _view(buf: torch.Tensor, n: int, stride: int) -> torch.Tensor:
+        return buf[: n * stride].view(n, stride)
+
     def staging_bytes_per_move(self) -> int:
-        """Upper bound of staging bytes one move needs (a read row and an encoded row)."""
-        return 2 * max(self._stride(k) for k in self.usable)
+        """Upper bound of staging bytes one move needs (one staged row)."""
+        return max(self._stride(k) for k in self.usable)
 
     # ------------------------------------------------------------------ the batch
     def apply(self, moves: Sequence[Move]) -> None:
@@ -199,249 +226,50 @@ class Executor:
         for b, o in origin.items():
             before = copies.get(b, empty)
             for k in self.usable:
-                inside = b in policies[k]  # type: ignore[operator]
-                if inside:
+                if b in policies[k]:  # type: ignore[operator]
                     if k not in before:
                         groups.setdefault((o[k], k), []).append(b)
                 elif k in before:
                     removals.setdefault(k, []).append(b)
-        try:
-            prepared: list[_Prepared] = []
-            births: dict[int, list[int]] = {}
-            for (s, k), blocks in groups.items():
-                if s == BIRTH:
-                    births.setdefault(k, []).extend(blocks)
-                else:
-                    bad = self._transfer_in(s, k, blocks, prepared)
-                    for b in bad:  # regenerate it; repair the bad copy if the core keeps one there
-                        births.setdefault(k, []).append(b)
-                        if b in policies[s]:  # type: ignore[operator]
-                            removals.setdefault(s, []).append(b)
-                            births.setdefault(s, []).append(b)
-            for k, blocks in births.items():
-                prepared.append(self._born(k, blocks))
-            self._write_all(prepared, removals)
-        finally:
-            self.staging.reset()
-        self._maybe_commit()
-
-    def _transfer_in(self, s: int, k: int, blocks: list[int], prepared: list[_Prepared]) -> list[int]:
-        """Read ``blocks`` from tier ``s`` and prepare them for tier ``k``; return the corrupted ones."""
-        src = self.stores[s]
-        assert src is not None
-        cps = [self.copies[b][s] for b in blocks]
-        order = sorted(range(len(blocks)), key=lambda i: cps[i].slot)
-        blocks = [blocks[i] for i in order]
-        cps = [cps[i] for i in order]
-        cs, ck = self.codecs[s], self.codecs[k]
-        assert cs is not None and ck is not None
-        same = cs.name == ck.name
-        n = len(blocks)
-        rows_in = self.staging.rows(n, self._stride(s, k) if same else self._stride(s))
-        with Span(self._cuda(s)) as span:
-            src.read([c.slot for c in cps], rows_in)
-            src.synchronize()
-        self.link_read.setdefault((s, k), Meter()).add(n * src.slot_bytes, span.ns, n, span.device_ns)
-
-        bad: list[int] = []
-        if self.integrity != "off":
-            bad = self._check(s, blocks, cps, rows_in)
-        if bad:
-            keep = [i for i, b in enumerate(blocks) if b not in set(bad)]
-            if not keep:
-                return bad
-            idx = torch.tensor(keep, dtype=torch.long)
-            rows_in = rows_in.index_select(0, idx)  # rare path: corrupted rows were dropped
-            blocks = [blocks[i] for i in keep]
-            cps = [cps[i] for i in keep]
-            n = len(blocks)
-        if same:
-            prepared.append(
-                _Prepared(
-                    s,
-                    k,
-                    blocks,
-                    rows_in,
-                    [c.crc for c in cps],
-                    [c.bound for c in cps],
-                    [c.lossless for c in cps],
-                )
-            )
-            return bad
-        dst = self.stores[k]
-        assert dst is not None
-        rows_out = self.staging.rows(n, self._stride(k))
-        bounds: list[float] = []
-        dec, enc = self._codec_meter(cs.name), self._codec_meter(ck.name)
-        for a in range(0, n, self.scratch_rows):
-            z = min(n, a + self.scratch_rows)
-            xs = self.scratch[: z - a]
-            with Span(False) as sp:
-                cs.decode(rows_in[a:z], xs)
-            dec.decode.add(4 * self.elements * (z - a), sp.ns, z - a)
-            with Span(False) as sp:
-                got = ck.encode(xs, rows_out[a:z])
-            enc.encode.add(4 * self.elements * (z - a), sp.ns, z - a)
-            bounds.extend(got.tolist())
-        if self.raw_bytes:
-            rows_out[:, ck.nbytes : ck.nbytes + self.raw_bytes].copy_(
-                rows_in[:, cs.nbytes : cs.nbytes + self.raw_bytes]
-            )
-        total = [c.bound + e for c, e in zip(cps, bounds, strict=True)]
-        for e in bounds:
-            enc.max_error_bound = max(enc.max_error_bound, e)
-        prepared.append(
-            _Prepared(
-                s,
-                k,
-                blocks,
-                rows_out,
-                row_crcs(rows_out, dst.slot_bytes),
-                total,
-                [c.lossless and ck.lossless for c in cps],
-            )
-        )
-        return bad
-
-    def _check(self, s: int, blocks: list[int], cps: list[Copy], rows: torch.Tensor) -> list[int]:
-        """Blocks whose read rows are not what was written (and, ``full``, not within their bound)."""
-        store = self.stores[s]
-        assert store is not None
-        crcs = row_crcs(rows, store.slot_bytes)
-        self.reads_checked += len(blocks)
-        bad: list[int] = []
-        for i, b in enumerate(blocks):
-            c = cps[i]
-            if crcs[i] != c.crc:
-                reason = "stored bytes fail their checksum"
-            elif c.lossless and self.codecs[s].lossless and c.crc != self.birth_crc.get(b, c.crc):  # type: ignore[union-attr]
-                reason = "lossless copy differs from its birth checksum"
-            else:
-                continue
-            bad.append(b)
-            self.corruptions.append(Corruption(b, store.name, c.slot, reason))
-        if self.integrity == "full":
-            bad.extend(self._full_check(s, blocks, cps, rows, set(bad)))
-        return bad
-
-    def _full_check(
-        self, s: int, blocks: list[int], cps: list[Copy], rows: torch.Tensor, skip: set[int]
-    ) -> list[int]:
-        """Decode and compare with regenerated birth data against each copy's error bound."""
-        codec, store = self.codecs[s], self.stores[s]
-        assert codec is not None and store is not None and self.scratch2 is not None
-        meter = self._codec_meter(codec.name)
-        bad: list[int] = []
-        raw_ref = torch.empty((self.scratch_rows, max(1, self.raw_bytes)), dtype=torch.uint8)
-        for a in range(0, len(blocks), self.scratch_rows):
-            z = min(len(blocks), a + self.scratch_rows)
-            xs, ref = self.scratch[: z - a], self.scratch2[: z - a]
-            codec.decode(rows[a:z], xs)
-            self.factory.birth(blocks[a:z], ref, raw_ref)
-            err = (xs - ref).abs().amax(dim=1).to(torch.float64).tolist()
-            for i, e in enumerate(err):
-                b, c = blocks[a + i], cps[a + i]
-                worst = meter.max_error_measured or 0.0
-                meter.max_error_measured = max(worst, e)
-                raw_ok = True
-                if self.raw_bytes:
-                    got = rows[a + i, codec.nbytes : codec.nbytes + self.raw_bytes]
-                    raw_ok = bool(torch.equal(got, raw_ref[i, : self.raw_bytes]))
-                within = e == 0.0 if c.lossless else e <= c.bound * (1 + 1e-6)
-                if b not in skip and not (within and raw_ok):
-                    bad.append(b)
-                    self.corruptions.append(
-                        Corruption(b, store.name, c.slot, f"decoded error {e:.3g} exceeds its bound {c.bound:.3g}")
-                    )
-        return bad
-
-    def _born(self, k: int, blocks: list[int]) -> _Prepared:
-        """Generate ``blocks``' birth data and encode it for tier ``k``."""
-        ck, dst = self.codecs[k], self.stores[k]
-        assert ck is not None and dst is not None
-        n = len(blocks)
-        rows = self.staging.rows(n, self._stride(k))
-        bounds: list[float] = []
-        enc = self._codec_meter(ck.name)
-        for a in range(0, n, self.scratch_rows):
-            z = min(n, a + self.scratch_rows)
-            xs = self.scratch[: z - a]
-            raw = rows[a:z, ck.nbytes : ck.nbytes + self.raw_bytes] if self.raw_bytes else None
-            with Span(False) as sp:
-                self.factory.birth(blocks[a:z], xs, raw)
-            self.birth_meter.add(4 * self.elements * (z - a), sp.ns, z - a)
-            for b, c in zip(blocks[a:z], birth_crcs(xs, raw, self.raw_bytes), strict=True):
-                self.birth_crc[b] = c
-            with Span(False) as sp:
-                got = ck.encode(xs, rows[a:z])
-            enc.encode.add(4 * self.elements * (z - a), sp.ns, z - a)
-            bounds.extend(got.tolist())
-        for e in bounds:
-            enc.max_error_bound = max(enc.max_error_bound, e)
-        self.births += n
-        crcs = [self.birth_crc[b] for b in blocks] if ck.lossless else row_crcs(rows, dst.slot_bytes)
-        return _Prepared(BIRTH, k, blocks, rows, crcs, bounds, [ck.lossless] * n)
-
-    # ------------------------------------------------------------------ writes
-    def _write_all(self, prepared: list[_Prepared], removals: dict[int, list[int]]) -> None:
-        """Allocate and write every prepared group; then free removals and record the new copies."""
-        stores, copies = self.stores, self.copies
-        vacating: dict[int, list[int]] = {k: [copies[b][k].slot for b in bs] for k, bs in removals.items()}
+        plans = []
+        for (s, k), blocks in groups.items():
+            if s != BIRTH:
+                blocks.sort(key=lambda b: copies[b][s].slot)
+            plans.append(_Plan(s, k, blocks))
+        plans.sort(key=lambda p: (not self.durable[p.dst], -p.dst))
+        vacating = {k: [copies[b][k].slot for b in bs] for k, bs in removals.items()}
         reused: dict[int, set[int]] = {}
-        unlisted: list[tuple[int, int, tuple[int, int, int, int, float, bool]]] = []
-        done: list[_Prepared] = []
-        order = sorted(prepared, key=lambda p: (not stores[p.dst].durable, -p.dst))  # type: ignore[union-attr]
+        unlisted: list[tuple[int, int, Entry]] = []
+        repairs: list[tuple[int, int]] = []
+        plan: _Plan | None = None
         try:
-            for p in order:
-                store = stores[p.dst]
-                assert store is not None
-                p.slots = self._allocate(p.dst, len(p.blocks), vacating, reused, removals, unlisted)
-                with Span(self._cuda(p.src, p.dst)) as span:
-                    store.write(p.slots, p.rows)
-                    store.synchronize()
-                nbytes = len(p.blocks) * store.slot_bytes
-                if p.src == BIRTH:
-                    meter = self.birth_write.setdefault(p.dst, Meter())
-                else:
-                    meter = self.link_write.setdefault((p.src, p.dst), Meter())
-                meter.add(nbytes, span.ns, len(p.blocks), span.device_ns)
-                done.append(p)
+            for plan in plans:
+                n = len(plan.blocks)
+                plan.slots = self._allocate(plan.dst, n, vacating, reused, removals, unlisted)
+                plan.crcs, plan.bounds, plan.lossless = [0] * n, [0.0] * n, [False] * n
+            self._schedule(plans, reused, repairs)
         except OSError as err:
-            if err.errno not in NO_SPACE_ERRNOS:
+            if err.errno not in NO_SPACE_ERRNOS or plan is None:
                 raise
-            self._undo(order, done, p, reused, unlisted)
-            block = p.blocks[0]
+            self._undo(plans, reused, unlisted)
+            block = plan.blocks[0]
             where = [self.spec.tiers[k].name for k in sorted(copies.get(block, {}))]
-            name = self.spec.tiers[p.dst].name
-            path = getattr(stores[p.dst], "path", name)
+            name = self.spec.tiers[plan.dst].name
+            path = getattr(self.stores[plan.dst], "path", name)
             raise DiskFullError(
                 f"writing block {block} to tier {name} ({path}) failed: {err.strerror or err}; "
                 f"the batch was undone, so every block stays where it was (block {block} in "
                 f"{', '.join(where) or 'no tier: it is recomputed when next needed'})"
             ) from None
+        finally:
+            self.staging.reset()
+        self._record(plans, removals, reused)
+        for s, b in repairs:
+            if b in self.policies[s] and s in copies.get(b, {}):  # type: ignore[operator]
+                self._repair(s, b)
+        self._maybe_commit()
 
-        for k, bs in removals.items():
-            store = stores[k]
-            assert store is not None
-            man = self.manifests.get(k)
-            taken = reused.get(k, set())
-            for b in bs:
-                held = copies[b]
-                c = held.pop(k)
-                if c.slot not in taken:
-                    store.free(c.slot)
-                if man is not None:
-                    man.remove(b)
-                if not held:
-                    del copies[b]
-                    self.birth_crc.pop(b, None)
-        for p in prepared:
-            man = self.manifests.get(p.dst)
-            for i, b in enumerate(p.blocks):
-                copies.setdefault(b, {})[p.dst] = Copy(p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
-                if man is not None:
-                    man.put(b, p.slots[i], p.crcs[i], self.birth_crc.get(b, 0), p.bounds[i], p.lossless[i])
-
+    # ------------------------------------------------------------------ slots
     def _allocate(
         self,
         k: int,
@@ -449,7 +277,7 @@ class Executor:
         vacating: dict[int, list[int]],
         reused: dict[int, set[int]],
         removals: dict[int, list[int]],
-        unlisted: list[tuple[int, int, tuple[int, int, int, int, float, bool]]],
+        unlisted: list[tuple[int, int, Entry]],
     ) -> list[int]:
         """``n`` slots of tier ``k``: free ones first, then slots this batch's removals give up.
 
@@ -469,29 +297,23 @@ class Executor:
             pool = vacating.get(k, [])
             if len(pool) < short:
                 raise AssertionError(f"tier {store.name}: {short} slots short in one batch")
+            take, vacating[k] = pool[:short], pool[short:]
             if man is not None:
+                gone = set(take)
                 for b in removals[k]:
                     entry = man.entries.get(b)
-                    if entry is not None and entry[0] in pool[:short]:
+                    if entry is not None and entry[0] in gone:
                         unlisted.append((k, b, entry))
                         man.remove(b)
                 man.commit()
                 self._last_commit = time.perf_counter()
-            take, vacating[k] = pool[:short], pool[short:]
             reused.setdefault(k, set()).update(take)
             slots.extend(take)
         return slots
 
-    def _undo(
-        self,
-        order: list[_Prepared],
-        done: list[_Prepared],
-        failed: _Prepared,
-        reused: dict[int, set[int]],
-        unlisted: list[tuple[int, int, tuple[int, int, int, int, float, bool]]],
-    ) -> None:
-        """Give back every slot this batch allocated; put back manifest entries it dropped."""
-        for p in [*done, failed]:
+    def _undo(self, plans: list[_Plan], reused: dict[int, set[int]], unlisted: list[tuple[int, int, Entry]]) -> None:
+        """Give back every slot this batch allocated; put back the manifest entries it dropped."""
+        for p in plans:
             store = self.stores[p.dst]
             assert store is not None
             taken = reused.get(p.dst, set())
@@ -500,6 +322,343 @@ class Executor:
                     store.free(slot)
         for k, b, entry in unlisted:
             self.manifests[k].restore(b, entry)
+
+    # ------------------------------------------------------------------ reads, codecs, writes
+    def _read(self, s: int, k: int, blocks: list[int], rows: torch.Tensor) -> None:
+        src = self.stores[s]
+        assert src is not None
+        with Span(self._cuda(s)) as span:
+            src.read([self.copies[b][s].slot for b in blocks], rows)
+            src.synchronize()
+        meter = self.link_read.setdefault((s, k), Meter())
+        meter.add(len(blocks) * src.slot_bytes, span.ns, len(blocks), span.device_ns)
+
+    def _write(self, p: _Plan, slots: list[int], rows: torch.Tensor) -> None:
+        dst = self.stores[p.dst]
+        assert dst is not None
+        with Span(self._cuda(p.src, p.dst)) as span:
+            dst.write(slots, rows)
+            dst.synchronize()
+        meter = (
+            self.birth_write.setdefault(p.dst, Meter())
+            if p.src == BIRTH
+            else self.link_write.setdefault((p.src, p.dst), Meter())
+        )
+        meter.add(len(slots) * dst.slot_bytes, span.ns, len(slots), span.device_ns)
+
+    def _schedule(
+        self, plans: list[_Plan], reused: dict[int, set[int]], repairs: list[tuple[int, int]]
+    ) -> None:
+        """Run every addition in an order that reads each reused slot before overwriting it."""
+        copies = self.copies
+        unread: dict[tuple[int, int], list[tuple[_Plan, int]]] = {}  # reused slot -> its readers
+        for p in plans:
+            taken = reused.get(p.src) if p.src != BIRTH else None
+            if taken:
+                for i, b in enumerate(p.blocks):
+                    slot = copies[b][p.src].slot
+                    if slot in taken:
+                        unread.setdefault((p.src, slot), []).append((p, i))
+        waiting: dict[tuple[int, int], list[tuple[_Plan, int]]] = {}
+        ready: dict[int, list[int]] = {}
+        for n, p in enumerate(plans):
+            ready[n] = []
+            for i, slot in enumerate(p.slots):
+                key = (p.dst, slot)
+                if key in unread:
+                    waiting.setdefault(key, []).append((p, i))
+                else:
+                    ready[n].append(i)
+        index = {id(p): n for n, p in enumerate(plans)}
+
+        def release(p: _Plan, idx: list[int]) -> None:
+            if p.src == BIRTH or not unread:
+                return
+            for i in idx:
+                key = (p.src, copies[p.blocks[i]][p.src].slot)
+                readers = unread.get(key)
+                if readers is None:
+                    continue
+                readers.remove((p, i))
+                if not readers:
+                    del unread[key]
+                    for q, j in waiting.pop(key, []):
+                        ready[index[id(q)]].append(j)
+
+        def stage(key: tuple[int, int]) -> None:
+            for p, i in list(unread.get(key, [])):
+                if i not in p.staged:
+                    row = self.staging.rows(1, self._stride(p.src))
+                    self._read(p.src, p.dst, [p.blocks[i]], row)
+                    p.staged[i] = row
+                    self.staged_blocks += 1
+                release(p, [i])
+
+        for key in [k for k in waiting if self.durable[k[0]]]:  # durable writes never wait
+            stage(key)
+        while True:
+            pick = next((n for n, idx in ready.items() if idx), None)  # plans are in priority order
+            if pick is not None:
+                p, idx = plans[pick], sorted(ready[pick])
+                ready[pick] = []
+                self._run(p, idx, release, repairs)
+                continue
+            if not waiting:
+                return
+            stage(next(iter(waiting)))  # a cycle: stage one waited-on source to break it
+
+    def _run(
+        self,
+        p: _Plan,
+        idx: list[int],
+        release: Any,
+        repairs: list[tuple[int, int]],
+    ) -> None:
+        """Carry out additions ``idx`` of ``p``: born, written from staging, or streamed."""
+        if p.src == BIRTH:
+            stride = self._stride(p.dst)
+            per = max(1, min(self.scratch_rows, self.bounce_bytes // stride))
+            for a in range(0, len(idx), per):
+                part = idx[a : a + per]
+                rows = self._view(self.bounce_out, len(part), stride)
+                self._fill_births(p.dst, [p.blocks[i] for i in part], rows, p, part)
+                self._write(p, [p.slots[i] for i in part], rows)
+            return
+        rest = []
+        for i in idx:
+            row = p.staged.get(i)
+            if row is None:
+                rest.append(i)
+            else:
+                self._finish(p, [i], row, repairs)
+        if not rest:
+            return
+        src, dst = self.stores[p.src], self.stores[p.dst]
+        assert src is not None and dst is not None
+        path = copy_path(src, dst)
+        same = self.codecs[p.src] is self.codecs[p.dst]
+        if path == "source":  # the source slab's rows go straight to the destination (or decoder)
+            view = src.host_view()
+            assert view is not None
+            slots = [self.copies[p.blocks[i]][p.src].slot for i in rest]
+            for a, first, r in runs(slots):
+                for b in range(a, a + r, self.scratch_rows):
+                    part = rest[b : min(a + r, b + self.scratch_rows)]
+                    rows = view[first + b - a : first + b - a + len(part)]
+                    self._count_read(p, len(part))
+                    self._finish(p, part, rows, repairs)
+                    release(p, part)
+            return
+        if path == "destination" and same:  # the source fills the destination slab's rows itself
+            view = dst.host_view()
+            assert view is not None
+            for a, first, r in runs([p.slots[i] for i in rest]):
+                part = rest[a : a + r]
+                rows = view[first : first + r]
+                self._read(p.src, p.dst, [p.blocks[i] for i in part], rows)
+                release(p, part)
+                self._finish(p, part, rows, repairs, written=True)
+            return
+        stride = self._stride(p.src, p.dst)
+        per = max(1, min(self.scratch_rows, self.bounce_bytes // stride))
+        for a in range(0, len(rest), per):
+            part = rest[a : a + per]
+            rows = self._view(self.bounce_in, len(part), stride)
+            self._read(p.src, p.dst, [p.blocks[i] for i in part], rows)
+            release(p, part)
+            self._finish(p, part, rows, repairs)
+
+    def _count_read(self, p: _Plan, n: int) -> None:
+        """A direct copy's read is part of its write: count the blocks and bytes, no time."""
+        src = self.stores[p.src]
+        assert src is not None
+        self.link_read.setdefault((p.src, p.dst), Meter()).add(n * src.slot_bytes, 0, n)
+
+    def _finish(
+        self,
+        p: _Plan,
+        idx: list[int],
+        rows_in: torch.Tensor,
+        repairs: list[tuple[int, int]],
+        written: bool = False,
+    ) -> None:
+        """Check rows read for ``p.blocks[idx]``, re-encode them if needed, and write them.
+
+        ``rows_in`` is never modified (it may be another store's slab); ``written`` says the rows
+        already are the destination slots (a direct read), so only corrupted ones are rewritten.
+        """
+        s, k = p.src, p.dst
+        blocks = [p.blocks[i] for i in idx]
+        cps = [self.copies[b][s] for b in blocks]
+        bad = self._check(s, blocks, cps, rows_in) if self.integrity != "off" else []
+        for j in bad:
+            repairs.append((s, blocks[j]))
+        cs, ck = self.codecs[s], self.codecs[k]
+        assert cs is not None and ck is not None
+        if cs.name == ck.name:
+            for j, i in enumerate(idx):
+                c = cps[j]
+                p.crcs[i], p.bounds[i], p.lossless[i] = c.crc, c.bound, c.lossless
+            if not bad:
+                if not written:
+                    self._write(p, [p.slots[i] for i in idx], rows_in)
+                return
+            good = [j for j in range(len(idx)) if j not in set(bad)]
+            if good and not written:
+                self._write(p, [p.slots[idx[j]] for j in good], rows_in[good])
+            fresh = torch.empty((len(bad), self._stride(k)), dtype=torch.uint8)  # regenerated, never used
+            self._fill_births(k, [blocks[j] for j in bad], fresh, p, [idx[j] for j in bad])
+            self._write(p, [p.slots[idx[j]] for j in bad], fresh)
+            return
+        dst = self.stores[k]
+        assert dst is not None
+        stride = self._stride(k)
+        per = max(1, min(self.scratch_rows, self.bounce_bytes // stride))
+        dec, enc = self._codec_meter(cs.name), self._codec_meter(ck.name)
+        bad_set = set(bad)
+        for a in range(0, len(idx), per):
+            z = min(len(idx), a + per)
+            rows_out = self._view(self.bounce_out, z - a, stride)
+            xs = self.scratch[: z - a]
+            with Span(False) as sp:
+                cs.decode(rows_in[a:z], xs)
+            dec.decode.add(4 * self.elements * (z - a), sp.ns, z - a)
+            if self.raw_bytes:
+                rows_out[:, ck.nbytes : ck.nbytes + self.raw_bytes].copy_(
+                    rows_in[a:z, cs.nbytes : cs.nbytes + self.raw_bytes]
+                )
+            reborn = [j for j in range(a, z) if j in bad_set]
+            if reborn:  # the corrupted blocks' data is regenerated, never used
+                raw = rows_out[:, ck.nbytes : ck.nbytes + self.raw_bytes] if self.raw_bytes else None
+                for j in reborn:
+                    one_raw = raw[j - a : j - a + 1] if raw is not None else None
+                    self.factory.birth([blocks[j]], xs[j - a : j - a + 1], one_raw)
+            with Span(False) as sp:
+                got = ck.encode(xs, rows_out).tolist()
+            enc.encode.add(4 * self.elements * (z - a), sp.ns, z - a)
+            crcs = row_crcs(rows_out, dst.slot_bytes)
+            for j in range(a, z):
+                i, e = idx[j], got[j - a]
+                enc.max_error_bound = max(enc.max_error_bound, e)
+                new = j in bad_set
+                p.crcs[i] = crcs[j - a]
+                p.bounds[i] = e if new else cps[j].bound + e
+                p.lossless[i] = ck.lossless and (new or cps[j].lossless)
+            self._write(p, [p.slots[idx[j]] for j in range(a, z)], rows_out)
+
+    def _fill_births(self, k: int, blocks: list[int], rows: torch.Tensor, p: _Plan, idx: list[int]) -> None:
+        """Generate ``blocks``' birth data, encode it for tier ``k`` into ``rows``; fill ``p``'s records."""
+        ck, dst = self.codecs[k], self.stores[k]
+        assert ck is not None and dst is not None
+        n = len(blocks)
+        xs = self.scratch[:n] if n <= self.scratch_rows else torch.empty((n, self.elements))
+        raw = rows[:, ck.nbytes : ck.nbytes + self.raw_bytes] if self.raw_bytes else None
+        with Span(False) as sp:
+            self.factory.birth(blocks, xs, raw)
+        self.birth_meter.add(4 * self.elements * n, sp.ns, n)
+        for b, c in zip(blocks, birth_crcs(xs, raw, self.raw_bytes), strict=True):
+            self.birth_crc[b] = c
+        enc = self._codec_meter(ck.name)
+        with Span(False) as sp:
+            got = ck.encode(xs, rows).tolist()
+        enc.encode.add(4 * self.elements * n, sp.ns, n)
+        crcs = [self.birth_crc[b] for b in blocks] if ck.lossless else row_crcs(rows, dst.slot_bytes)
+        for j, i in enumerate(idx):
+            enc.max_error_bound = max(enc.max_error_bound, got[j])
+            p.crcs[i], p.bounds[i], p.lossless[i] = crcs[j], got[j], ck.lossless
+        self.births += n
+
+    def _repair(self, s: int, b: int) -> None:
+        """Rewrite, in place, a corrupted copy the core keeps in tier ``s``, from regenerated data."""
+        store = self.stores[s]
+        assert store is not None
+        c = self.copies[b][s]
+        p = _Plan(BIRTH, s, [b], [c.slot], crcs=[0], bounds=[0.0], lossless=[False])
+        rows = self._view(self.bounce_out, 1, self._stride(s))
+        self._fill_births(s, [b], rows, p, [0])
+        store.write([c.slot], rows)
+        store.synchronize()
+        self.copies[b][s] = Copy(c.slot, p.crcs[0], p.bounds[0], p.lossless[0])
+        man = self.manifests.get(s)
+        if man is not None:
+            man.put(b, c.slot, p.crcs[0], self.birth_crc.get(b, 0), p.bounds[0], p.lossless[0])
+
+    # ------------------------------------------------------------------ integrity
+    def _check(self, s: int, blocks: list[int], cps: list[Copy], rows: torch.Tensor) -> list[int]:
+        """Row indices whose bytes are not what was written (``full``: or stray beyond their bound)."""
+        store, codec = self.stores[s], self.codecs[s]
+        assert store is not None and codec is not None
+        crcs = row_crcs(rows, store.slot_bytes)
+        self.reads_checked += len(blocks)
+        bad: list[int] = []
+        for j, b in enumerate(blocks):
+            c = cps[j]
+            if crcs[j] != c.crc:
+                reason = "stored bytes fail their checksum"
+            elif c.lossless and codec.lossless and c.crc != self.birth_crc.get(b, c.crc):
+                reason = "lossless copy differs from its birth checksum"
+            else:
+                continue
+            bad.append(j)
+            self.corruptions.append(Corruption(b, store.name, c.slot, reason))
+        if self.integrity == "full":
+            bad.extend(self._full_check(s, blocks, cps, rows, set(bad)))
+        return sorted(bad)
+
+    def _full_check(
+        self, s: int, blocks: list[int], cps: list[Copy], rows: torch.Tensor, skip: set[int]
+    ) -> list[int]:
+        """Decode and compare with regenerated birth data against each copy's error bound."""
+        codec, store = self.codecs[s], self.stores[s]
+        assert codec is not None and store is not None and self.scratch2 is not None
+        meter = self._codec_meter(codec.name)
+        bad: list[int] = []
+        raw_ref = torch.empty((self.scratch_rows, max(1, self.raw_bytes)), dtype=torch.uint8)
+        for a in range(0, len(blocks), self.scratch_rows):
+            z = min(len(blocks), a + self.scratch_rows)
+            xs, ref = self.scratch[: z - a], self.scratch2[: z - a]
+            codec.decode(rows[a:z], xs)
+            self.factory.birth(blocks[a:z], ref, raw_ref)
+            err = (xs - ref).abs().amax(dim=1).to(torch.float64).tolist()
+            for j, e in enumerate(err):
+                c = cps[a + j]
+                meter.max_error_measured = max(meter.max_error_measured or 0.0, e)
+                raw_ok = True
+                if self.raw_bytes:
+                    got = rows[a + j, codec.nbytes : codec.nbytes + self.raw_bytes]
+                    raw_ok = bool(torch.equal(got, raw_ref[j, : self.raw_bytes]))
+                within = e == 0.0 if c.lossless else e <= c.bound * (1 + 1e-6)
+                if a + j not in skip and not (within and raw_ok):
+                    bad.append(a + j)
+                    reason = f"decoded error {e:.3g} exceeds its bound {c.bound:.3g}"
+                    self.corruptions.append(Corruption(blocks[a + j], store.name, c.slot, reason))
+        return bad
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _record(self, plans: list[_Plan], removals: dict[int, list[int]], reused: dict[int, set[int]]) -> None:
+        """Free the removals' slots (unless reused) and record every new copy."""
+        copies = self.copies
+        for k, bs in removals.items():
+            store = self.stores[k]
+            assert store is not None
+            man = self.manifests.get(k)
+            taken = reused.get(k, set())
+            for b in bs:
+                held = copies[b]
+                c = held.pop(k)
+                if c.slot not in taken:
+                    store.free(c.slot)
+                if man is not None:
+                    man.remove(b)
+                if not held:
+                    del copies[b]
+                    self.birth_crc.pop(b, None)
+        for p in plans:
+            man = self.manifests.get(p.dst)
+            for i, b in enumerate(p.blocks):
+                copies.setdefault(b, {})[p.dst] = Copy(p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
+                if man is not None:
+                    man.put(b, p.slots[i], p.crcs[i], self.birth_crc.get(b, 0), p.bounds[i], p.lossless[i])
 
     # ------------------------------------------------------------------ durability and checks
     def _maybe_commit(self) -> None:
@@ -610,4 +769,4 @@ def recovered_copy(entry: Any) -> tuple[int, Copy, int]:
     )
 
 
-__all__ = ["BIRTH", "Copy", "Corruption", "Executor", "block_seed", "recovered_copy"]
+__all__ = ["BIRTH", "Copy", "Corruption", "Executor", "recovered_copy"]

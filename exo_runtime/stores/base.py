@@ -183,6 +183,14 @@ class Store(ABC):
             OSError: from a durable store whose medium refused the write (the slot may be torn).
         """
 
+    def host_view(self) -> torch.Tensor | None:
+        """The slab as a ``(slots, slot_bytes)`` uint8 host tensor, if it is addressable host memory.
+
+        A store that returns one can be copied to and from directly (no bounce row): the executor
+        and calibration hand its slot rows straight to the other store's ``read`` or ``write``.
+        """
+        return None
+
     def synchronize(self) -> None:  # noqa: B027 - a no-op unless the medium copies asynchronously
         """Wait until every copy issued so far has finished (GPU copies are asynchronous)."""
 

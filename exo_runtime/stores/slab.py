@@ -31,6 +31,10 @@ class HostSlabStore(Store):
     def _make_slab(self, nbytes: int, settings: StoreSettings) -> torch.Tensor:
         """A 1-D uint8 host tensor of ``nbytes`` backing the slab."""
 
+    def host_view(self) -> torch.Tensor:
+        """The slab's slots as rows of host memory."""
+        return self.slab[: self.slots * self.slot_bytes].view(self.slots, self.slot_bytes)
+
     def read(self, slots: Sequence[int], rows: torch.Tensor) -> None:
         """Copy slots into staging rows (one numpy copy per run of consecutive slots)."""
         out = rows.numpy()

@@ -1,0 +1,359 @@
+"""Calibration: measure this host's links and codecs as the runtime really uses them -> a profile.
+
+A link between two tiers is measured with the runtime's own stores for the two media: a block is
+copied the way the executor moves one (:func:`~exo_runtime.stores.transfer.copy_path`: straight
+between two host slabs, or through an aligned bounce row when the file tier is one side) — one block
+per operation, over slots in shuffled order so that no
+two copies coalesce into one. At each block size, ``bytes_per_size`` bytes are copied in each
+direction, best of ``repeats``; the bandwidth at that size is bytes / seconds. Across sizes, the time
+of one block is fitted (least squares) as ``latency + bytes / bandwidth``: the profile's
+``latency_us`` is that intercept and ``bandwidth_gbps`` that asymptote, the slower direction's of each.
+Codecs are timed encoding and decoding float32 blocks (GB/s of float32 bytes, 4 per element).
+
+The profile YAML keeps the template's tiers and writes the measured links and codec throughputs,
+with every per-size figure in its header comments. It opens with ``defaults: [base_hardware,
+_self_]``, which Hydra resolves inside ``conf/hardware/calibrated/`` too, so that
+``hardware=calibrated/<name>`` is checked against the schema like every shipped profile.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from exo_runtime.buffers import StagingPool, align_up
+from exo_runtime.codecs import codec_names, make_codec
+from exo_runtime.nvml import GpuMemoryProbe
+from exo_runtime.stores import Store, StoreSettings, store_class
+from exo_runtime.stores.transfer import copy_path
+from exo_sim.config import CodecMixConfig
+from exo_sim.errors import ConfigError
+from exo_sim.spec import TierSpec
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class CopyMeasurement:
+    """One direction of one link at one block size."""
+
+    src: str
+    dst: str
+    src_medium: str
+    dst_medium: str
+    block_bytes: int
+    blocks: int
+    seconds: float
+
+    @property
+    def bandwidth_gbps(self) -> float:
+        """Bytes copied per nanosecond (GB/s)."""
+        return self.blocks * self.block_bytes / self.seconds / 1e9
+
+    @property
+    def per_block_us(self) -> float:
+        """Microseconds per block."""
+        return self.seconds / self.blocks * 1e6
+
+
+def _tier(name: str, medium: str, block_bytes: int, blocks: int) -> TierSpec:
+    return TierSpec(
+        index=0,
+        name=name,
+        medium=medium,
+        codec="fp32",
+        policy="lru",
+        capacity_bytes=blocks * block_bytes,
+        block_bytes=block_bytes,
+        block_tokens=1,
+        capacity_blocks=blocks,
+        high_blocks=blocks,
+        low_blocks=blocks,
+    )
+
+
+def make_store(name: str, medium: str, block_bytes: int, blocks: int, data_dir: Path) -> Store:
+    """A store of ``blocks`` slots of ``block_bytes`` on ``medium`` (for measurements)."""
+    settings = StoreSettings(data_dir=data_dir, prefault=True, spare_fraction=0.0, tag=f"exo-cal-{id(data_dir)}")
+    return store_class(medium)(_tier(name, medium, block_bytes, blocks), settings)
+
+
+def raw_copy(
+    src: Store, dst: Store, staging: StagingPool, blocks: int, repeats: int, seed: int = 0
+) -> float:
+    """Best time (s) to copy ``blocks`` blocks from ``src`` to ``dst``, one block per copy.
+
+    Each block takes the path the executor takes between these stores (:func:`copy_path`): straight
+    from the source slab's row, straight into the destination slab's row, or through a bounce row.
+    Slots are taken in a shuffled order (different in source and destination) so that no copy
+    coalesces with the next; the stores' slots must already be allocated by the caller.
+    """
+    rng = random.Random(seed)
+    s_slots = list(range(blocks))
+    d_slots = list(range(blocks))
+    stride = align_up(max(src.row_bytes, dst.row_bytes), max(src.row_align, dst.row_align))
+    row = staging.rows(1, stride)
+    path = copy_path(src, dst)
+    s_view, d_view = src.host_view(), dst.host_view()
+    cuda = src.device == "cuda" or dst.device == "cuda"
+    best = float("inf")
+    for _ in range(repeats):
+        rng.shuffle(s_slots)
+        rng.shuffle(d_slots)
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter_ns()
+        for s, d in zip(s_slots, d_slots, strict=True):
+            if path == "source" and s_view is not None:
+                dst.write((d,), s_view[s : s + 1])
+            elif path == "destination" and d_view is not None:
+                src.read((s,), d_view[d : d + 1])
+                src.synchronize()
+            else:
+                src.read((s,), row)
+                src.synchronize()
+                dst.write((d,), row)
+            dst.synchronize()
+        best = min(best, (time.perf_counter_ns() - t0) / 1e9)
+    staging.reset()
+    return best
+
+
+def measure_link(
+    src_name: str,
+    src_medium: str,
+    dst_name: str,
+    dst_medium: str,
+    block_bytes: int,
+    total_bytes: int,
+    repeats: int,
+    data_dir: Path,
+) -> tuple[CopyMeasurement, CopyMeasurement]:
+    """Copy ``total_bytes`` in blocks of ``block_bytes`` each way between two fresh stores."""
+    blocks = max(4, total_bytes // block_bytes)
+    staging = StagingPool(align_up(block_bytes) + 4096, torch.cuda.is_available())
+    a = make_store(src_name, src_medium, block_bytes, blocks, data_dir)
+    try:
+        b = make_store(dst_name, dst_medium, block_bytes, blocks, data_dir)
+        try:
+            for st in (a, b):
+                for _ in range(blocks):
+                    st.allocate()
+            fill = staging.rows(1, align_up(max(a.row_bytes, b.row_bytes)))
+            fill.copy_(torch.randint(0, 256, fill.shape, dtype=torch.uint8))
+            for s in range(blocks):
+                a.write((s,), fill)
+                b.write((s,), fill)
+            staging.reset()
+            there = raw_copy(a, b, staging, blocks, repeats, seed=1)
+            back = raw_copy(b, a, staging, blocks, repeats, seed=2)
+        finally:
+            b.close()
+    finally:
+        a.close()
+    return (
+        CopyMeasurement(src_name, dst_name, src_medium, dst_medium, block_bytes, blocks, there),
+        CopyMeasurement(dst_name, src_name, dst_medium, src_medium, block_bytes, blocks, back),
+    )
+
+
+def fit_link(points: list[CopyMeasurement]) -> tuple[float, float]:
+    """``(bandwidth_gbps, latency_us)`` from per-block times over sizes: ``t = latency + bytes/bw``.
+
+    With fewer than two sizes, or a fit that is not physical (a non-positive slope), the bandwidth is
+    the one measured at the largest size and the latency the smallest per-block time measured (an
+    upper bound). A fitted latency below 0.01 µs is reported as 0.01 µs (profiles need it positive).
+    """
+    sizes = np.array([p.block_bytes for p in points], dtype=np.float64)
+    per_block_s = np.array([p.seconds / p.blocks for p in points], dtype=np.float64)
+    largest = max(points, key=lambda p: p.block_bytes)
+    if len(set(sizes.tolist())) >= 2:
+        slope, intercept = np.polyfit(sizes, per_block_s, 1)
+        if slope > 0:
+            return 1.0 / slope / 1e9, max(intercept * 1e6, 0.01)
+    return largest.bandwidth_gbps, max(float(per_block_s.min()) * 1e6, 0.01)
+
+
+def measure_codecs(
+    elements_total: int, block_elements: int, mix: CodecMixConfig, repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Encode and decode GB/s (float32 bytes) of every codec, best of ``repeats``."""
+    per = max(1, min(block_elements, elements_total))
+    n = max(1, elements_total // per)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((n, per), generator=gen)
+    y = torch.empty_like(x)
+    out: dict[str, tuple[float, float]] = {}
+    for name in codec_names():
+        codec = make_codec(name, per, mix)
+        buf = torch.empty((n, codec.nbytes), dtype=torch.uint8)
+        enc = dec = float("inf")
+        for _ in range(repeats + 1):  # the first round warms up
+            t0 = time.perf_counter_ns()
+            codec.encode(x, buf)
+            t1 = time.perf_counter_ns()
+            codec.decode(buf, y)
+            t2 = time.perf_counter_ns()
+            enc, dec = min(enc, t1 - t0), min(dec, t2 - t1)
+        nbytes = 4 * n * per
+        out[name] = (nbytes / enc, nbytes / dec)
+    return out
+
+
+@dataclass
+class Calibration:
+    """What ``exo-calibrate`` measured, and the profile it wrote."""
+
+    name: str
+    path: Path
+    copies: list[CopyMeasurement]
+    links: list[dict[str, Any]]
+    codecs: dict[str, tuple[float, float]]
+    text: str
+
+
+def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Calibration:
+    """Measure the links of ``cfg.hardware`` and every codec; write ``<out>/<name>.yaml``.
+
+    Args:
+        cfg: the composed root config (``hardware`` is the template, ``runtime.calibrate`` the knobs).
+        out_dir: the run folder (temporary slab files go under it unless ``runtime.data_dir`` is set).
+        progress: told what is being measured.
+
+    Raises:
+        ConfigError / MachineError: a bad knob, or a medium this machine lacks.
+    """
+    cal = cfg.runtime.calibrate
+    sizes = [int(s) for s in cal.block_sizes_bytes]
+    if not sizes or any(s <= 0 for s in sizes):
+        raise ConfigError("runtime.calibrate.block_sizes_bytes", f"must be positive sizes, got {sizes}")
+    for key in ("bytes_per_size", "repeats", "codec_elements"):
+        if int(getattr(cal, key)) <= 0:
+            raise ConfigError(f"runtime.calibrate.{key}", f"must be > 0, got {getattr(cal, key)}")
+    hw = cfg.hardware
+    tiers = {t.name: t for t in hw.tiers}
+    if not hw.links:
+        raise ConfigError("hardware.links", f"of profile {hw.name} is empty: there is no link to measure")
+    from exo_runtime.run import NO_GPU_HINT
+
+    for t in hw.tiers:
+        reason = store_class(str(t.medium)).unavailable()
+        if reason:
+            from exo_runtime.errors import MachineError
+
+            raise MachineError(f"hardware {hw.name} has a {t.medium} tier ({t.name}) but {reason}; {NO_GPU_HINT}")
+    name = str(cal.name or platform.node().split(".")[0] or "host")
+    default_dir = Path(__file__).resolve().parents[1] / "conf" / "hardware" / "calibrated"
+    target = Path(str(cal.out_dir)) if cal.out_dir else default_dir
+    base = Path(str(cfg.runtime.data_dir)) if cfg.runtime.data_dir else out_dir
+    base.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="exo-calibrate-", dir=base))
+    copies: list[CopyMeasurement] = []
+    links: list[dict[str, Any]] = []
+    try:
+        for link in hw.links:
+            a, b = tiers[str(link.src)], tiers[str(link.dst)]
+            there: list[CopyMeasurement] = []
+            back: list[CopyMeasurement] = []
+            for size in sizes:
+                if progress:
+                    progress(f"{a.name} <-> {b.name} at {size} B")
+                m1, m2 = measure_link(
+                    str(a.name), str(a.medium), str(b.name), str(b.medium), size,
+                    int(cal.bytes_per_size), int(cal.repeats), scratch,
+                )
+                there.append(m1)
+                back.append(m2)
+            copies.extend(there + back)
+            bw1, lat1 = fit_link(there)
+            bw2, lat2 = fit_link(back)
+            links.append(
+                {
+                    "src": str(a.name),
+                    "dst": str(b.name),
+                    "bandwidth_gbps": min(bw1, bw2),
+                    "latency_us": max(lat1, lat2),
+                    "duplex": bool(link.duplex),
+                    "channels": int(link.channels),
+                    "fits": {"down": (bw1, lat1), "up": (bw2, lat2)},
+                }
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if progress:
+        progress("codecs")
+    codecs = measure_codecs(int(cal.codec_elements), max(sizes) // 4, cfg.codec, int(cal.repeats))
+    text = profile_yaml(name, hw, links, copies, codecs)
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{name}.yaml"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return Calibration(name, path, copies, links, codecs, text)
+
+
+def profile_yaml(
+    name: str,
+    hw: Any,
+    links: list[dict[str, Any]],
+    copies: list[CopyMeasurement],
+    codecs: dict[str, tuple[float, float]],
+) -> str:
+    """The calibrated profile as YAML, every measured figure in its header comments."""
+    gpu = GpuMemoryProbe().name()
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# Calibrated by exo-calibrate on {platform.node()} ({gpu or 'no GPU'}) at {when},",
+        f"# from template hardware={hw.name}: tiers as in the template; links and codec speeds measured",
+        "# through the runtime's stores, each block the way the executor copies it (one block per copy).",
+        "# Per block size and direction (GB/s, us per block):",
+    ]
+    for c in copies:
+        lines.append(
+            f"#   {c.src:>8} -> {c.dst:<8} {c.block_bytes:>10} B: {c.bandwidth_gbps:8.3f} GB/s "
+            f"{c.per_block_us:10.2f} us ({c.blocks} blocks)"
+        )
+    lines.append("# Fits t = latency + bytes / bandwidth per direction (GB/s, us); the profile keeps the slower:")
+    for lk in links:
+        (b1, l1), (b2, l2) = lk["fits"]["down"], lk["fits"]["up"]
+        lines.append(
+            f"#   {lk['src']} -> {lk['dst']}: {b1:.3f} GB/s, {l1:.2f} us; "
+            f"{lk['dst']} -> {lk['src']}: {b2:.3f} GB/s, {l2:.2f} us"
+        )
+    lines += [
+        "defaults:",
+        "  - base_hardware",
+        "  - _self_",
+        f"name: {name}",
+        f"description: calibrated on {platform.node()} from {hw.name}",
+        "tiers:",
+    ]
+    for t in hw.tiers:
+        cap = (
+            f"capacity_bytes: {int(t.capacity_bytes)}"
+            if t.capacity_bytes is not None
+            else f"capacity_blocks: {int(t.capacity_blocks)}"
+        )
+        lines.append(f"  - {{name: {t.name}, medium: {t.medium}, {cap}}}")
+    lines.append("links:")
+    for lk in links:
+        lines.append(
+            f"  - {{src: {lk['src']}, dst: {lk['dst']}, bandwidth_gbps: {lk['bandwidth_gbps']:.4f}, "
+            f"latency_us: {lk['latency_us']:.3f}, duplex: {str(lk['duplex']).lower()}, "
+            f"channels: {lk['channels']}}}"
+        )
+    lines.append("codec_throughput:")
+    for codec, (enc, dec) in sorted(codecs.items()):
+        lines.append(f"  {codec}: {{encode_gbps: {enc:.4f}, decode_gbps: {dec:.4f}}}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,53 @@
+"""``exo-calibrate``: measure this host's links and codecs into ``conf/hardware/calibrated/<name>.yaml``.
+
+The chosen ``hardware`` profile is the template (which tiers, on which media, linked how); every link
+is measured through the runtime's stores at ``runtime.calibrate.block_sizes_bytes``, and every codec's
+throughput on this CPU. Load the result with ``hardware=calibrated/<name>`` in ``exo-sim``,
+``exo-replay`` or ``exo-run``. Example::
+
+    exo-calibrate hardware=ci_cpu runtime.calibrate.name=myhost
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from exo_runtime.calibrate import Calibration, calibrate
+from exo_sim.cli.entry import CONF_DIR, setup, user_errors
+
+setup()
+
+
+def calibrate_to_dir(cfg: DictConfig, out_dir: str) -> Calibration:
+    """Measure and write the profile; report progress on stderr when it is a terminal."""
+    from pathlib import Path
+
+    show = bool(cfg.output.progress) and sys.stderr.isatty()
+
+    def progress(what: str) -> None:
+        if show:
+            print(f"measuring {what}", file=sys.stderr)
+
+    return calibrate(cfg, Path(out_dir), progress)
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Console entry point (``exo-calibrate``)."""
+    with user_errors():
+        result = calibrate_to_dir(cfg, HydraConfig.get().runtime.output_dir)
+        for lk in result.links:
+            print(
+                f"{lk['src']} <-> {lk['dst']}: {lk['bandwidth_gbps']:.3f} GB/s, {lk['latency_us']:.2f} us"
+            )
+        for codec, (enc, dec) in sorted(result.codecs.items()):
+            print(f"{codec}: encode {enc:.3f} GB/s, decode {dec:.3f} GB/s")
+        print(f"wrote {result.path}; load it with hardware=calibrated/{result.name}")
+
+
+if __name__ == "__main__":
+    main()
