@@ -21,7 +21,8 @@ from exo_sim.spec import Locator, Spec, build_spec
 from exo_sim.workloads import make_workload
 from exo_sim.workloads.base import RequestChunk, Workload
 
-ProgressFn = Callable[[int], None]
+ProgressFn = Callable[[int], object]
+"""Told how many block references were processed since the last call (a tqdm bar's update fits)."""
 
 
 @dataclass

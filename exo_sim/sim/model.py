@@ -46,6 +46,7 @@ import simpy
 from exo_sim.errors import ConfigError
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.policies import NEVER
+from exo_sim.replay import ProgressFn
 from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries
 from exo_sim.sim.links import Fabric, Link
 from exo_sim.sim.servers import Job, Server
@@ -53,7 +54,6 @@ from exo_sim.sim.settings import Locator, SimSettings
 from exo_sim.spec import Spec
 from exo_sim.workloads.base import RequestChunk
 
-ProgressFn = Callable[[int], None]
 Hops = list[tuple[Link, int]]
 
 _FLOW = itemgetter(1, 2, 3)  # (src, dst, bytes_src) of a Move
@@ -269,14 +269,14 @@ class TimedModel:
         sync = self.settings.demotion_sync
         service.pending = bool(up or up_codec) + bool(prefill_s) + bool(sync and (down or down_codec))
         chain = _Pipeline if self.settings.pipeline else _Chain
+        if up or up_codec:  # first: on a link shared by both directions, what the request waits for goes first
+            rank = self._up_rank
+            hops = sorted(up.items(), key=lambda kv: rank[kv[0].index]) if len(up) > 1 else list(up.items())
+            chain(self, hops, up_codec, label, service.part_done)
         if down or down_codec:
             rank = self._down_rank
             hops = sorted(down.items(), key=lambda kv: rank[kv[0].index]) if len(down) > 1 else list(down.items())
             chain(self, hops, down_codec, label, service.part_done if sync else self._background_done)
-        if up or up_codec:
-            rank = self._up_rank
-            hops = sorted(up.items(), key=lambda kv: rank[kv[0].index]) if len(up) > 1 else list(up.items())
-            chain(self, hops, up_codec, label, service.part_done)
         if prefill_s:
             self.prefill.job(prefill_s, label).callbacks.append(service.part_done)
         if not service.pending:  # background demotions only: served now
