@@ -57,7 +57,11 @@ def main(cfg: DictConfig) -> None:
     """Console entry point (``exo-sim``)."""
     with user_errors():
         out = HydraConfig.get().runtime.output_dir
-        result = sim_to_dir(cfg, out)
+        try:
+            result = sim_to_dir(cfg, out)
+        except KeyboardInterrupt:
+            print(f"interrupted: no summary.json was written in {out}", file=sys.stderr)
+            sys.exit(130)
         s = result.summary
         top = s["tiers"][0]
         p99 = s["latency_s"]["p99"]
