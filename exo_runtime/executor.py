@@ -437,17 +437,8 @@ class Executor:
         assert src is not None and dst is not None
         path = copy_path(src, dst)
         same = self.codecs[p.src] is self.codecs[p.dst]
-        if path == "source":  # the source slab's rows go straight to the destination (or decoder)
-            view = src.host_view()
-            assert view is not None
-            slots = [self.copies[p.blocks[i]][p.src].slot for i in rest]
-            for a, first, r in runs(slots):
-                for b in range(a, a + r, self.scratch_rows):
-                    part = rest[b : min(a + r, b + self.scratch_rows)]
-                    rows = view[first + b - a : first + b - a + len(part)]
-                    self._count_read(p, len(part))
-                    self._finish(p, part, rows, repairs)
-                    release(p, part)
+        if path == "source" and same:  # the source slab's rows go straight to the destination
+            self._copy_from_view(p, rest, release, repairs)
             return
         if path == "destination" and same:  # the source fills the destination slab's rows itself
             view = dst.host_view()
@@ -468,11 +459,43 @@ class Executor:
             release(p, part)
             self._finish(p, part, rows, repairs)
 
-    def _count_read(self, p: _Plan, n: int) -> None:
-        """A direct copy's read is part of its write: count the blocks and bytes, no time."""
-        src = self.stores[p.src]
-        assert src is not None
-        self.link_read.setdefault((p.src, p.dst), Meter()).add(n * src.slot_bytes, 0, n)
+    def _copy_from_view(self, p: _Plan, idx: list[int], release: Any, repairs: list[tuple[int, int]]) -> None:
+        """Same codec, host source: check each source row in place, then copy it straight over.
+
+        The read is part of the write (one memcpy, or one DMA into a GPU slab): the link's time is
+        the write's. A corrupted source row is never copied: the block is regenerated instead.
+        """
+        src, dst = self.stores[p.src], self.stores[p.dst]
+        assert src is not None and dst is not None
+        view = src.host_view()
+        assert view is not None
+        copies, s = self.copies, p.src
+        per = max(1, self.bounce_bytes // self._stride(p.src, p.dst))
+        for a in range(0, len(idx), per):
+            part = idx[a : a + per]
+            blocks = [p.blocks[i] for i in part]
+            cps = [copies[b][s] for b in blocks]
+            for j, i in enumerate(part):
+                c = cps[j]
+                p.crcs[i], p.bounds[i], p.lossless[i] = c.crc, c.bound, c.lossless
+            bad = self._check(s, blocks, cps, view, [c.slot for c in cps]) if self.integrity != "off" else []
+            bad_set = set(bad)
+            good = [j for j in range(len(part)) if j not in bad_set]
+            pairs = sorted((cps[j].slot, p.slots[part[j]]) for j in good)
+            with Span(self._cuda(p.src, p.dst)) as span:
+                for j0, first, r in runs([sl for sl, _ in pairs]):
+                    dst.write([d for _, d in pairs[j0 : j0 + r]], view[first : first + r])
+                dst.synchronize()
+            nbytes = len(good) * dst.slot_bytes
+            self.link_read.setdefault((p.src, p.dst), Meter()).add(nbytes, 0, len(good))
+            self.link_write.setdefault((p.src, p.dst), Meter()).add(nbytes, span.ns, len(good), span.device_ns)
+            release(p, part)
+            if bad:  # regenerated, never copied
+                for j in bad:
+                    repairs.append((s, blocks[j]))
+                fresh = torch.empty((len(bad), self._stride(p.dst)), dtype=torch.uint8)
+                self._fill_births(p.dst, [blocks[j] for j in bad], fresh, p, [part[j] for j in bad])
+                self._write(p, [p.slots[part[j]] for j in bad], fresh)
 
     def _finish(
         self,
@@ -584,11 +607,23 @@ class Executor:
             man.put(b, c.slot, p.crcs[0], self.birth_crc.get(b, 0), p.bounds[0], p.lossless[0])
 
     # ------------------------------------------------------------------ integrity
-    def _check(self, s: int, blocks: list[int], cps: list[Copy], rows: torch.Tensor) -> list[int]:
-        """Row indices whose bytes are not what was written (``full``: or stray beyond their bound)."""
+    def _check(
+        self,
+        s: int,
+        blocks: list[int],
+        cps: list[Copy],
+        rows: torch.Tensor,
+        slots: list[int] | None = None,
+    ) -> list[int]:
+        """Indices of blocks whose bytes are not what was written (``full``: or stray beyond bound).
+
+        ``rows[j]`` holds block ``j``; or, with ``slots``, ``rows[slots[j]]`` does (a slab checked in place).
+        """
         store, codec = self.stores[s], self.codecs[s]
         assert store is not None and codec is not None
-        crcs = row_crcs(rows, store.slot_bytes)
+        crcs = row_crcs(rows, store.slot_bytes, slots)
+        if slots is not None and self.integrity == "full":
+            rows = rows[torch.tensor(slots, dtype=torch.long)]
         self.reads_checked += len(blocks)
         bad: list[int] = []
         for j, b in enumerate(blocks):

@@ -17,10 +17,12 @@ import torch
 INTEGRITY_MODES = ("off", "checksum", "full")
 
 
-def row_crcs(rows: torch.Tensor, nbytes: int) -> list[int]:
-    """CRC-32 of the first ``nbytes`` of each row of a uint8 host tensor."""
+def row_crcs(rows: torch.Tensor, nbytes: int, which: list[int] | None = None) -> list[int]:
+    """CRC-32 of the first ``nbytes`` of each row of a uint8 host tensor (or of rows ``which``)."""
     arr: Any = rows.numpy()
-    return [zlib.crc32(arr[i, :nbytes]) for i in range(arr.shape[0])]
+    if which is None:
+        return [zlib.crc32(arr[i, :nbytes]) for i in range(arr.shape[0])]
+    return [zlib.crc32(arr[i, :nbytes]) for i in which]
 
 
 def birth_crcs(x: torch.Tensor, raw: torch.Tensor | None, raw_bytes: int) -> list[int]:

@@ -20,7 +20,6 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from exo_runtime.telemetry import TelemetrySampler
 from exo_sim.errors import ConfigError, ExoError
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.policies import NEVER
-from exo_sim.replay import prepare, workload_chunks
+from exo_sim.replay import ProgressFn, prepare, workload_chunks
 from exo_sim.results import (
     REQUEST_COLUMNS,
     LinkUsage,
@@ -58,8 +57,6 @@ from exo_sim.results import (
     write_results,
 )
 from exo_sim.spec import Locator, Spec, TierSpec
-
-ProgressFn = Callable[[int], None]
 
 NO_GPU_HINT = "run with hardware=ci_cpu or another profile without cuda and pinned tiers"
 
@@ -92,6 +89,10 @@ def check_runtime_keys(rc: Any, locate: Locator | None = None) -> None:
     for key in ("telemetry_interval_s", "manifest_interval_s"):
         if float(getattr(rc, key)) <= 0:
             raise fail(key, f"must be > 0, got {getattr(rc, key)}")
+    if int(rc.codec_threads) < 1:
+        raise fail("codec_threads", f"must be >= 1, got {rc.codec_threads}")
+    if int(rc.file_io_threads) < 1:
+        raise fail("file_io_threads", f"must be >= 1, got {rc.file_io_threads}")
     if not 0 <= float(rc.file_spare_fraction) <= 1:
         raise fail("file_spare_fraction", f"must be between 0 and 1, got {rc.file_spare_fraction}")
 
@@ -255,6 +256,7 @@ def run_runtime(
         resume=bool(rc.resume),
         spare_fraction=float(rc.file_spare_fraction),
         tag=f"exo-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        io_threads=int(rc.file_io_threads),
     )
     notes: list[str] = []
 
@@ -324,6 +326,8 @@ def run_runtime(
         stale.unlink()
     stores: list[Store | None] = [None] * len(spec.tiers)
     sampler: TelemetrySampler | None = None
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(int(rc.codec_threads))
     try:
         for t in usable:
             stores[t.index] = store_class(t.medium)(t, settings)
@@ -392,6 +396,7 @@ def run_runtime(
             "lost": [vars(c) for c in lost],
         }
     finally:
+        torch.set_num_threads(threads_before)
         if sampler is not None:
             sampler.stop()
         for st in stores:

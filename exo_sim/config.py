@@ -234,6 +234,10 @@ class RuntimeConfig:
     slot is rewritten only once a manifest no longer naming its block is durable). ``pace_arrivals``
     waits for each request's arrival time instead of running as fast as possible. ``prefault`` touches
     every page of the memory slabs before the run so that none is faulted in during a timed copy.
+    ``file_io_threads`` positioned reads/writes a file tier keeps in flight at once (an NVMe drive
+    needs a queue deeper than one to reach its bandwidth). ``codec_threads``: torch's CPU threads
+    during a run (1 by default: a batch's tensors are small, and handing them to more threads costs
+    more than it saves on a few cores; raise it for blocks of many megabytes).
     """
 
     data_dir: Optional[str] = None
@@ -246,6 +250,8 @@ class RuntimeConfig:
     file_spare_fraction: float = 0.05
     pace_arrivals: bool = False
     prefault: bool = True
+    file_io_threads: int = 4
+    codec_threads: int = 1
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
 
 

@@ -61,6 +61,7 @@ class StoreSettings:
         resume: reuse an existing file (its blocks are recovered by the caller).
         spare_fraction: extra slots a durable store keeps for copy-on-write reuse.
         tag: a name unique to this process, for named resources (shared memory).
+        io_threads: positioned I/O calls a durable store keeps in flight at once.
     """
 
     data_dir: Path
@@ -68,6 +69,7 @@ class StoreSettings:
     resume: bool = False
     spare_fraction: float = 0.05
     tag: str = "exo"
+    io_threads: int = 4
 
 
 def runs(slots: Sequence[int]) -> Iterator[tuple[int, int, int]]:

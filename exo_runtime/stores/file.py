@@ -14,7 +14,10 @@ Layout: ``<data_dir>/<tier>.slab``, slot ``i`` at offset ``i * row_bytes``, pre-
 ``capacity_blocks`` slots plus a few spares (``runtime.file_spare_fraction``, at least 8): a freed slot
 is not reused until a manifest that no longer names its block is durable (:meth:`FileStore.reclaim`),
 so every block a committed manifest names is intact on disk whenever the process dies. Runs of
-consecutive slots are read and written with one ``preadv``/``pwritev`` each.
+consecutive slots are read and written with one ``preadv``/``pwritev`` each, up to
+``runtime.file_io_threads`` of them in flight at once (the calls release the GIL): a drive reaches
+its bandwidth only with a queue deeper than one. Free slots are handed out lowest first, so that a
+batch's writes land in runs of consecutive slots when the free space allows.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from __future__ import annotations
 import errno
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -56,6 +60,7 @@ class FileStore(Store):
     def __init__(self, tier: TierSpec, settings: StoreSettings) -> None:
         super().__init__(tier, settings)
         self._pending_free: list[int] = []
+        self._pool = ThreadPoolExecutor(settings.io_threads) if settings.io_threads > 1 else None
         self.path = settings.data_dir / f"{tier.name}.slab"
         self.size_bytes = self.slots * self.row_bytes
         flags = os.O_RDWR | os.O_CREAT | os.O_DIRECT | getattr(os, "O_CLOEXEC", 0)
@@ -107,9 +112,11 @@ class FileStore(Store):
         return len(self._pending_free)
 
     def reclaim(self) -> None:
-        """Make the slots freed before the last manifest commit reusable."""
-        self._free.extend(reversed(self._pending_free))
-        self._pending_free.clear()
+        """Make the slots freed before the last manifest commit reusable (lowest handed out first)."""
+        if self._pending_free:
+            self._free.extend(self._pending_free)
+            self._free.sort(reverse=True)
+            self._pending_free.clear()
 
     # ------------------------------------------------------------------ bytes
     def _iov(self, rows: torch.Tensor) -> tuple[memoryview, int]:
@@ -119,30 +126,50 @@ class FileStore(Store):
         arr: Any = rows.numpy()
         return memoryview(arr).cast("B"), stride
 
+    def _each_run(self, slots: Sequence[int], call: Callable[[tuple[int, int, int]], None]) -> None:
+        todo = self._io_runs(slots)
+        if self._pool is None or len(todo) == 1:
+            for run in todo:
+                call(run)
+            return
+        for future in [self._pool.submit(call, run) for run in todo]:
+            future.result()  # re-raises the first failure
+
     def read(self, slots: Sequence[int], rows: torch.Tensor) -> None:
-        """One ``preadv`` per run of consecutive slots (at most IOV_MAX rows each)."""
+        """One ``preadv`` per run of consecutive slots (at most IOV_MAX rows each), several at once."""
         mv, stride = self._iov(rows)
-        rb = self.row_bytes
-        for i, s, r in self._io_runs(slots):
+        rb, fd = self.row_bytes, self.fd
+
+        def one(run: tuple[int, int, int]) -> None:
+            i, s, r = run
             bufs = [mv[(i + j) * stride : (i + j) * stride + rb] for j in range(r)]
-            got = os.preadv(self.fd, bufs, s * rb)
+            got = os.preadv(fd, bufs, s * rb)
             if got != r * rb:
                 raise OSError(errno.EIO, f"short read of {got} bytes from {self.path} slot {s}")
 
+        self._each_run(slots, one)
+
     def write(self, slots: Sequence[int], rows: torch.Tensor) -> None:
-        """One ``pwritev`` per run of consecutive slots; a short write is retried to get its error."""
+        """One ``pwritev`` per run of consecutive slots, several at once.
+
+        A short write (the medium took part of a run) is retried for the rest, to raise its reason.
+        """
         mv, stride = self._iov(rows)
-        rb = self.row_bytes
-        for i, s, r in self._io_runs(slots):
+        rb, fd = self.row_bytes, self.fd
+
+        def one(run: tuple[int, int, int]) -> None:
+            i, s, r = run
             bufs = [mv[(i + j) * stride : (i + j) * stride + rb] for j in range(r)]
-            done = os.pwritev(self.fd, bufs, s * rb)
+            done = os.pwritev(fd, bufs, s * rb)
             if done != r * rb:  # the medium took part of it: retrying the rest raises the reason
                 whole, part = divmod(done, rb)
                 rest = [mv[(i + j) * stride : (i + j) * stride + rb] for j in range(whole, r)]
                 rest[0] = rest[0][part:]
-                more = os.pwritev(self.fd, rest, s * rb + done)
+                more = os.pwritev(fd, rest, s * rb + done)
                 if done + more != r * rb:
                     raise OSError(errno.ENOSPC, f"short write to {self.path} slot {s}")
+
+        self._each_run(slots, one)
 
     @staticmethod
     def _io_runs(slots: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -161,6 +188,9 @@ class FileStore(Store):
 
     def close(self) -> None:
         """Close the file; it stays on disk for a later ``resume``."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
