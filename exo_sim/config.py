@@ -256,6 +256,69 @@ class RuntimeConfig:
 
 
 @dataclass
+class PhaseConfig:
+    """A growth phase of the roadmap (``conf/phase/``; ``exo-plan phase=1m``).
+
+    ``target_tokens`` is the live context the hierarchy must serve: the tokens of every active
+    session's context at one time (K = 1024, M = 1024 x 1024). ``next_phase`` names the roadmap's
+    next option in ``conf/phase/`` (``None`` for the last phase); the plan sizes the next phase's
+    capacity from it.
+    """
+
+    name: str = MISSING
+    target_tokens: int = MISSING
+    next_phase: Optional[str] = None
+    description: str = ""
+
+
+@dataclass
+class PlanConfig:
+    """Knobs of the planning report (``exo-plan``), owned by ``experiments.planning``.
+
+    The timed sweep runs every option of ``policies`` (``conf/policy/``) against every option of
+    ``codecs`` (``conf/codec/``) through ``exo-sim -m`` on ``sweep_jobs`` processes (-1: one per
+    core), stopped after ``sweep_timeout_s``. With ``size_workload`` the workload is sized so that its
+    live context is the phase's target (agent_sessions: concurrent sessions, ``session_generations``
+    sessions per concurrent slot; zipf: objects, ``zipf_reads_per_block`` reads each); traces are used
+    as given. Above ``sweep_live_tokens`` of live context the timed sweep runs a 1:k miniature (tier
+    capacities and concurrent sessions divided by k, the request rate kept), above
+    ``replay_live_tokens`` so do the replay and the miss-ratio curves; k stops where the top tier
+    would hold fewer than ``min_miniature_blocks`` blocks. A target over ``max_overcommit`` times
+    what the whole hierarchy holds in its densest codec is not simulated. Among configurations within
+    ``p99_tolerance`` (a fraction) of the best p99 latency, the most precise codec mix is recommended.
+    ``mrc_points``: capacities per miss-ratio curve. ``pin_gbps_low`` / ``pin_gbps_high``: the
+    cudaHostRegister speed range (GB/s) assumed for the pinning start-up estimate. ``audit_*``: the
+    profile, codec mix, payloads and published claims of the seed-workstation audit (claimed tokens per
+    tier; claimed size reduction per codec).
+    """
+
+    policies: list[str] = field(default_factory=lambda: ["seed", "lru", "s3fifo", "arc"])
+    codecs: list[str] = field(default_factory=lambda: ["seed_mix", "fp16", "int8", "int4"])
+    size_workload: bool = True
+    session_generations: int = 3
+    zipf_reads_per_block: int = 10
+    sweep_live_tokens: int = 1048576
+    replay_live_tokens: int = 16777216
+    min_miniature_blocks: int = 8
+    max_overcommit: float = 16.0
+    p99_tolerance: float = 0.05
+    mrc_points: int = 60
+    sweep_jobs: int = -1
+    sweep_timeout_s: float = 600.0
+    pin_gbps_low: float = 1.0
+    pin_gbps_high: float = 2.0
+    audit_hardware: str = "seed_workstation"
+    audit_codec: str = "seed_mix"
+    audit_payloads: list[str] = field(
+        default_factory=lambda: ["llama3_8b_kv", "llama3_70b_kv", "rag_chunk_minilm"]
+    )
+    audit_claimed_tokens: dict[str, int] = field(
+        default_factory=lambda: {"vram": 262144, "shared": 262144, "ram": 1048576, "nvme": 10485760}
+    )
+    audit_claimed_reduction: dict[str, float] = field(default_factory=lambda: {"int8": 0.50, "fp16": 0.25})
+
+
+@dataclass
 class ExoConfig:
     """The root config every exo app reads (``conf/config.yaml``)."""
 
@@ -273,6 +336,8 @@ class ExoConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     mrc: MrcConfig = field(default_factory=MrcConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    phase: PhaseConfig = MISSING  # exo-plan's growth phase (conf/phase/)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
 
 def register_configs() -> None:
@@ -285,6 +350,7 @@ def register_configs() -> None:
     cs.store(group="policy", name="base_policy", node=PolicyMixConfig)
     cs.store(group="hierarchy", name="base_hierarchy", node=HierarchyConfig)
     cs.store(group="sim", name="base_sim", node=SimConfig)
+    cs.store(group="phase", name="base_phase", node=PhaseConfig)
     from exo_sim.workloads import workload_schemas
 
     for kind, schema in workload_schemas().items():
