@@ -6,6 +6,12 @@
   makespan (``null`` from the replay, which has no clock); recomputed blocks and tokens.
 * ``timeseries.parquet``: occupancy per tier, long format (``access_index``, ``time_s``, ``tier``,
   ``occupancy_blocks``, ``occupancy_bytes``, ``occupancy``).
+* ``requests.parquet`` (clocked sources): one row per request, :data:`REQUEST_COLUMNS` then
+  ``hits_<tier>`` — its latency and where its blocks were found.
+
+Clocked sources add to the summary (new keys only; the replay's keys keep their meaning):
+``link_usage`` (per link resource: bytes, transfers, busy time, utilisation), ``latency_mean_s``,
+``latency_max_s``, ``throughput_requests_per_s``, ``mean_in_system`` and their own engines' use.
 
 Files are written to a temporary name and renamed, and ``summary.json`` last: an interrupted run
 leaves no summary that looks complete.

@@ -25,6 +25,10 @@ CONFIGS = {
     "closed loop": [*SMALL, "sim=closed_loop", "sim.agents=5"],
     "poisson, write_through + watermarks": [*SMALL, "hierarchy=write_through", "hierarchy.high_watermark=0.9",
                                             "hierarchy.low_watermark=0.7", "sim=poisson"],
+    "requests larger than the top tier": [*SMALL, "workload.blocks_per_request=40", "workload.accesses=8000"],
+    "a bypassed tier (watermark leaves no room)": [*SMALL, "hardware.tiers.1.high_watermark=0.01",
+                                                   "hardware.tiers.1.low_watermark=0.01"],
+    "no reuse at all": [*SMALL, "workload.objects=50000000", "workload.alpha=0"],
     "agent sessions (writes)": ["hardware=ci_small", "workload=agent_sessions", "workload.sessions=40",
                                 "workload.concurrency=8", "workload.turns_max=8", "policy=lru"],
 }
@@ -59,6 +63,14 @@ def test_sim_decisions_equal_replay(make_cfg: Callable[..., DictConfig], name: s
     assert int(req["blocks_written"].sum()) >= sim.summary["new_blocks"]
     if "agent_sessions" in name.replace(" ", "_"):
         assert sim.summary["new_blocks"] > 0  # the writes path was exercised
+    if name == "requests larger than the top tier":
+        assert sim.summary["requests_exceeding_top_tier"] == sim.summary["requests"] > 0
+        assert any("streamed through it" in note for note in sim.summary["notes"])
+    if name.startswith("a bypassed tier"):
+        assert sim.summary["tiers"][1]["bypassed"] and sim.summary["tiers"][1]["hits"] == 0
+        usage = {u["link"]: u["bytes_moved"] for u in sim.summary["link_usage"]}
+        # blocks still cross the bypassed tier's links on their way between vram and ram
+        assert usage["vram->shared"] == usage["shared->ram"] > 0
     if name == "closed loop":
         assert sim.summary["arrival"] == {"process": "closed_loop", "agents": 5, "think_time_s": 0.05,
                                           "think_time_dist": "exponential", "seed": 0}

@@ -56,7 +56,7 @@ from exo_sim.workloads.base import RequestChunk
 
 Hops = list[tuple[Link, int]]
 
-_FLOW = itemgetter(1, 2, 3)  # (src, dst, bytes_src) of a Move
+_FLOW = itemgetter(1, 2)  # (src, dst) of a Move; its bytes_src is always the source tier's block bytes
 SimEvent = Generator[simpy.Event, Any, None]
 
 
@@ -101,7 +101,7 @@ class TimedModel:
             [self.fabric.route(a, b) or () for b in range(n)] for a in range(n)
         ]
         self._codec_s = self._codec_table(pairs, locate)
-        self._up_rank, self._down_rank = self._hop_ranks()
+        self._up_order, self._down_order = self._hop_orders()
         self.prefill = Server(self.env, settings.prefill_slots, "prefill")
         self.codec = Server(self.env, settings.codec_workers, "codec")
         self._prefill_s_per_block = spec.block_tokens / settings.prefill_tokens_per_s
@@ -121,7 +121,7 @@ class TimedModel:
         self._found_rid = array("q")  # sparse (request, tier, reads found there) for lower tiers
         self._found_tier = array("q")
         self._found_n = array("q")
-        self._flow_kinds: dict[tuple[int | None, int | None, int], tuple[bool, tuple[Link, ...], float]] = {}
+        self._flow_kinds: dict[tuple[int | None, int | None], tuple[bool, tuple[int, ...], float, int]] = {}
         self.in_system = 0
         self._in_system_area = 0.0
         self._in_system_since = 0.0
@@ -163,25 +163,32 @@ class TimedModel:
             table[src][dst] = work_bytes / tp[a][1] + work_bytes / tp[b][0]
         return table
 
-    def _hop_ranks(self) -> tuple[dict[int, int], dict[int, int]]:
-        """Order of links in a store-and-forward chain: upwards from the deepest tier, downwards from the top."""
+    def _hop_orders(self) -> tuple[list[Link], list[Link]]:
+        """Links in store-and-forward order: upwards from the deepest tier, downwards from the top.
+
+        Links off those two chains (in unusual topologies) follow, by index.
+        """
         usable = [t.index for t in self.spec.tiers if t.usable]
         top, last = usable[0], usable[-1]
-        up = {link.index: i for i, link in enumerate(self._routes[last][top])}
-        down = {link.index: i for i, link in enumerate(self._routes[top][last])}
-        for link in self.fabric.links:
-            up.setdefault(link.index, len(up) + link.index)
-            down.setdefault(link.index, len(down) + link.index)
+        up = list(self._routes[last][top])
+        down = list(self._routes[top][last])
+        up += [link for link in self.fabric.links if link not in up]
+        down += [link for link in self.fabric.links if link not in down]
         return up, down
 
-    def _flow_kind(self, src: int | None, dst: int | None, nbytes: int) -> tuple[bool, tuple[Link, ...], float]:
-        """What a move from ``src`` to ``dst`` costs: (promotion?, links crossed, codec s per block).
+    def _flow_kind(self, src: int | None, dst: int | None) -> tuple[bool, tuple[int, ...], float, int]:
+        """What a move from ``src`` to ``dst`` costs.
 
-        Computed or written blocks and drops cross no link: ``(False, (), 0.0)``.
+        Returns ``(promotion?, positions in the up or down order of the links it crosses, codec
+        seconds per block, bytes per block as it crosses)``; computed or written blocks and drops
+        cross no link: ``(False, (), 0.0, 0)``.
         """
         if src is None or dst is None:
-            return (False, (), 0.0)
-        return (dst < src, self._routes[src][dst], self._codec_s[src][dst])
+            return (False, (), 0.0, 0)
+        promotion = dst < src
+        order = self._up_order if promotion else self._down_order
+        hops = tuple(order.index(link) for link in self._routes[src][dst])
+        return (promotion, hops, self._codec_s[src][dst], self.spec.tiers[src].block_bytes)
 
     # ------------------------------------------------------------------ decisions
     def _issue(
@@ -233,33 +240,36 @@ class TimedModel:
         flows = Counter(map(_FLOW, moves))
         moves.clear()
         kinds = self._flow_kinds
-        up: dict[Link, int] = {}
-        down: dict[Link, int] = {}
+        n_links = len(self._up_order)
+        up = [0] * n_links  # bytes per link, by position in the up / down order
+        down = [0] * n_links
         up_codec = down_codec = 0.0
         loaded = 0
         for key, count in flows.items():
             kind = kinds.get(key)
             if kind is None:
                 kind = kinds[key] = self._flow_kind(*key)
-            promotion, route, codec_s = kind
-            if not route:  # computed / written, or dropped: no transfer
+            promotion, hops, codec_s, nbytes = kind
+            if not hops:  # computed / written, or dropped: no transfer
                 continue
-            total = count * key[2]
+            total = count * nbytes
             if promotion:
                 loaded += total
                 self._found_rid.append(rid)
                 self._found_tier.append(key[0])  # type: ignore[arg-type]
                 self._found_n.append(count)
-                for link in route:
-                    up[link] = up.get(link, 0) + total
+                for i in hops:
+                    up[i] += total
                 up_codec += count * codec_s
             else:
-                for link in route:
-                    down[link] = down.get(link, 0) + total
+                for i in hops:
+                    down[i] += total
                 down_codec += count * codec_s
         self.bytes_loaded.append(loaded)
         prefill_s = recomputed * self._prefill_s_per_block
-        if not (up or down or up_codec or down_codec or prefill_s):
+        up_hops = [(link, b) for link, b in zip(self._up_order, up, strict=True) if b] if any(up) else []
+        down_hops = [(link, b) for link, b in zip(self._down_order, down, strict=True) if b] if any(down) else []
+        if not (up_hops or down_hops or up_codec or down_codec or prefill_s):
             self._depart(rid)
             return False
 
@@ -267,16 +277,12 @@ class TimedModel:
         label = f"r{rid}" if self.log is not None else ""
         service = _Service(self, rid, waiter)
         sync = self.settings.demotion_sync
-        service.pending = bool(up or up_codec) + bool(prefill_s) + bool(sync and (down or down_codec))
+        service.pending = bool(up_hops or up_codec) + bool(prefill_s) + bool(sync and (down_hops or down_codec))
         chain = _Pipeline if self.settings.pipeline else _Chain
-        if up or up_codec:  # first: on a link shared by both directions, what the request waits for goes first
-            rank = self._up_rank
-            hops = sorted(up.items(), key=lambda kv: rank[kv[0].index]) if len(up) > 1 else list(up.items())
-            chain(self, hops, up_codec, label, service.part_done)
-        if down or down_codec:
-            rank = self._down_rank
-            hops = sorted(down.items(), key=lambda kv: rank[kv[0].index]) if len(down) > 1 else list(down.items())
-            chain(self, hops, down_codec, label, service.part_done if sync else self._background_done)
+        if up_hops or up_codec:  # first: on a link shared by both directions, what the request waits for goes first
+            chain(self, up_hops, up_codec, label, service.part_done)
+        if down_hops or down_codec:
+            chain(self, down_hops, down_codec, label, service.part_done if sync else self._background_done)
         if prefill_s:
             self.prefill.job(prefill_s, label).callbacks.append(service.part_done)
         if not service.pending:  # background demotions only: served now
