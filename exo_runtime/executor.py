@@ -173,6 +173,7 @@ class Executor:
         self.batches = 0
         self.staged_blocks = 0
         self.max_batch_moves = 0
+        self._active: _Plan | None = None
         self._last_commit = time.perf_counter()
 
     # ------------------------------------------------------------------ helpers
@@ -242,6 +243,7 @@ class Executor:
         unlisted: list[tuple[int, int, Entry]] = []
         repairs: list[tuple[int, int]] = []
         plan: _Plan | None = None
+        self._active = None
         try:
             for plan in plans:
                 n = len(plan.blocks)
@@ -249,6 +251,7 @@ class Executor:
                 plan.crcs, plan.bounds, plan.lossless = [0] * n, [0.0] * n, [False] * n
             self._schedule(plans, reused, repairs)
         except OSError as err:
+            plan = self._active or plan  # the plan whose write failed (or whose slots were sought)
             if err.errno not in NO_SPACE_ERRNOS or plan is None:
                 raise
             self._undo(plans, reused, unlisted)
@@ -415,6 +418,7 @@ class Executor:
         repairs: list[tuple[int, int]],
     ) -> None:
         """Carry out additions ``idx`` of ``p``: born, written from staging, or streamed."""
+        self._active = p
         if p.src == BIRTH:
             stride = self._stride(p.dst)
             per = max(1, min(self.scratch_rows, self.bounce_bytes // stride))
