@@ -17,6 +17,7 @@ which the CLI reports in one sentence with exit status 3.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -29,10 +30,10 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from exo_runtime.buffers import ALIGN_BYTES, StagingPool
+from exo_runtime.buffers import ALIGN_BYTES, StagingPool, align_up
 from exo_runtime.codecs import Codec, make_codec
 from exo_runtime.errors import DataDirError, DiskFullError, IntegrityFault, MachineError, RunFault
-from exo_runtime.executor import Corruption, Executor, recovered_copy
+from exo_runtime.executor import STREAM_BYTES, Corruption, Executor, recovered_copy
 from exo_runtime.fit import check_fit, machine_room
 from exo_runtime.integrity import INTEGRITY_MODES, row_crcs
 from exo_runtime.manifest import Manifest, load_manifest, manifest_path
@@ -84,8 +85,9 @@ def check_runtime_keys(rc: Any, locate: Locator | None = None) -> None:
     if rc.integrity not in INTEGRITY_MODES:
         raise fail("integrity", f"is {rc.integrity!r}, not one of {', '.join(INTEGRITY_MODES)}")
     for key in ("staging_bytes", "codec_scratch_bytes"):
-        if int(getattr(rc, key)) <= 0:
-            raise fail(key, f"must be > 0, got {getattr(rc, key)}")
+        value = getattr(rc, key)
+        if value is not None and int(value) <= 0:
+            raise fail(key, f"must be > 0, got {value}")
     for key in ("telemetry_interval_s", "manifest_interval_s"):
         if float(getattr(rc, key)) <= 0:
             raise fail(key, f"must be > 0, got {getattr(rc, key)}")
@@ -293,22 +295,29 @@ def run_runtime(
 
     # fit, before allocating anything
     pinned = torch.cuda.is_available()
-    staging_bytes = int(rc.staging_bytes)
     scratch_bytes = int(rc.codec_scratch_bytes)
     elements = spec.content.elements
     scratch_total = max(scratch_bytes, 4 * elements) * (2 if rc.integrity == "full" else 1)
     strides = [store_class(t.medium).row_bytes_for(t.block_bytes) for t in usable]
-    per_move = 2 * max(-(-s // ALIGN_BYTES) * ALIGN_BYTES if durable else s for s in strides)
+    widest = max(align_up(s) if durable else s for s in strides)
     reserve = 2 * ALIGN_BYTES * (len(spec.tiers) + 1) ** 2
-    if staging_bytes < 2 * per_move + reserve:
-        raise ConfigError(
-            "runtime.staging_bytes",
-            f"is {staging_bytes}, too small for blocks of up to {max(strides)} bytes: a batch of moves "
-            f"needs at least {2 * per_move + reserve}",
-            locate("runtime.staging_bytes") if locate else None,
-        )
+    least = 2 * widest + reserve  # one staged row per move, two moves at the very least
+    if rc.staging_bytes is None:
+        staging_bytes = max(64 * 2**20, 4 * widest + reserve)
+    else:
+        staging_bytes = int(rc.staging_bytes)
+        if staging_bytes < least:
+            raise ConfigError(
+                "runtime.staging_bytes",
+                f"is {staging_bytes}, too small for blocks of up to {max(strides)} bytes: a batch needs "
+                f"at least {least} (or leave it null to size it from the blocks)",
+                locate("runtime.staging_bytes") if locate else None,
+            )
+    bounce = 2 * align_up(max(STREAM_BYTES, widest))
+    host_buffers = staging_bytes + bounce
     parts = [(f"tier {t.name}", store_class(t.medium).footprint(t, settings)) for t in usable]
-    parts.append(("staging", Footprint(host_bytes=staging_bytes, locked_bytes=staging_bytes if pinned else 0)))
+    buffers = Footprint(host_bytes=host_buffers, locked_bytes=host_buffers if pinned else 0)
+    parts.append(("staging and bounce buffers", buffers))
     parts.append(("codec scratch", Footprint(host_bytes=scratch_total)))
     check_fit(spec.hardware, parts, machine_room(data_dir if durable else out), reusable_disk)
 
@@ -403,6 +412,13 @@ def run_runtime(
             if st is not None:
                 st.close()
 
+    if durable and not rc.data_dir:  # nobody can resume from the run folder's own data: don't keep it
+        shutil.rmtree(data_dir, ignore_errors=True)
+        summary["runtime"]["persistence"]["removed"] = True
+        summary["notes"].append(
+            f"the file tiers' slabs lived in {data_dir} and were removed at the end; set runtime.data_dir "
+            "to keep them for a later runtime.resume=true"
+        )
     fault: RunFault | None = loop.fault
     bad = lost + executor.corruptions
     if fault is None and bad:

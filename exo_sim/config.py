@@ -226,23 +226,24 @@ class RuntimeConfig:
 
     ``data_dir`` holds the file tiers' slab files and manifests (default: ``data/`` in the run's
     output folder); ``resume`` reuses the blocks a previous run persisted there. ``staging_bytes`` is
-    the host staging pool one batch of moves goes through; ``codec_scratch_bytes`` the float32 scratch
-    codecs decode into. ``integrity``: ``off``, ``checksum`` (every read is checked bit for bit against
-    the CRC-32 taken when it was written) or ``full`` (also regenerate each block's birth data and check
-    decoded values against the codec's error bound). ``manifest_interval_s``: how often the file tier's
-    manifest is committed; ``file_spare_fraction``: extra file slots for copy-on-write reuse (a freed
-    slot is rewritten only once a manifest no longer naming its block is durable). ``pace_arrivals``
-    waits for each request's arrival time instead of running as fast as possible. ``prefault`` touches
-    every page of the memory slabs before the run so that none is faulted in during a timed copy.
-    ``file_io_threads`` positioned reads/writes a file tier keeps in flight at once (an NVMe drive
-    needs a queue deeper than one to reach its bandwidth). ``codec_threads``: torch's CPU threads
-    during a run (1 by default: a batch's tensors are small, and handing them to more threads costs
-    more than it saves on a few cores; raise it for blocks of many megabytes).
+    the host staging pool a batch's staged sources go to (``None``: 64 MiB, or four of the largest
+    blocks if that is more); ``codec_scratch_bytes`` the float32 scratch codecs decode into.
+    ``integrity``: ``off``, ``checksum`` (every read is checked bit for bit against the CRC-32 taken
+    when it was written) or ``full`` (also regenerate each block's birth data and check decoded values
+    against the codec's error bound). ``manifest_interval_s``: how often the file tier's manifest is
+    committed; ``file_spare_fraction``: extra file slots for copy-on-write reuse (a freed slot is
+    rewritten only once a manifest no longer naming its block is durable). ``pace_arrivals`` waits for
+    each request's arrival time instead of running as fast as possible. ``prefault`` touches every page
+    of the memory slabs before the run so that none is faulted in during a timed copy.
+    ``file_io_threads`` positioned reads/writes a file tier keeps in flight at once (an NVMe drive needs
+    a queue deeper than one to reach its bandwidth). ``codec_threads``: torch's CPU threads during a run
+    (1 by default: a batch's tensors are small, and handing them to more threads costs more than it
+    saves on a few cores; raise it for blocks of many megabytes).
     """
 
     data_dir: Optional[str] = None
     resume: bool = False
-    staging_bytes: int = 67108864
+    staging_bytes: Optional[int] = None
     codec_scratch_bytes: int = 67108864
     telemetry_interval_s: float = 0.1
     integrity: str = "checksum"  # off | checksum | full
