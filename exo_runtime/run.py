@@ -678,6 +678,7 @@ def _summary(
         "births": executor.births,
         "batches": executor.batches,
         "max_batch_moves": executor.max_batch_moves,
+        "staged_blocks": executor.staged_blocks,
         "staging_bytes": executor.staging.nbytes,
         "staging_pinned": executor.staging.pinned,
     }

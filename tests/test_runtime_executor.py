@@ -176,3 +176,15 @@ def test_corruption_in_a_run_makes_a_fault(tmp_path: Path, monkeypatch: pytest.M
     assert len(corrupted) == 1  # this seeded workload reads the damaged block again
     assert result.fault is not None and "corrupted or lost" in str(result.fault)
     assert corrupted[0]["tier"] == "ram" and result.summary["complete"] is True
+
+
+def test_paced_arrivals_follow_the_workloads_clock(tmp_path: Path) -> None:
+    cfg = compose_cfg("runtime.pace_arrivals=true", "workload.accesses=200", "workload.request_rate_per_s=2000")
+    req = run_runtime(cfg, tmp_path / "run").requests
+    from exo_sim.workloads import make_workload
+
+    chunk = next(make_workload(cfg.workload, 256).chunks())
+    due = chunk.arrival_s[: len(req)] - chunk.arrival_s[0]
+    assert list(req["arrival_s"]) == pytest.approx(list(due))
+    assert bool((req["served_s"] >= req["arrival_s"]).all())
+    assert float(req["served_s"].iloc[-1]) >= float(due[-1])  # it really waited for the last arrival
