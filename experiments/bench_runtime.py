@@ -10,6 +10,7 @@ too). Target: ratio >= 0.8 on every link.
 
     python experiments/bench_runtime.py                 # 1 MiB blocks (Llama-3-8B shape, 1 layer)
     python experiments/bench_runtime.py --layers 4      # 4 MiB blocks
+    python experiments/bench_runtime.py --kv-heads 1 --objects 12000 --tier-mib 8,16,64   # 128 KiB blocks
 
 On a GPU host, add ``--hardware ci_small`` (cuda and pinned tiers) to include the pinned <-> device links.
 """
@@ -33,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hardware", default="ci_cpu")
     ap.add_argument("--layers", type=int, default=1, help="KV layers per block (1 -> 1 MiB fp16 blocks)")
+    ap.add_argument("--kv-heads", type=int, default=8, help="KV heads (8 -> 1 MiB per layer, 1 -> 128 KiB)")
     ap.add_argument("--accesses", type=int, default=6000)
     ap.add_argument("--objects", type=int, default=1500)
     ap.add_argument("--blocks-per-request", type=int, default=8)
     ap.add_argument("--tier-mib", default="64,128,512", help="capacities of the tiers, MiB, hot to cold")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--min-ratio", type=float, default=0.8)
+    ap.add_argument("overrides", nargs="*", help="extra config overrides (runtime.file_io_threads=1 ...)")
     args = ap.parse_args(argv)
 
     caps = [int(x) * 2**20 for x in args.tier_mib.split(",")]
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         f"hardware={args.hardware}",
         "payload=llama3_8b_kv",
         f"payload.layers={args.layers}",
+        f"payload.kv_heads={args.kv_heads}",
         "codec=fp16",
         "policy=lru",
         "workload=zipf",
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         f"workload.blocks_per_request={args.blocks_per_request}",
         "workload.alpha=0.8",
         "output.progress=false",
-    ] + [f"hardware.tiers.{i}.capacity_bytes={c}" for i, c in enumerate(caps)]
+    ] + [f"hardware.tiers.{i}.capacity_bytes={c}" for i, c in enumerate(caps)] + args.overrides
     setup()
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         cfg = compose("config", overrides=overrides)
