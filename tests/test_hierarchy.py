@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -130,9 +132,14 @@ def test_invariants(seq, caps, policy, mode, marks) -> None:  # type: ignore[no-
     except ConfigError:  # every tier too small for one block under the watermark: refused
         assume(False)
     h = Hierarchy(spec, record_moves=True)
+    seen = 0
     for b in seq:
         h.access(b)
         h.verify()  # capacities, bytes = sum of resident blocks, exclusivity, index consistency
+        # the counters' flows are exactly the moves listed for this access
+        listed = Counter((m.src, m.dst) for m in h.moves[seen:])
+        seen = len(h.moves)
+        assert h.take_flows() == dict(listed)
     c = h.counters()
     assert c[0].hits + c[0].misses == len(seq)
     assert all(t.used_blocks <= s.high_blocks for t, s in zip(c, spec.tiers, strict=True))

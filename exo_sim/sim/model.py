@@ -1,11 +1,11 @@
 """The timed model: the decision core driven by SimPy's clock.
 
-Requests reach the decision core (:class:`~exo_sim.hierarchy.Hierarchy`, ``record_moves=True``) in
+Requests reach the decision core (:class:`~exo_sim.hierarchy.Hierarchy`) in
 workload order, at the times the arrival process gives (see :mod:`~exo_sim.sim.arrivals`). The core
 decides at once, as in the replay; the model then carries out that request's moves in simulated time::
 
     request r arrives at t:
-        moves = the core's moves for r's references (cleared per request)
+        moves = the core's moves for r's references, counted by (src, dst) (Hierarchy.take_flows)
         promotions (tier s -> top): their bytes cross every link from s up to the top; per link, one
                                     transfer carries the sum of r's promotions that cross it
         demotions (tier k -> k+1) and write-through copies (top -> last): likewise, downwards
@@ -34,10 +34,8 @@ from __future__ import annotations
 import gc
 import math
 from array import array
-from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -56,7 +54,6 @@ from exo_sim.workloads.base import RequestChunk
 
 Hops = list[tuple[Link, int]]
 
-_FLOW = itemgetter(1, 2)  # (src, dst) of a Move; its bytes_src is always the source tier's block bytes
 SimEvent = Generator[simpy.Event, Any, None]
 
 
@@ -95,7 +92,7 @@ class TimedModel:
         names = [t.name for t in spec.tiers]
         pairs = _codec_pairs(spec)
         self.fabric.check_routes(pairs, names, locate)
-        self.h = Hierarchy(spec, record_moves=True)
+        self.h = Hierarchy(spec)
         n = len(spec.tiers)
         self._routes: list[list[tuple[Link, ...]]] = [
             [self.fabric.route(a, b) or () for b in range(n)] for a in range(n)
@@ -232,13 +229,11 @@ class TimedModel:
         self.blocks_read.append(n - written)
         self.blocks_written.append(written)
         self.recomputed.append(recomputed)
-        moves = h.moves
-        if not moves:
+        flows = h.take_flows()
+        if not flows:
             self.bytes_loaded.append(0)
             self._depart(rid)
             return False
-        flows = Counter(map(_FLOW, moves))
-        moves.clear()
         kinds = self._flow_kinds
         n_links = len(self._up_order)
         up = [0] * n_links  # bytes per link, by position in the up / down order
