@@ -48,6 +48,7 @@ CASES = {
         "workload.turn_tokens_max=2048",
         "workload.prefix_tokens=512",
     ],
+    "bypassed-middle-tier": ["hardware.tiers.1.high_watermark=0.01", "hardware.tiers.1.low_watermark=0.01"],
     "kv-payload-big-requests": [
         "payload=llama3_8b_kv",
         "payload.layers=1",
