@@ -279,10 +279,11 @@ class PlanConfig:
     The timed sweep runs every option of ``policies`` (``conf/policy/``) against every option of
     ``codecs`` (``conf/codec/``) through ``exo-sim -m`` on ``sweep_jobs`` processes (-1: one per
     core), stopped after ``sweep_timeout_s``. With ``size_workload`` the workload is sized so that its
-    live context is the phase's target (agent_sessions: concurrent sessions, ``session_generations``
-    sessions per concurrent slot; zipf: objects, ``zipf_reads_per_block`` reads each); traces are used
-    as given. Above ``sweep_live_tokens`` of live context the timed sweep runs a 1:k miniature (tier
-    capacities and concurrent sessions divided by k, the request rate kept), above
+    live context is the phase's target (agent_sessions: concurrent sessions, with
+    ``session_generations`` sessions per concurrent slot and at least ``min_sessions``; zipf: objects,
+    ``zipf_reads_per_block`` reads each); traces are used as given. Above ``sweep_live_tokens`` of
+    live context the timed sweep runs a 1:k miniature (tier capacities and concurrent sessions divided
+    by k, the request rate kept), above
     ``replay_live_tokens`` so do the replay and the miss-ratio curves; k stops where the top tier
     would hold fewer than ``min_miniature_blocks`` blocks. A target over ``max_overcommit`` times
     what the whole hierarchy holds in its densest codec is not simulated. Among configurations within
@@ -297,6 +298,7 @@ class PlanConfig:
     codecs: list[str] = field(default_factory=lambda: ["seed_mix", "fp16", "int8", "int4"])
     size_workload: bool = True
     session_generations: int = 3
+    min_sessions: int = 96
     zipf_reads_per_block: int = 10
     sweep_live_tokens: int = 1048576
     replay_live_tokens: int = 16777216

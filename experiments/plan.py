@@ -1,0 +1,55 @@
+"""``exo-plan``: the planning report for a growth phase (``exo-plan phase=1m``).
+
+For the chosen hardware profile, payload and workload (``conf/plan.yaml``: the root config with the
+``agent_sessions`` workload and the ``plan`` knobs), writes into Hydra's run folder ``report.md``,
+``report.html``, ``plan.json`` and the figures beside them, and the timed sweep under ``sweep/``.
+See :mod:`experiments.planning.planner` for what it computes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from exo_sim.cli.entry import CONF_DIR, make_locator, setup, user_errors
+from experiments.planning.planner import Plan, make_plan, print_line
+
+setup()
+
+
+def plan_to_dir(cfg: DictConfig, out_dir: str | Path, progress: bool | None = None) -> Plan:
+    """Validate ``cfg``, compute the plan and write the report into ``out_dir``.
+
+    Args:
+        cfg: the composed config (``conf/plan.yaml``'s).
+        out_dir: the report's folder.
+        progress: print one line per stage on stderr (default: ``output.progress``).
+
+    Raises:
+        ExoError: on invalid input, before any work starts.
+    """
+    show = bool(cfg.output.progress) if progress is None else progress
+    return make_plan(cfg, out_dir, make_locator(), print_line if show else None)
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="plan")
+def main(cfg: DictConfig) -> None:
+    """Console entry point (``exo-plan``)."""
+    with user_errors():
+        out = Path(HydraConfig.get().runtime.output_dir)
+        plan = plan_to_dir(cfg, out)
+        if plan.ranking is not None:
+            r = plan.ranking.recommended
+            head = f"recommended policy={r.policy} codec={r.codec} (p99 {r.latency_p99_s:.4g} s); {plan.bottleneck}"
+        else:
+            head = plan.skip_reason
+        print(f"plan {plan.settings.phase_name} on {plan.hardware}/{plan.payload}: {head}")
+        print(f"-> {out / 'report.md'}, {out / 'report.html'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

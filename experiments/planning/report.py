@@ -1,0 +1,523 @@
+"""The planning report, section by section, as a :class:`~experiments.planning.document.Document`.
+
+Sections: summary; what was simulated; capacity; policies and codec mixes; the top tier's miss-ratio
+curve and the next phase; the bottleneck; what operators get wrong (bytes per token, what each lower
+tier buys, load versus recompute, pinning, headroom); the audit of the seed workstation's claims; how
+the report was made. Every number is taken from the :class:`~experiments.planning.planner.Plan`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from exo_sim.codecs import CODECS
+from experiments.planning.capacity import DENSEST
+from experiments.planning.document import Document
+from experiments.planning.planner import Plan
+
+SECTIONS = (
+    "Summary",
+    "What was simulated",
+    "Capacity",
+    "Policies and codec mixes",
+    "Top-tier miss-ratio curve and the next phase",
+    "Bottleneck",
+    "What operators get wrong",
+    "Audit of the seed workstation's claims",
+    "How this report was made",
+)
+"""Level-2 headings of every report, in order (tests check them)."""
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):,.2f} GiB"
+
+
+def _tok(n: float) -> str:
+    return f"{int(round(n)):,}"
+
+
+def _s(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x == 0:
+        return "0 s"
+    if x >= 1:
+        return f"{x:,.3g} s"
+    if x >= 1e-3:
+        return f"{1e3 * x:.3g} ms"
+    return f"{1e6 * x:.3g} us"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def build_report(plan: Plan) -> Document:
+    """The whole report for ``plan``."""
+    st = plan.settings
+    doc = Document(
+        f"exo planning report: phase {st.phase_name} ({st.target_tokens:,} tokens) - {plan.payload} on {plan.hardware}"
+    )
+    _summary(doc, plan)
+    _simulated(doc, plan)
+    _capacity(doc, plan)
+    _sweep(doc, plan)
+    _curve(doc, plan)
+    _bottleneck(doc, plan)
+    _operators(doc, plan)
+    _audit(doc, plan)
+    _made(doc, plan)
+    return doc
+
+
+def _fit_sentences(plan: Plan) -> list[str]:
+    cap, target = plan.capacity, plan.settings.target_tokens
+    top = cap.top
+    out = []
+    top_now = top.usable_tokens()
+    if cap.fits_top():
+        out.append(f"The top tier ({top.name}) alone holds the target: {top_now:,} tokens in {top.codec}.")
+    else:
+        densest = max(CODECS, key=lambda c: top.usable_tokens(c))
+        enough = "enough" if cap.fits_top(densest) else "still short"
+        alone = f"in {densest} it would hold {top.usable_tokens(densest):,}, {enough}"
+        out.append(
+            f"The top tier ({top.name}) alone does **not** hold the target: {top_now:,} tokens in {top.codec} "
+            f"({top_now / target:.2f}x the target); {alone}."
+        )
+    dist = cap.distinct_tokens()
+    how = (
+        "at once (sum of the tiers)"
+        if cap.mode == "exclusive"
+        else "at once (write-through: the tiers above the last hold copies)"
+    )
+    if cap.fits_hierarchy():
+        out.append(
+            f"The whole hierarchy holds it under {plan.mix}: {dist:,} tokens {how}, {dist / target:.1f}x the target."
+        )
+    else:
+        most = cap.best_distinct_tokens
+        tail = (
+            f"in {DENSEST} everywhere it would hold {most:,} ({most / target:.2f}x)"
+            + (", enough." if most >= target else ", still short.")
+        )
+        out.append(
+            f"The whole hierarchy does **not** hold the target under {plan.mix}: {dist:,} tokens {how} "
+            f"({dist / target:.2f}x); {tail}"
+        )
+    return out
+
+
+def _summary(doc: Document, plan: Plan) -> None:
+    doc.heading("Summary")
+    items = _fit_sentences(plan)
+    if plan.ranking is None:
+        items.append(plan.skip_reason)
+        holders = [p for p in plan.profiles if p.tokens[DENSEST] >= plan.settings.target_tokens]
+        if holders:
+            items.append(
+                "Shipped profiles that would hold it in "
+                f"{DENSEST}: {', '.join(f'{p.name} ({p.tokens[DENSEST]:,})' for p in holders)}."
+            )
+        else:
+            biggest = max(plan.profiles, key=lambda p: p.tokens[DENSEST])
+            items.append(
+                f"No shipped profile holds it either: the largest, {biggest.name}, holds "
+                f"{biggest.tokens[DENSEST]:,} tokens of {plan.payload} in {DENSEST}."
+            )
+    else:
+        r = plan.ranking.recommended
+        items.append(
+            f"**Recommended: policy={r.policy}, codec={r.codec}** - p99 latency {_s(r.latency_p99_s)}, top-tier hit "
+            f"ratio {r.top_hit_ratio:.3f}, {int(r.recomputed_tokens):,} tokens recomputed in the timed run "
+            "(reasons below)."
+        )
+        items.append(plan.bottleneck)
+        nxt = plan.next_phase
+        if nxt is not None and nxt.capacity_bytes:
+            items.append(
+                f"Phase {nxt.name} ({nxt.target_tokens:,} tokens) needs a top tier of {_gib(nxt.capacity_bytes)} "
+                f"({nxt.capacity_tokens:,} tokens in {r.codec}) for the same LRU hit ratio ({nxt.hit_ratio_now:.3f})."
+            )
+        elif nxt is not None and nxt.note:
+            items.append(nxt.note)
+        never = [b.tier for b in plan.breakeven if b.breakeven_tokens is None]
+        if never:
+            items.append(
+                f"Loading a block from {', '.join(never)} is slower than recomputing it at "
+                f"{plan.sim.prefill_tokens_per_s:,.0f} tokens/s: those hits do not pay."
+            )
+        flags = [s for s in plan.shares if s.flag]
+        for s in flags:
+            items.append(f"Tier {s.tier}: {s.flag}.")
+    audit_bad = [r for r in plan.audit.claims if r.claimed_tokens and r.payload == plan.payload]
+    if audit_bad:
+        items.append(
+            "Seed workstation claims for "
+            + plan.payload
+            + ": "
+            + ", ".join(f"{r.tier} {r.claimed_tokens:,} claimed vs {r.tokens:,} computed" for r in audit_bad)
+            + "."
+        )
+    doc.bullets(items)
+
+
+def _simulated(doc: Document, plan: Plan) -> None:
+    doc.heading("What was simulated")
+    spec = plan.spec
+    doc.paragraph(
+        f"Hardware profile **{plan.hardware}** ({plan.capacity.mode}, tiers "
+        + ", ".join(f"{t.name} ({t.medium}, {_gib(t.capacity_bytes)})" for t in spec.tiers)
+        + f"); payload **{plan.payload}**; **{plan.block_tokens}-token blocks**; workload **{plan.workload_kind}**; "
+        f"codec mix as given **{plan.mix}**, policies as given **{plan.policy}**."
+    )
+    if plan.ranking is None:
+        doc.paragraph(plan.skip_reason)
+        return
+    live = plan.live
+    assert live is not None
+    k, ks = plan.k_replay, plan.k_sweep
+    items = [plan.sizing_text]
+    if plan.sizing_overrides:
+        items.append(
+            "Workload knobs set by the plan: "
+            + ", ".join(f"`{k2}={v}`" for k2, v in plan.sizing_overrides.items())
+            + (f" (a 1:{k} miniature; see below)" if k > 1 else "")
+            + "."
+        )
+    partial = live.mean_slot_tokens / live.mean_tokens - 1 if live.mean_tokens else 0.0
+    items.append(
+        f"Measured {live.what}: mean {_tok(live.mean_tokens * k)} tokens "
+        f"({live.mean_tokens * k / plan.settings.target_tokens:.2f}x the target), peak {_tok(live.peak_tokens * k)}; "
+        f"in whole blocks (what capacity must hold) mean {_tok(live.mean_slot_tokens * k)}, peak "
+        f"{_tok(live.peak_slot_tokens * k)}: partial last blocks cost {_pct(partial)} on top of the tokens."
+    )
+    items.append(
+        f"The replay and the miss-ratio curves stream {live.requests:,} requests ({live.references:,} block "
+        f"references, {live.distinct_blocks:,} distinct blocks)"
+        + (f" of a 1:{k} miniature (capacities and concurrent sessions / {k})." if k > 1 else " at full size.")
+    )
+    sweep_scale = (
+        f"a **1:{ks} miniature** of the phase - every tier's capacity and the concurrent sessions divided by {ks}, "
+        "the request rate kept, so each request and the load per second are as at full size over a run "
+        f"{ks}x shorter; the recommended configuration is then replayed at full size (below) to check its hit ratios"
+        if ks > 1
+        else "the phase at full size"
+    )
+    items.append(
+        f"The timed sweep (SimPy model) ran {len(plan.ranking.table)} configurations on {sweep_scale}: "
+        f"{plan.sweep_requests:,} requests and {plan.sweep_accesses:,} block reads each, arrivals spanning "
+        f"{_s(plan.sweep_span_s)} of simulated time ({plan.sim.arrival} arrivals)."
+    )
+    if plan.full_summary is not None:
+        full_top = plan.full_summary["tiers"][0]["hit_ratio"]
+        mini_top = float(plan.ranking.recommended.top_hit_ratio)
+        items.append(
+            f"Miniature check: the recommended configuration's top-tier hit ratio is {mini_top:.3f} in the miniature "
+            f"and {full_top:.3f} replayed at full size ({plan.full_summary['accesses']:,} reads)."
+        )
+    items.append(
+        f"Assumptions (not measured): the profile's link and codec speeds ({plan.hardware}: see its file in "
+        f"conf/hardware/), recompute at `sim.prefill_tokens_per_s` = {plan.sim.prefill_tokens_per_s:,.0f} tokens/s on "
+        f"{plan.sim.prefill_slots} prefill engine(s), {plan.sim.codec_workers} codec engine(s), demotions in the "
+        f"{'background' if not plan.sim.demotion_sync else 'request path'}. The model charges codec time only "
+        "when a block changes codec between tiers (a uniform mix has none) and does not charge quantising a freshly "
+        "computed block."
+    )
+    doc.bullets(items)
+
+
+def _capacity(doc: Document, plan: Plan) -> None:
+    cap = plan.capacity
+    doc.heading("Capacity")
+    doc.paragraph(
+        f"Tokens each tier holds for {plan.payload} at {plan.block_tokens}-token blocks, per codec: "
+        "`capacity_bytes // block_bytes` whole blocks x block tokens, from the codecs' exact byte math "
+        "(INT8/INT4 scales counted). **Bold**: the codec the mix as given stores in that tier."
+    )
+    header = ["tier", "medium", "capacity"] + [f"{c} tokens" for c in CODECS]
+    rows: list[list[Any]] = []
+    for t in cap.tiers:
+        cells = [f"**{t.tokens[c]:,}**" if c == t.codec else f"{t.tokens[c]:,}" for c in CODECS]
+        rows.append([t.name, t.medium, _gib(t.capacity_bytes), *cells])
+    rows.append(
+        ["hierarchy (at once)", cap.mode, _gib(sum(t.capacity_bytes for t in cap.tiers))]
+        + [f"{cap.distinct_tokens(c):,}" for c in CODECS]
+    )
+    rows.append(["block bytes", "", ""] + [f"{cap.top.block_bytes[c]:,}" for c in CODECS])
+    doc.table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))
+    doc.bullets(
+        _fit_sentences(plan)
+        + [f"Under the mix as given ({plan.mix}) the hierarchy holds {cap.distinct_tokens():,} tokens at once."]
+    )
+    if not cap.fits_hierarchy():
+        doc.paragraph("What the shipped hardware profiles hold of this payload (every tier, exclusive):")
+        doc.table(
+            ["profile", "fp16 tokens", f"{DENSEST} tokens", "holds the target"],
+            [
+                [p.name, f"{p.tokens['fp16']:,}", f"{p.tokens[DENSEST]:,}",
+                 "yes" if p.tokens[DENSEST] >= plan.settings.target_tokens else "no"]
+                for p in plan.profiles
+            ],
+        )
+    doc.figure(plan.figures["capacity"], "Tokens per tier and codec (log scale); dashed: the phase's target.")
+
+
+def _sweep(doc: Document, plan: Plan) -> None:
+    doc.heading("Policies and codec mixes")
+    if plan.ranking is None:
+        doc.paragraph("Not simulated: " + plan.skip_reason)
+        return
+    rk = plan.ranking
+    doc.paragraph(
+        "Every policy x codec mix through the timed model (`exo-sim -m`, run in parallel by Hydra's joblib "
+        "launcher), ranked by p99 request latency, then recomputed tokens, then top-tier hit ratio. Among the "
+        f"configurations within {100 * rk.tolerance:g} % of the best p99 (eligible), the one storing the most "
+        "precise data (its coarsest tier's codec) is recommended: lossy compression must buy latency to be chosen."
+        + (f" Figures are from the 1:{plan.k_sweep} miniature's run." if plan.k_sweep > 1 else "")
+    )
+    rows = []
+    for _, r in rk.table.iterrows():
+        mark = " **(recommended)**" if r.job == rk.recommended.job else ""
+        rows.append(
+            [
+                int(r["rank"]),
+                f"{r.policy}{mark}",
+                r.codec,
+                f"{r.top_hit_ratio:.3f}",
+                _s(r.latency_p50_s),
+                _s(r.latency_p99_s),
+                f"{int(r.recomputed_tokens):,}",
+                f"{r.bytes_moved / 1e9:,.1f}",
+                f"{int(r.coarsest_bits)}",
+                f"{r.busiest.removeprefix('link ')} ({r.max_demand:.2f})",
+                "yes" if r.eligible else "",
+            ]
+        )
+    doc.table(
+        ["rank", "policy", "codec mix", "top hit ratio", "p50", "p99", "recomputed tokens", "GB moved",
+         "coarsest bits", "busiest resource (demand)", "eligible"],
+        rows,
+        ["r", "l", "l", "r", "r", "r", "r", "r", "r", "l", "l"],
+    )
+    saturated = rk.table[rk.table["max_demand"] > 1]
+    if len(saturated) == len(rk.table):
+        doc.paragraph(
+            "**Every configuration is saturated**: some resource is offered more work than it can do (demand > 1), "
+            "so requests queue for as long as the run lasts and the p99 latencies above grow with the run's length "
+            "- read them as an order, not as values; the demand column says by how much each one is overloaded."
+        )
+    elif len(saturated):
+        doc.paragraph(
+            f"{len(saturated)} of {len(rk.table)} configurations are saturated (demand > 1): their p99 grows with "
+            "the run's length."
+        )
+    doc.heading("Recommended configuration and why", 3)
+    doc.bullets(rk.reasons())
+    doc.figure(plan.figures["sweep"], "Top-tier hit ratio and p99 latency per policy and codec mix.")
+
+
+def _curve(doc: Document, plan: Plan) -> None:
+    doc.heading("Top-tier miss-ratio curve and the next phase")
+    if plan.ranking is None or plan.curve is None:
+        doc.paragraph("Not simulated: " + plan.skip_reason)
+        return
+    nxt = plan.next_phase
+    rk = plan.ranking.recommended
+    c = plan.curve
+    doc.paragraph(
+        f"The top tier's hit ratio against its capacity, for LRU (exact, one pass of stack distances over "
+        f"{c.reads:,} reads). With the recommended mix the top tier holds {plan.top_tokens:,} tokens "
+        f"({rk.codec}); LRU reaches {nxt.hit_ratio_now if nxt else 0:.3f} there, {rk.policy} reached "
+        f"{rk.top_hit_ratio:.3f} in the timed run. A top tier that never evicted would reach {c.max_hit_ratio:.3f}."
+    )
+    if nxt is not None:
+        items = []
+        if nxt.capacity_bytes:
+            items.append(
+                f"For phase **{nxt.name}** ({nxt.target_tokens:,} tokens) the same LRU hit ratio "
+                f"({nxt.hit_ratio_now:.3f}) needs a top tier of **{_gib(nxt.capacity_bytes)}** "
+                f"({nxt.capacity_tokens:,} tokens, {nxt.capacity_blocks:,} blocks of {rk.codec}) - "
+                f"{nxt.capacity_bytes / max(1, plan.spec.tiers[0].capacity_bytes):.2f}x today's "
+                f"{_gib(plan.spec.tiers[0].capacity_bytes)}."
+            )
+        if nxt.note:
+            items.append(nxt.note)
+        if nxt.target_tokens:
+            items.append(
+                f"Holding phase {nxt.name}'s {nxt.target_tokens:,} tokens at once takes "
+                + ", ".join(f"{_gib(b)} in {c2}" for c2, b in nxt.hold_bytes.items())
+                + f"; this hierarchy holds {plan.capacity.distinct_tokens():,} tokens in {plan.mix}."
+            )
+        doc.bullets(items)
+    doc.figure(plan.figures["mrc"], "Top-tier hit ratio against capacity (LRU), this phase and the next.")
+
+
+def _bottleneck(doc: Document, plan: Plan) -> None:
+    doc.heading("Bottleneck")
+    if plan.ranking is None:
+        doc.paragraph("Not simulated: " + plan.skip_reason)
+        return
+    doc.paragraph(
+        plan.bottleneck
+        + " Utilisation is busy time over the run's makespan; demand is the same busy time over the span of "
+        "arrivals (above 1, the resource cannot keep up with the offered load)."
+    )
+    doc.table(
+        ["resource", "utilisation", "demand", "detail"],
+        [[r.name, _pct(r.utilisation), f"{r.demand:.2f}", r.detail] for r in plan.resources],
+        ["l", "r", "r", "l"],
+    )
+    doc.figure(plan.figures["bottleneck"], "Demand per resource in the recommended configuration's timed run.")
+    doc.figure(plan.figures["occupancy"], "Occupancy of each tier over simulated time (recommended configuration).")
+
+
+def _operators(doc: Document, plan: Plan) -> None:
+    doc.heading("What operators get wrong")
+    cap = plan.capacity
+    doc.heading("Bytes per token, exactly", 3)
+    p = plan.spec.content
+    tp = cap.tensor_parallel
+    doc.paragraph(
+        f"A {plan.block_tokens}-token block of {plan.payload} holds {p.elements:,} values to encode"
+        + (f" and {p.raw_bytes:,} raw bytes" if p.raw_bytes else "")
+        + " per rank. KV caches count KV heads (GQA), not the hidden size; INT8/INT4 scales are counted. "
+        + (
+            f"Tensor parallelism {tp}: each rank holds its share of KV heads, so a host tier shared by the node's "
+            f"{tp} ranks needs {tp}x the per-rank bytes."
+            if tp > 1
+            else "Tensor parallelism 1: per rank = per node (at TP=N, a host tier shared by the N ranks needs N x "
+            "these bytes)."
+        )
+    )
+    doc.table(
+        ["codec", "bytes/token per rank", "bytes/token per node", "scales share", "vs fp32",
+         f"{cap.top.name} tokens vs fp16"],
+        [
+            [b.codec, f"{b.per_rank:,.1f}", f"{b.per_node:,.1f}", _pct(b.scale_share), f"{b.vs_fp32:.4f}",
+             f"{b.top_tier_gain_vs_fp16:.3f}x"]
+            for b in plan.bpt
+        ],
+    )
+    doc.heading("What each lower tier buys", 3)
+    if plan.ranking is None:
+        doc.paragraph("Not simulated: " + plan.skip_reason)
+    else:
+        src = "full-size replay" if plan.full_summary is not None else "timed run"
+        doc.paragraph(
+            f"Reads served by each tier in the recommended configuration ({src}) against its size. "
+            + (
+                "Write-through: a last tier no larger than the tiers above it holds copies and adds almost nothing."
+                if plan.mode == "write_through"
+                else "Exclusive: each tier adds its own capacity."
+            )
+        )
+        doc.table(
+            ["tier", "capacity tokens", "x tier above", "reads served", "cumulative hit ratio", "flag"],
+            [
+                [s.tier, f"{s.capacity_tokens:,}", f"{s.size_vs_above:.2f}" if s.size_vs_above is not None else "",
+                 _pct(s.share_of_reads), f"{s.cumulative_hit_ratio:.3f}", s.flag]
+                for s in plan.shares
+            ],
+            ["l", "r", "r", "r", "r", "l"],
+        )
+        doc.figure(plan.figures["tiers"], "Share of reads served per tier, and each tier's capacity.")
+        doc.heading("Does a hit pay off? Load versus recompute", 3)
+        doc.paragraph(
+            "Per tier below the top: loading n blocks costs the links' latencies once plus n x (bytes / bandwidth on "
+            "each link + re-encoding when the codec changes); recomputing costs n x block tokens / "
+            f"{plan.sim.prefill_tokens_per_s:,.0f} tokens/s (a linear prefill, an assumption: real prefill grows "
+            "faster than linearly with prompt length, which favours loading). A prompt shorter than one block caches "
+            "nothing."
+        )
+        doc.table(
+            ["tier", "route", "latency", "load per block", "recompute per block", "loading wins above"],
+            [
+                [b.tier, b.links, _s(b.latency_s), _s(b.load_s_per_block), _s(b.recompute_s_per_block),
+                 f"{b.breakeven_tokens:,} tokens" if b.breakeven_tokens is not None else "never: recompute is faster"]
+                for b in plan.breakeven
+            ],
+            ["l", "l", "r", "r", "r", "l"],
+        )
+    doc.heading("Start-up: pinning the shared tier", 3)
+    lo, hi = plan.settings.pin_gbps
+    if plan.pin:
+        doc.paragraph(
+            f"Assumption: `cudaHostRegister` pins {lo:g}-{hi:g} GB/s (plan.pin_gbps_low/high; not measured here). "
+            "Pin once, in the background or lazily, within what the cgroup allows."
+        )
+        doc.table(
+            ["tier", "capacity", "pinning time"],
+            [[p2.tier, _gib(p2.capacity_bytes), f"{_s(p2.fastest_s)} to {_s(p2.slowest_s)}"] for p2 in plan.pin],
+        )
+    else:
+        doc.paragraph("No tier of this profile is page-locked (`pinned`): nothing to pin at start-up.")
+    doc.heading("Headroom under bursts", 3)
+    if plan.headroom is None:
+        doc.paragraph("Not simulated: " + plan.skip_reason)
+    else:
+        h = plan.headroom
+        peaks = ", ".join(f"{name} {_pct(v)}" for name, v in h.tier_peak_occupancy.items())
+        state = (
+            f"{h.headroom_tokens:,} tokens ({_pct(h.headroom_tokens / h.capacity_tokens)} of the hierarchy) to spare"
+            if h.headroom_tokens >= 0
+            else f"**{-h.headroom_tokens:,} tokens short**: the peak spills off the last tier and is recomputed"
+        )
+        doc.bullets(
+            [
+                f"The live context peaks at {h.peak_slot_tokens:,} tokens in whole blocks, {h.burst_factor:.2f}x its "
+                f"steady mean; the hierarchy holds {h.capacity_tokens:,} at once under the recommended mix: {state}.",
+                f"Peak occupancy per tier in the timed run: {peaks}.",
+                f"At most {h.max_in_system} requests were in the system at once (timed run).",
+                "Occupancy is not live context: the blocks of finished sessions are never freed by the workload, "
+                "so the tiers fill up with them and they leave only when evicted.",
+            ]
+        )
+
+
+def _audit(doc: Document, plan: Plan) -> None:
+    a = plan.audit
+    doc.heading("Audit of the seed workstation's claims")
+    doc.paragraph(
+        f"The replaced system published per-tier token capacities for the {a.hardware} and codec savings, typed by "
+        f"hand. exo derives them from bytes for the payloads it ships, under the seed mix ({a.mix}), at "
+        f"{a.block_tokens}-token blocks. K and M are read as 1024 and 1024^2 (the verdicts hold with 1000)."
+    )
+    doc.table(
+        ["payload", "tier", "codec", "block bytes", "blocks", "tokens (exo)", "claimed", "exo / claimed"],
+        [
+            [r.payload, r.tier, r.codec, f"{r.block_bytes:,}", f"{r.blocks:,}", f"{r.tokens:,}",
+             f"{r.claimed_tokens:,}" if r.claimed_tokens else "", f"{r.ratio:.2f}x" if r.ratio is not None else ""]
+            for r in a.claims
+        ],
+        ["l", "l", "l", "r", "r", "r", "r", "r"],
+    )
+    doc.table(
+        ["payload", "codec", "block bytes", "saving vs fp32", "saving vs fp16", "claimed"],
+        [
+            [r.payload, r.codec, f"{r.block_bytes:,}", _pct(r.reduction_vs_fp32), _pct(r.reduction_vs_fp16),
+             _pct(r.claimed) if r.claimed is not None else ""]
+            for r in a.reductions
+            if r.codec != "fp32"
+        ],
+        ["l", "l", "r", "r", "r", "r"],
+    )
+    doc.bullets(a.statements + a.skipped)
+    doc.figure(plan.figures["audit"], "Claimed against computed tokens per tier (log scale).")
+
+
+def _made(doc: Document, plan: Plan) -> None:
+    doc.heading("How this report was made")
+    items = [
+        "Wall time per stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in plan.timings_s.items()) + ".",
+        "Files beside this report: report.md, report.html, plan.json (the headline numbers), "
+        + ", ".join(sorted(plan.figures.values()))
+        + (", sweep/ (one folder per configuration: summary.json, timeseries.parquet, requests.parquet; "
+           "sweep.parquet), sweep_conf/ (the sections the sweep's jobs read), sweep.log."
+           if plan.ranking is not None else "."),
+    ]
+    if plan.sweep_command:
+        items.append("The sweep, to rerun by hand: `" + " ".join(shlex.quote(x) for x in plan.sweep_command) + "`")
+    doc.bullets(items)
