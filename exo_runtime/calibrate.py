@@ -8,7 +8,8 @@ two copies coalesce into one. At each block size, ``bytes_per_size`` bytes are c
 direction, best of ``repeats``; the bandwidth at that size is bytes / seconds. Across sizes, the time
 of one block is fitted (least squares) as ``latency + bytes / bandwidth``: the profile's
 ``latency_us`` is that intercept and ``bandwidth_gbps`` that asymptote, the slower direction's of each.
-Codecs are timed encoding and decoding float32 blocks (GB/s of float32 bytes, 4 per element).
+Codecs are timed encoding and decoding float32 blocks (GB/s of float32 bytes, 4 per element) on
+``runtime.codec_threads`` CPU threads, as ``exo-run`` runs them.
 
 The profile YAML keeps the template's tiers and writes the measured links and codec throughputs,
 with every per-size figure in its header comments. It opens with ``defaults: [base_hardware,
@@ -293,7 +294,12 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
         shutil.rmtree(scratch, ignore_errors=True)
     if progress:
         progress("codecs")
-    codecs = measure_codecs(int(cal.codec_elements), max(sizes) // 4, cfg.codec, int(cal.repeats))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.runtime.codec_threads))  # as exo-run runs its codecs
+    try:
+        codecs = measure_codecs(int(cal.codec_elements), max(sizes) // 4, cfg.codec, int(cal.repeats))
+    finally:
+        torch.set_num_threads(threads)
     text = profile_yaml(name, hw, links, copies, codecs)
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{name}.yaml"
