@@ -282,12 +282,13 @@ class PlanConfig:
     live context is the phase's target (agent_sessions: concurrent sessions, with
     ``session_generations`` sessions per concurrent slot and at least ``min_sessions``; zipf: objects,
     ``zipf_reads_per_block`` reads each); traces are used as given. Above ``sweep_live_tokens`` of
-    live context the timed sweep runs a 1:k miniature (tier capacities and concurrent sessions divided
-    by k, the request rate kept), above
-    ``replay_live_tokens`` so do the replay and the miss-ratio curves; k stops where the top tier
-    would hold fewer than ``min_miniature_blocks`` blocks. A target over ``max_overcommit`` times
-    what the whole hierarchy holds in its densest codec is not simulated. Among configurations within
-    ``p99_tolerance`` (a fraction) of the best p99 latency, the most precise codec mix is recommended.
+    live context the timed sweep runs a 1:k miniature (tier capacities and the workload's size —
+    concurrent sessions, objects — divided by k, the request rate kept), above ``replay_live_tokens``
+    so do the replay and the miss-ratio curves; k stops where a tier would hold fewer than
+    ``min_miniature_blocks`` blocks, or the top tier fewer than two sessions' contexts. A target over
+    ``max_overcommit`` times what the whole hierarchy holds in its densest codec is not simulated.
+    Among configurations within ``p99_tolerance`` (a fraction) of the best p99 latency, the most
+    precise codec mix is recommended.
     ``mrc_points``: capacities per miss-ratio curve. ``pin_gbps_low`` / ``pin_gbps_high``: the
     cudaHostRegister speed range (GB/s) assumed for the pinning start-up estimate. ``audit_*``: the
     profile, codec mix, payloads and published claims of the seed-workstation audit (claimed tokens per

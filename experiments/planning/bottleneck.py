@@ -34,9 +34,13 @@ class Resource:
     detail: str
 
 
-def resources(summary: dict[str, Any], arrival_span_s: float, live_peak_tokens: int, capacity_tokens: int) -> list[
-    Resource
-]:
+def resources(
+    summary: dict[str, Any],
+    arrival_span_s: float,
+    live_peak_tokens: int,
+    capacity_tokens: int,
+    footprint: bool = False,
+) -> list[Resource]:
     """Every resource of a timed run's ``summary`` (``source=sim``), most demanded first.
 
     Args:
@@ -44,6 +48,9 @@ def resources(summary: dict[str, Any], arrival_span_s: float, live_peak_tokens: 
         arrival_span_s: last arrival minus first arrival (s) of the run.
         live_peak_tokens: the peak live context in whole blocks (tokens), at the run's scale.
         capacity_tokens: what the hierarchy holds at once at the run's scale (tokens).
+        footprint: ``live_peak_tokens`` is a trace's footprint (every distinct block, read once or not),
+            not a live context: the capacity line is then ``kind="footprint"``, shown but never named
+            the bottleneck by :func:`verdict` (blocks read once are recomputed whatever the capacity).
     """
     makespan = float(summary.get("makespan_s") or 0.0)
     span = arrival_span_s if arrival_span_s > 0 else makespan
@@ -73,21 +80,22 @@ def resources(summary: dict[str, Any], arrival_span_s: float, live_peak_tokens: 
             )
         )
     share = live_peak_tokens / capacity_tokens if capacity_tokens else float("inf")
+    what = "footprint (every distinct block)" if footprint else "peak live context"
     out.append(
         Resource(
             name="hierarchy capacity",
-            kind="capacity",
+            kind="footprint" if footprint else "capacity",
             utilisation=min(1.0, share),
             demand=share,
-            detail=f"peak live context {live_peak_tokens:,} tokens in whole blocks vs {capacity_tokens:,} held at once",
+            detail=f"{what} {live_peak_tokens:,} tokens in whole blocks vs {capacity_tokens:,} held at once",
         )
     )
     return sorted(out, key=lambda r: r.demand, reverse=True)
 
 
 def verdict(ranked: list[Resource]) -> str:
-    """One sentence naming the bottleneck from :func:`resources`' list."""
-    top = ranked[0]
+    """One sentence naming the bottleneck from :func:`resources`' list (a trace's footprint never is)."""
+    top = next(r for r in ranked if r.kind != "footprint")
     if top.kind == "capacity" and top.demand > 1:
         return (
             f"The bottleneck is the hierarchy's capacity: the live context peaks at {top.demand:.2f}x what it holds "

@@ -340,7 +340,9 @@ def _simulate(
     frame["max_demand"] = [b.demand for b in busiest]
     lap("timed sweep")
     baseline = (plan.policy, plan.mix) if plan.policy in policies and plan.mix in codecs else None
-    ranking = rank(frame, settings.codecs, spec, settings.p99_tolerance, baseline)
+    ranking = rank(
+        frame, settings.codecs, spec, settings.p99_tolerance, baseline, f"policy={plan.policy} codec={plan.mix}"
+    )
     plan.ranking = ranking
     rec = ranking.recommended
     rec_dir = sweep_dir / str(rec.job)
@@ -373,7 +375,9 @@ def _simulate(
 
     # ---- bottleneck and the operators' checklist
     peak_full = int(live.peak_slot_tokens * plan.k_replay)
-    plan.resources = resources(plan.rec_summary, plan.sweep_span_s, peak_full, plan.rec_capacity.distinct_tokens())
+    plan.resources = resources(
+        plan.rec_summary, plan.sweep_span_s, peak_full, plan.rec_capacity.distinct_tokens(), live.footprint
+    )
     plan.bottleneck = verdict(plan.resources)
     plan.breakeven = break_even(rec_spec, sim)
     plan.headroom = Headroom(

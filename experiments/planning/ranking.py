@@ -21,6 +21,8 @@ import pandas as pd
 
 from exo_sim.codecs import CODECS
 from exo_sim.spec import Spec
+from experiments.planning.units import seconds as _s
+from experiments.planning.units import slower as _slower
 
 
 def mix_bits(mix: Any, spec: Spec) -> tuple[int, float]:
@@ -40,6 +42,7 @@ class Ranking:
     fastest: pd.Series
     baseline: pd.Series | None
     tolerance: float
+    as_given: str = ""
 
     def reasons(self) -> list[str]:
         """Why the recommended configuration, in sentences built from the numbers."""
@@ -61,10 +64,10 @@ class Ranking:
             finer = others[others.coarsest_bits > r.coarsest_bits]
             if not finer.empty:
                 best_finer = finer.iloc[0]
-                slower = (best_finer.latency_p99_s - r.latency_p99_s) / r.latency_p99_s if r.latency_p99_s else 0.0
                 out.append(
                     f"The best configuration that stores finer data, {_name(best_finer)} "
-                    f"({int(best_finer.coarsest_bits)} bits), is {100 * slower:.1f} % slower at p99 "
+                    f"({int(best_finer.coarsest_bits)} bits), is "
+                    f"{_slower(best_finer.latency_p99_s, r.latency_p99_s)} at p99 "
                     f"({_s(best_finer.latency_p99_s)}): more than the {100 * self.tolerance:g} % tolerance, so the "
                     "compression pays."
                 )
@@ -95,21 +98,15 @@ class Ranking:
             )
         elif b is not None:
             out.append("It is the configuration as given: no swept alternative beats it.")
+        elif self.as_given:
+            out.append(
+                f"The configuration as given ({self.as_given}) was not in the sweep (plan.policies x plan.codecs)."
+            )
         return out
 
 
 def _name(row: pd.Series) -> str:
     return f"policy={row.policy} codec={row.codec}"
-
-
-def _s(x: float) -> str:
-    if x == 0:
-        return "0 s"
-    if x >= 1:
-        return f"{x:.3g} s"
-    if x >= 1e-3:
-        return f"{1e3 * x:.3g} ms"
-    return f"{1e6 * x:.3g} us"
 
 
 def _ratio(x: float) -> str:
@@ -126,6 +123,7 @@ def rank(
     spec: Spec,
     tolerance: float,
     baseline: tuple[str, str] | None = None,
+    as_given: str = "",
 ) -> Ranking:
     """Rank the sweep's rows and choose the recommended one (see the module docstring).
 
@@ -135,6 +133,7 @@ def rank(
         spec: the plan's resolved hierarchy (tier names, usable tiers).
         tolerance: ``plan.p99_tolerance``.
         baseline: ``(policy, codec)`` of the configuration as given, if it was swept.
+        as_given: how to name the configuration as given when it was not swept.
     """
     t = frame.copy()
     bits = {name: mix_bits(mix, spec) for name, mix in mixes.items()}
@@ -154,4 +153,4 @@ def rank(
         match = t[(t["policy"] == baseline[0]) & (t["codec"] == baseline[1])]
         base = match.iloc[0] if not match.empty else None
     chosen = t[t["job"] == eligible.iloc[0]["job"]].iloc[0]
-    return Ranking(t, chosen, t.iloc[0], base, tolerance)
+    return Ranking(t, chosen, t.iloc[0], base, tolerance, as_given)

@@ -15,43 +15,11 @@ from exo_sim.codecs import CODECS
 from experiments.planning.capacity import DENSEST
 from experiments.planning.document import Document
 from experiments.planning.planner import Plan
-
-SECTIONS = (
-    "Summary",
-    "What was simulated",
-    "Capacity",
-    "Policies and codec mixes",
-    "Top-tier miss-ratio curve and the next phase",
-    "Bottleneck",
-    "What operators get wrong",
-    "Audit of the seed workstation's claims",
-    "How this report was made",
-)
-"""Level-2 headings of every report, in order (tests check them)."""
-
-
-def _gib(n: float) -> str:
-    return f"{n / (1 << 30):,.2f} GiB"
-
-
-def _tok(n: float) -> str:
-    return f"{int(round(n)):,}"
-
-
-def _s(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x == 0:
-        return "0 s"
-    if x >= 1:
-        return f"{x:,.3g} s"
-    if x >= 1e-3:
-        return f"{1e3 * x:.3g} ms"
-    return f"{1e6 * x:.3g} us"
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
+from experiments.planning.units import gib as _gib
+from experiments.planning.units import pct as _pct
+from experiments.planning.units import seconds as _s
+from experiments.planning.units import times as _times
+from experiments.planning.units import tokens as _tok
 
 
 def build_report(plan: Plan) -> Document:
@@ -85,7 +53,7 @@ def _fit_sentences(plan: Plan) -> list[str]:
         alone = f"in {densest} it would hold {top.usable_tokens(densest):,}, {enough}"
         out.append(
             f"The top tier ({top.name}) alone does **not** hold the target: {top_now:,} tokens in {top.codec} "
-            f"({top_now / target:.2f}x the target); {alone}."
+            f"({_times(top_now / target)} the target); {alone}."
         )
     dist = cap.distinct_tokens()
     how = (
@@ -100,12 +68,12 @@ def _fit_sentences(plan: Plan) -> list[str]:
     else:
         most = cap.best_distinct_tokens
         tail = (
-            f"in {DENSEST} everywhere it would hold {most:,} ({most / target:.2f}x)"
+            f"in {DENSEST} everywhere it would hold {most:,} ({_times(most / target)})"
             + (", enough." if most >= target else ", still short.")
         )
         out.append(
             f"The whole hierarchy does **not** hold the target under {plan.mix}: {dist:,} tokens {how} "
-            f"({dist / target:.2f}x); {tail}"
+            f"({_times(dist / target)}); {tail}"
         )
     return out
 
@@ -188,19 +156,28 @@ def _simulated(doc: Document, plan: Plan) -> None:
             + "."
         )
     partial = live.mean_slot_tokens / live.mean_tokens - 1 if live.mean_tokens else 0.0
-    items.append(
-        f"Measured {live.what}: mean {_tok(live.mean_tokens * k)} tokens "
-        f"({live.mean_tokens * k / plan.settings.target_tokens:.2f}x the target), peak {_tok(live.peak_tokens * k)}; "
-        f"in whole blocks (what capacity must hold) mean {_tok(live.mean_slot_tokens * k)}, peak "
-        f"{_tok(live.peak_slot_tokens * k)}: partial last blocks cost {_pct(partial)} on top of the tokens."
-    )
+    target = plan.settings.target_tokens
+    if live.footprint:
+        items.append(
+            f"Measured {live.what}: {_tok(live.mean_tokens)} tokens ({_times(live.mean_tokens / target)} the "
+            f"phase's target), {_tok(live.mean_slot_tokens)} in whole blocks (partial last blocks: {_pct(partial)}). "
+            "A footprint counts blocks read only once too: it bounds what is ever live from above."
+        )
+    else:
+        items.append(
+            f"Measured {live.what}: mean {_tok(live.mean_tokens * k)} tokens "
+            f"({_times(live.mean_tokens * k / target)} the target), peak {_tok(live.peak_tokens * k)}; "
+            f"in whole blocks (what capacity must hold) mean {_tok(live.mean_slot_tokens * k)}, peak "
+            f"{_tok(live.peak_slot_tokens * k)}: partial last blocks cost {_pct(partial)} on top of the tokens."
+        )
     items.append(
         f"The replay and the miss-ratio curves stream {live.requests:,} requests ({live.references:,} block "
         f"references, {live.distinct_blocks:,} distinct blocks)"
-        + (f" of a 1:{k} miniature (capacities and concurrent sessions / {k})." if k > 1 else " at full size.")
+        + (f" of a 1:{k} miniature (tier capacities and the workload's size / {k})." if k > 1 else " at full size.")
     )
     sweep_scale = (
-        f"a **1:{ks} miniature** of the phase - every tier's capacity and the concurrent sessions divided by {ks}, "
+        f"a **1:{ks} miniature** of the phase - every tier's capacity and the workload's size (concurrent sessions, "
+        f"or objects) divided by {ks}, "
         "the request rate kept, so each request and the load per second are as at full size over a run "
         f"{ks}x shorter; the recommended configuration is then replayed at full size (below) to check its hit ratios"
         if ks > 1
@@ -467,8 +444,14 @@ def _operators(doc: Document, plan: Plan) -> None:
         )
         doc.bullets(
             [
-                f"The live context peaks at {h.peak_slot_tokens:,} tokens in whole blocks, {h.burst_factor:.2f}x its "
-                f"steady mean; the hierarchy holds {h.capacity_tokens:,} at once under the recommended mix: {state}.",
+                (
+                    f"The trace's footprint is {h.peak_slot_tokens:,} tokens in whole blocks (every distinct block; "
+                    "what is live at once is less)"
+                    if plan.live is not None and plan.live.footprint
+                    else f"The live context peaks at {h.peak_slot_tokens:,} tokens in whole blocks, "
+                    f"{h.burst_factor:.2f}x its steady mean"
+                )
+                + f"; the hierarchy holds {h.capacity_tokens:,} at once under the recommended mix: {state}.",
                 f"Peak occupancy per tier in the timed run: {peaks}.",
                 f"At most {h.max_in_system} requests were in the system at once (timed run).",
                 "Occupancy is not live context: the blocks of finished sessions are never freed by the workload, "

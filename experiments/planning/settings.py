@@ -74,7 +74,10 @@ def plan_settings(cfg: Any, locate: Locator | None = None) -> PlanSettings:
     """
 
     def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(key, problem, locate(key) if locate else None)
+        where = None
+        if locate:  # an item of a list set on the command line is found by the list's key
+            where = locate(key) or locate(key.split("[", 1)[0])
+        return ConfigError(key, problem, where)
 
     phase, p = cfg.phase, cfg.plan
     target = int(phase.target_tokens)

@@ -21,8 +21,8 @@ class LiveContext:
 
     ``tokens`` count what blocks carry; ``slot_tokens`` count whole blocks (a partial block fills a
     slot), which is what capacity must hold. ``what`` says which quantity it is: the live context of
-    the active sessions in steady state, or the footprint (every distinct block) of a workload with no
-    notion of sessions.
+    the active sessions in steady state, or (``footprint``) every distinct block of a workload with no
+    notion of sessions — an upper bound of what is ever live, since blocks read once count too.
     """
 
     what: str
@@ -33,6 +33,7 @@ class LiveContext:
     requests: int
     references: int
     distinct_blocks: int
+    footprint: bool = False
 
 
 class Sizer:
@@ -82,4 +83,5 @@ class Sizer:
             requests=st.requests,
             references=st.block_refs,
             distinct_blocks=st.distinct_blocks,
+            footprint=True,
         )

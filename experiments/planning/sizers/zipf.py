@@ -39,6 +39,6 @@ class ZipfSizer(Sizer):
         return (
             f"zipf sized by its population: {o['workload.objects']:,} objects of {self.block_tokens} tokens hold "
             f"{target_tokens:,} tokens, read {self.settings.zipf_reads_per_block} times each on average "
-            f"(alpha {float(self.cfg.alpha):g}, {int(self.cfg.blocks_per_request)} blocks a request, "
+            f"(alpha {float(self.cfg.alpha):g}, blocks_per_request {int(self.cfg.blocks_per_request)}, "
             f"{float(self.cfg.request_rate_per_s):g} requests/s as configured)."
         )

@@ -1,0 +1,203 @@
+"""The planning report's parts on constructed inputs: ranking, bottleneck, break-even, curves, sizing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from exo_sim.errors import ConfigError
+from exo_sim.sim.settings import sim_settings
+from exo_sim.spec import build_spec
+from exo_sim.workloads import make_workload
+from exo_sim.workloads.base import RequestChunk, Workload
+from experiments.planning.bottleneck import resources, verdict
+from experiments.planning.curves import lru_curve
+from experiments.planning.document import Document
+from experiments.planning.operators import break_even, tier_shares
+from experiments.planning.planner import miniature_scale
+from experiments.planning.ranking import rank
+from experiments.planning.settings import plan_settings
+from experiments.planning.sizers import sizer_for
+from experiments.planning.sizers.agent_sessions import AgentSessionsSizer
+from tests.hierarchies import small_spec
+
+MIXES = {c: OmegaConf.create({"name": c, "default": c, "per_tier": {}}) for c in ("fp16", "int8", "int4")}
+
+
+def _sweep(p99: dict[str, float]) -> pd.DataFrame:
+    rows = []
+    for i, (codec, lat) in enumerate(p99.items()):
+        rows.append(
+            {"job": str(i), "policy": "lru", "codec": codec, "top_hit_ratio": 0.5, "latency_p50_s": lat / 2,
+             "latency_p99_s": lat, "recomputed_tokens": 0, "bytes_moved": 10**9, "requests": 10, "accesses": 100}
+        )
+    return pd.DataFrame(rows)
+
+
+def test_ranking_prefers_precision_within_the_tolerance():
+    spec = small_spec([4, 8])
+    r = rank(_sweep({"int4": 1.00, "int8": 1.04, "fp16": 1.50}), MIXES, spec, 0.05)
+    assert list(r.table["codec"]) == ["int4", "int8", "fp16"]
+    assert list(r.table["eligible"]) == [True, True, False]
+    assert r.recommended.codec == "int8" and r.fastest.codec == "int4"
+    text = " ".join(r.reasons())
+    assert "policy=lru codec=int4 (p99 1 s)" in text and "4.0 % faster" in text
+
+
+def test_ranking_takes_compression_when_it_pays():
+    spec = small_spec([4, 8])
+    r = rank(_sweep({"int4": 1.00, "int8": 1.20, "fp16": 1.50}), MIXES, spec, 0.05, baseline=("lru", "fp16"))
+    assert r.recommended.codec == "int4"
+    text = " ".join(r.reasons())
+    assert "policy=lru codec=int8 (8 bits), is 20.0 % slower" in text
+    assert "p99 1.5 s -> 1 s" in text  # against the configuration as given
+    assert "4-bit values (lossy" in text
+
+
+def test_bottleneck_demand_is_busy_time_over_the_arrival_span():
+    summary = {
+        "makespan_s": 40.0,
+        "link_usage": [
+            {"link": "a->b", "busy_s": 30.0, "channels": 1, "busy_fraction": 0.75, "bytes_moved": 3 * 10**9,
+             "transfers": 3, "bandwidth_gbps": 1.0},
+            {"link": "b->c", "busy_s": 8.0, "channels": 2, "busy_fraction": 0.1, "bytes_moved": 0, "transfers": 1,
+             "bandwidth_gbps": 1.0},
+        ],
+        "codec": {"busy_s": 5.0, "workers": 1, "utilisation": 0.125},
+        "prefill": {"busy_s": 1.0, "slots": 1, "utilisation": 0.025},
+    }
+    res = resources(summary, arrival_span_s=10.0, live_peak_tokens=100, capacity_tokens=400)
+    demand = {r.name: r.demand for r in res}
+    assert demand == {"link a->b": 3.0, "link b->c": 0.4, "codec engines": 0.5, "prefill engines": 0.1,
+                      "hierarchy capacity": 0.25}
+    assert res[0].name == "link a->b"
+    assert verdict(res).startswith("The bottleneck is the link a->b: it is offered 3.00x")
+    short = resources(summary, 10.0, live_peak_tokens=900, capacity_tokens=200)  # 4.5x over a 3.0x link
+    assert verdict(short).startswith("The bottleneck is the hierarchy's capacity")
+    # a trace's footprint counts blocks read once: shown, never named the bottleneck
+    trace = resources(summary, 10.0, live_peak_tokens=900, capacity_tokens=200, footprint=True)
+    assert trace[0].kind == "footprint" and trace[0].demand == 4.5
+    assert verdict(trace).startswith("The bottleneck is the link a->b")
+
+
+def test_break_even_by_hand_on_ci_small(make_cfg):
+    cfg = make_cfg("hardware=ci_small")  # seed mix: vram int8, shared int8, ram fp16, nvme fp32
+    spec = build_spec(cfg)
+    rows = {b.tier: b for b in break_even(spec, sim_settings(cfg.sim))}
+    load_shared = 17_039_360 / 25e9  # one int8 block over shared->vram, no codec change
+    assert rows["shared"].load_s_per_block == pytest.approx(load_shared)
+    assert rows["shared"].recompute_s_per_block == pytest.approx(256 / 10_000)
+    assert rows["shared"].breakeven_tokens == 256  # one block already pays
+    # ram (fp16) -> shared -> vram (int8): two links, then fp16 decode at 8 GB/s + int8 encode at 4 GB/s of
+    # 4 x 16,777,216 bytes; 29.3 ms per block is slower than recomputing it (25.6 ms): never pays
+    load_ram = 33_554_432 / 12e9 + 33_554_432 / 25e9 + 67_108_864 / 8e9 + 67_108_864 / 4e9
+    assert rows["ram"].load_s_per_block == pytest.approx(load_ram)
+    assert rows["ram"].latency_s == pytest.approx(12e-6)
+    assert rows["ram"].breakeven_tokens is None
+    # a recompute only 3 us slower than a load: the link's 10 us latency is repaid after ceil(10/3) = 4 blocks
+    rate = 256 / (load_shared + 3e-6)
+    rows = {b.tier: b for b in break_even(spec, sim_settings(OmegaConf.merge(cfg.sim, {"prefill_tokens_per_s": rate})))}
+    assert rows["shared"].breakeven_tokens == 4 * 256
+
+
+def test_tier_shares_flag_a_small_write_through_last_tier():
+    summary = {"tiers": [
+        {"name": "vram", "capacity_tokens": 1000, "hits": 60, "misses": 40},
+        {"name": "host", "capacity_tokens": 500, "hits": 1, "misses": 39},
+    ]}
+    wt = tier_shares(summary, "write_through")
+    assert wt[1].flag.startswith("write-through into a tier no larger")
+    assert wt[1].size_vs_above == 0.5 and wt[1].share_of_reads == 0.01 and wt[1].cumulative_hit_ratio == 0.61
+    ex = tier_shares(summary, "exclusive")
+    assert ex[1].flag == ""  # 1 % of reads is above the 0.5 % floor; exclusive tiers add their capacity
+
+
+class _Fixed(Workload):
+    kind = "fixed_for_test"
+
+    def __init__(self, blocks: list[int]) -> None:
+        super().__init__({}, 1)
+        self._blocks = np.asarray(blocks, dtype=np.int64)
+
+    def chunks(self) -> Iterator[RequestChunk]:
+        n = self._blocks.shape[0]
+        yield RequestChunk(
+            arrival_s=np.zeros(n), offsets=np.arange(n + 1), blocks=self._blocks, writes=np.zeros(n, dtype=bool),
+            tokens=np.ones(n, dtype=np.int64),
+        )
+
+
+def test_lru_curve_and_its_inverse_by_hand():
+    # 1 2 3 1 2 3: the three reuses each have stack distance 3
+    c = lru_curve(_Fixed([1, 2, 3, 1, 2, 3]), block_tokens=1, scale=2)
+    assert c.reads == 6 and c.distinct_blocks == 3
+    assert list(c.hit_ratio(np.array([1, 2, 3, 10]))) == [0.0, 0.0, 0.5, 0.5]
+    assert c.capacity_for(0.5) == 3 and c.capacity_for(0.51) is None and c.capacity_for(0.0) == 0
+    frame = c.frame(points=3)
+    assert list(frame["capacity_blocks"]) == [2, 4, 6]  # curve capacities 1, 2, 3 at 1:2 -> full size
+    assert list(frame["hit_ratio"]) == [0.0, 0.0, 0.5]
+
+
+def test_live_context_by_hand():
+    # requests of sessions 0 1 0 1 2 writing 10 20 5 7 3 tokens; a session stops counting after its last turn
+    sid = np.array([0, 1, 0, 1, 2])
+    live = AgentSessionsSizer._live(sid, np.array([10, 20, 5, 7, 3]), 100)
+    assert list(live) == [110, 130, 135, 127, 103]
+
+
+def test_agent_sessions_sized_to_the_target(make_cfg):
+    cfg = make_cfg("workload=agent_sessions")
+    settings = plan_settings(cfg)
+    sizer = sizer_for("agent_sessions")(cfg.workload, 256, settings)
+    over = sizer.overrides(262_144)
+    assert over["workload.concurrency"] == round((262_144 - 2048) / sizer.per_session_tokens)
+    # the configured per-session rate (10 requests/s over 32 sessions) times the sized concurrency
+    assert over["workload.request_rate_per_s"] == pytest.approx(10 / 32 * over["workload.concurrency"])
+    wl = OmegaConf.merge(cfg.workload, {k.split(".", 1)[1]: v for k, v in over.items()})
+    live = sizer.measure_stream(make_workload(wl, 256))
+    assert live.mean_tokens == pytest.approx(262_144, rel=0.10)
+    assert live.peak_tokens >= live.mean_tokens and live.mean_slot_tokens > live.mean_tokens
+    mini = sizer.overrides(262_144, scale=3)
+    assert mini["workload.concurrency"] == round(over["workload.concurrency"] / 3)
+    assert mini["workload.request_rate_per_s"] == over["workload.request_rate_per_s"]
+
+
+def test_miniature_keeps_sessions_in_the_top_tier(make_cfg):
+    spec = build_spec(make_cfg())  # seed workstation, VRAM in int8: 504 blocks
+    assert miniature_scale(10_485_760, 1_048_576, spec, min_blocks=8) == 10
+    # one session's context of 116 blocks: the miniature's top tier must still hold two of them
+    assert miniature_scale(10_485_760, 1_048_576, spec, min_blocks=8, unit_blocks=116) == 504 // 232 == 2
+    assert miniature_scale(262_144, 1_048_576, spec, min_blocks=8) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("plan.policies=[lru,nope]", "plan.policies[1]"),
+        ("plan.codecs=[]", "plan.codecs"),
+        ("phase.next_phase=3m", "phase.next_phase"),
+        ("phase.target_tokens=0", "phase.target_tokens"),
+        ("plan.p99_tolerance=1.5", "plan.p99_tolerance"),
+        ("plan.sweep_jobs=0", "plan.sweep_jobs"),
+        ("+plan.audit_claimed_tokens.gpu=5", "plan.audit_claimed_tokens.gpu"),
+    ],
+)
+def test_bad_plan_knobs_are_refused_naming_the_key(make_cfg, override, key):
+    with pytest.raises(ConfigError) as err:
+        plan_settings(make_cfg(override))
+    assert err.value.key == key
+
+
+def test_document_writes_markdown_and_escaped_html():
+    doc = Document("t <1>")
+    doc.heading("A & B")
+    doc.paragraph("**bold** and `code` <x>")
+    doc.table(["a", "b"], [["x|y", 2]])
+    md, html = doc.markdown(), doc.html()
+    assert "## A & B" in md and "| x\\|y | 2 |" in md and "| --- | ---: |" in md
+    assert "<h2>A &amp; B</h2>" in html and "<strong>bold</strong>" in html and "<code>code</code>" in html
+    assert "&lt;x&gt;" in html and '<td class="num">2</td>' in html
