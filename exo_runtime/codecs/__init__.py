@@ -6,50 +6,22 @@ Each one's byte size equals :func:`exo_sim.codecs.encoded_bytes` for the same co
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import TypeVar
-
 from exo_runtime.codecs.base import Codec
 from exo_sim.config import CodecMixConfig
+from exo_sim.registry import Registry
 
 __all__ = ["Codec", "codec_names", "make_codec", "register"]
 
-_REGISTRY: dict[str, type[Codec]] = {}
-_loaded = False
-
-C = TypeVar("C", bound=type[Codec])
-
-
-def register(cls: C) -> C:
-    """Class decorator: register a :class:`Codec` under its ``name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"codec {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in ("base", "absmax"):
-            importlib.import_module(f"{__name__}.{info.name}")
-    _loaded = True
+CODECS: Registry[Codec] = Registry("runtime codec", "name", __name__, skip=("base", "absmax"))
+register = CODECS.register
+"""Class decorator: register a :class:`Codec` under its ``name``."""
 
 
 def codec_names() -> list[str]:
     """Every registered codec, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
+    return CODECS.names()
 
 
 def make_codec(name: str, elements: int, mix: CodecMixConfig) -> Codec:
     """The codec ``name`` for blocks of ``elements`` float elements; ``KeyError`` if unknown."""
-    _load_all()
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"no runtime codec {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-    return cls(elements, mix)
+    return CODECS.get(name)(elements, mix)

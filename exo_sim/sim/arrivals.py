@@ -22,24 +22,21 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from exo_sim.errors import ConfigError
+from exo_sim.registry import Registry
 from exo_sim.sim.settings import Locator, SimSettings
 from exo_sim.workloads.base import RequestChunk
 
 if TYPE_CHECKING:
     from exo_sim.sim.model import TimedModel
 
-_REGISTRY: dict[str, type[ArrivalProcess]] = {}
-
-
-def register(cls: type[ArrivalProcess]) -> type[ArrivalProcess]:
-    """Class decorator: register an :class:`ArrivalProcess` under its ``name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+ARRIVALS: Registry[ArrivalProcess] = Registry("arrival process", "name")
+register = ARRIVALS.register
+"""Class decorator: register an :class:`ArrivalProcess` under its ``name``."""
 
 
 def arrival_names() -> list[str]:
     """Names ``sim.arrival`` accepts."""
-    return list(_REGISTRY)
+    return ARRIVALS.names()
 
 
 def _fail(locate: Locator | None, key: str, problem: str) -> ConfigError:
@@ -238,6 +235,6 @@ def arrival_process(settings: SimSettings, seed: int, locate: Locator | None = N
     Raises:
         ConfigError: an unknown process (``sim.arrival``) or one of its knobs is invalid.
     """
-    if settings.arrival not in _REGISTRY:
-        raise _fail(locate, "sim.arrival", f"is {settings.arrival!r}, not one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[settings.arrival](settings, seed, locate)
+    if settings.arrival not in ARRIVALS:
+        raise _fail(locate, "sim.arrival", f"is {settings.arrival!r}, not one of {', '.join(ARRIVALS.names())}")
+    return ARRIVALS.get(settings.arrival)(settings, seed, locate)
