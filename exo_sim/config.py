@@ -295,7 +295,7 @@ class PlanConfig:
     tier; claimed size reduction per codec).
     """
 
-    policies: list[str] = field(default_factory=lambda: ["seed", "lru", "s3fifo", "arc"])
+    policies: list[str] = field(default_factory=lambda: ["seed", "s3fifo", "arc"])
     codecs: list[str] = field(default_factory=lambda: ["seed_mix", "fp16", "int8", "int4"])
     size_workload: bool = True
     session_generations: int = 3

@@ -201,3 +201,16 @@ def test_document_writes_markdown_and_escaped_html():
     assert "## A & B" in md and "| x\\|y | 2 |" in md and "| --- | ---: |" in md
     assert "<h2>A &amp; B</h2>" in html and "<strong>bold</strong>" in html and "<code>code</code>" in html
     assert "&lt;x&gt;" in html and '<td class="num">2</td>' in html
+
+
+def test_bytes_per_token_per_rank_and_per_node(make_cfg):
+    from experiments.planning.capacity import capacity_report
+    from experiments.planning.operators import bytes_per_token
+
+    # Llama-3-70B at TP=8: 8 KV heads over 8 ranks -> one head per rank: 2 x 80 x 1 x 128 values per token
+    cfg = make_cfg("payload=llama3_70b_kv", "payload.tensor_parallel=8", "hardware=h100_node")
+    rows = {b.codec: b for b in bytes_per_token(capacity_report(cfg, build_spec(cfg), 1))}
+    assert rows["fp16"].per_rank == 2 * 80 * 1 * 128 * 2 == 40_960
+    assert rows["fp16"].per_node == 8 * 40_960 == 327_680  # what a host tier shared by the node must hold
+    assert rows["int8"].per_rank == (2 * 80 * 128 * 256 + 2 * 80 * 128 * 256 // 128 * 2) / 256
+    assert rows["int4"].top_tier_gain_vs_fp16 < 4  # scales eat into the nominal 4x
