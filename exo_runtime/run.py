@@ -44,7 +44,7 @@ from exo_runtime.telemetry import TelemetrySampler
 from exo_sim.errors import ConfigError, ExoError
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.policies import NEVER
-from exo_sim.replay import ProgressFn, prepare, workload_chunks
+from exo_sim.replay import ProgressFn, prepare, sample_every, workload_chunks
 from exo_sim.results import (
     REQUEST_COLUMNS,
     LinkUsage,
@@ -452,15 +452,6 @@ class _Loop:
     staging_grown: int
 
 
-def _sample_every(workload: Any, points: int) -> int:
-    """The replay's sampling period (so both sample occupancy at the same access indices)."""
-    estimate = getattr(workload, "estimated_refs", None)
-    total = estimate() if callable(estimate) else None
-    if not total or points <= 0:
-        return 1024
-    return max(1, -(-int(total) // points))
-
-
 def _drive(
     cfg: Any,
     spec: Spec,
@@ -473,7 +464,7 @@ def _drive(
 ) -> _Loop:
     """Feed the workload to the core request by request; apply each request's moves as a batch."""
     series = OccupancySeries()
-    every = _sample_every(workload, int(cfg.output.timeseries_points))
+    every = sample_every(workload, int(cfg.output.timeseries_points))
     pace = bool(cfg.runtime.pace_arrivals)
     top = h.top
     n_tiers = len(spec.tiers)

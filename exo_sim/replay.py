@@ -50,9 +50,9 @@ def workload_chunks(workload: Workload, hierarchy: Hierarchy) -> Iterator[Reques
     return chunks
 
 
-def _sample_every(workload: Workload, points: int) -> int:
-    estimate = getattr(workload, "estimated_refs", None)
-    total = estimate() if callable(estimate) else None
+def sample_every(workload: Workload, points: int) -> int:
+    """Occupancy sampling period in accesses (every clock samples at the same access indices)."""
+    total = workload.estimated_refs()
     if not total or points <= 0:
         return 1024
     return max(1, -(-int(total) // points))
@@ -109,7 +109,7 @@ def run_replay(
     spec, workload = prepared if prepared is not None else prepare(cfg, locate)
     h = Hierarchy(spec)
     series = OccupancySeries()
-    every = _sample_every(workload, int(cfg.output.timeseries_points))
+    every = sample_every(workload, int(cfg.output.timeseries_points))
     series.sample(0, h.used)
     requests = 0
     streamed = 0

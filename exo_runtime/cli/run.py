@@ -9,16 +9,14 @@ disk, corrupted or lost blocks): results written, one sentence, exit 3.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from exo_runtime.run import RuntimeResult, run_runtime
-from exo_sim.cli.entry import CONF_DIR, make_locator, setup, user_errors
+from exo_sim.cli.entry import CONF_DIR, make_locator, progress_bar, setup, user_errors
 from exo_sim.replay import prepare
 
 setup()
@@ -28,9 +26,7 @@ def run_to_dir(cfg: DictConfig, out_dir: str | Path) -> RuntimeResult:
     """Validate ``cfg``, run it on the real memories and write its results into ``out_dir``."""
     locate = make_locator()
     _, workload = prepare(cfg, locate)
-    total = getattr(workload, "estimated_refs", lambda: None)()
-    show = bool(cfg.output.progress) and sys.stderr.isatty()
-    with tqdm(total=total, unit="acc", unit_scale=True, disable=not show, desc="exo-run") as bar:
+    with progress_bar(cfg, workload.estimated_refs(), "exo-run") as bar:
         return run_runtime(cfg, out_dir, locate=locate, progress=bar.update)
 
 

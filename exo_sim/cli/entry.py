@@ -13,8 +13,10 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
+from tqdm import tqdm
 
 from exo_sim.config import register_configs
 from exo_sim.errors import ExoError
@@ -46,6 +48,13 @@ def user_errors() -> Iterator[None]:
     except ExoError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def progress_bar(cfg: Any, total: int | None, desc: str, show: bool | None = None) -> tqdm:
+    """A bar in accesses/s on stderr: by default only on a terminal and when ``output.progress`` is on."""
+    if show is None:
+        show = bool(cfg.output.progress) and sys.stderr.isatty()
+    return tqdm(total=total, unit="acc", unit_scale=True, disable=not show, desc=desc)
 
 
 _INDEX = re.compile(r"\[(\d+)\]")

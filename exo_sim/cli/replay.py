@@ -5,15 +5,13 @@ Writes ``summary.json`` and ``timeseries.parquet`` into Hydra's run folder.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from exo_sim.cli.entry import CONF_DIR, make_locator, setup, user_errors
+from exo_sim.cli.entry import CONF_DIR, make_locator, progress_bar, setup, user_errors
 from exo_sim.replay import ReplayResult, prepare, run_replay
 from exo_sim.results import write_results
 
@@ -24,9 +22,7 @@ def replay_to_dir(cfg: DictConfig, out_dir: str | Path) -> ReplayResult:
     """Validate ``cfg``, replay it and write its results into ``out_dir``."""
     locate = make_locator()
     prepared = prepare(cfg, locate)
-    total = getattr(prepared[1], "estimated_refs", lambda: None)()
-    show = bool(cfg.output.progress) and sys.stderr.isatty()
-    with tqdm(total=total, unit="acc", unit_scale=True, disable=not show, desc="replay") as bar:
+    with progress_bar(cfg, prepared[1].estimated_refs(), "replay") as bar:
         result = run_replay(cfg, progress=bar.update, prepared=prepared)
     write_results(out_dir, result.summary, {"timeseries": result.series.frame(result.spec)})
     return result

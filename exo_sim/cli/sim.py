@@ -15,9 +15,8 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from exo_sim.cli.entry import CONF_DIR, make_locator, setup, user_errors
+from exo_sim.cli.entry import CONF_DIR, make_locator, progress_bar, setup, user_errors
 from exo_sim.results import write_results
 from exo_sim.sim.run import SimResult, prepare_sim, run_sim
 
@@ -41,9 +40,7 @@ def sim_to_dir(cfg: DictConfig, out_dir: str | Path, show_progress: bool | None 
     stale = Path(out_dir) / "summary.json"
     if stale.exists():
         stale.unlink()
-    total = getattr(workload, "estimated_refs", lambda: None)()
-    show = bool(cfg.output.progress) and sys.stderr.isatty() if show_progress is None else show_progress
-    with tqdm(total=total, unit="acc", unit_scale=True, disable=not show, desc="sim") as bar:
+    with progress_bar(cfg, workload.estimated_refs(), "sim", show_progress) as bar:
         result = run_sim(cfg, locate=locate, progress=bar.update)
     frames = {"timeseries": result.series.frame(result.spec)}
     if result.model.settings.write_requests:

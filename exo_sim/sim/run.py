@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from exo_sim.hierarchy import Hierarchy
-from exo_sim.replay import _sample_every, prepare, workload_chunks
+from exo_sim.replay import prepare, sample_every, workload_chunks
 from exo_sim.results import (
     OccupancySeries,
     build_summary,
@@ -88,7 +88,7 @@ def run_sim(
     arrivals = arrival_process(settings, int(cfg.seed), locate)
     h = model.h
     series = OccupancySeries()
-    every = _sample_every(workload, int(cfg.output.timeseries_points))
+    every = sample_every(workload, int(cfg.output.timeseries_points))
     series.sample(0, h.used, 0.0)
     top_room = spec.tiers[h.top].high_blocks
     streamed = 0

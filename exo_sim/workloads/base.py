@@ -78,6 +78,10 @@ class Workload(ABC):
     def chunks(self) -> Iterator[RequestChunk]:
         """Yield the requests in order, a chunk at a time; deterministic for a given config."""
 
+    def estimated_refs(self) -> int | None:
+        """How many block references :meth:`chunks` will yield, when known without reading it all."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """A few facts for the summary (kind, source path, parameters)."""
         return {"kind": self.kind}
