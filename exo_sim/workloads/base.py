@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from exo_sim.config import WorkloadConfig
+from exo_sim.errors import ConfigError
 
 
 @dataclass
@@ -42,6 +43,27 @@ class RequestChunk:
     next_access: np.ndarray | None = None
     session_ids: np.ndarray | None = None
 
+    @classmethod
+    def fixed_reads(
+        cls,
+        arrival_s: np.ndarray,
+        blocks: np.ndarray,
+        per_request: int,
+        block_tokens: int,
+        next_access: np.ndarray | None = None,
+    ) -> RequestChunk:
+        """Requests of ``per_request`` consecutive full-block reads each (the last may be shorter)."""
+        m = int(blocks.shape[0])
+        n = int(arrival_s.shape[0])
+        return cls(
+            arrival_s=arrival_s,
+            offsets=np.minimum(np.arange(n + 1, dtype=np.int64) * per_request, m),
+            blocks=blocks,
+            writes=np.zeros(m, dtype=bool),
+            tokens=np.full(m, block_tokens, dtype=np.int64),
+            next_access=next_access,
+        )
+
     @property
     def n_requests(self) -> int:
         """Requests in the chunk."""
@@ -51,6 +73,14 @@ class RequestChunk:
     def n_refs(self) -> int:
         """Block references in the chunk."""
         return int(self.blocks.shape[0])
+
+
+def require_positive(cfg: Any, *keys: str) -> None:
+    """Refuse (``ConfigError`` on ``workload.<key>``) the first of ``keys`` that is not > 0."""
+    for key in keys:
+        value = getattr(cfg, key)
+        if not value > 0:
+            raise ConfigError(f"workload.{key}", f"must be > 0, got {value}")
 
 
 class Workload(ABC):

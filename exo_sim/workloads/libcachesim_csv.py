@@ -120,13 +120,7 @@ class LibCacheSimCsvWorkload(Workload):
                 arrival = (times - (t0 or 0.0)) * unit
             else:
                 arrival = np.zeros(m, dtype=np.float64)
-            yield RequestChunk(
-                arrival_s=arrival,
-                offsets=np.arange(m + 1, dtype=np.int64),
-                blocks=ids,
-                writes=np.zeros(m, dtype=bool),
-                tokens=np.full(m, self.block_tokens, dtype=np.int64),
-            )
+            yield RequestChunk.fixed_reads(arrival, ids, 1, self.block_tokens)
 
     def describe(self) -> dict[str, Any]:
         """Kind, path and column choice."""

@@ -82,16 +82,10 @@ class OracleGeneralWorkload(Workload):
         records = np.memmap(str(self.cfg.path), dtype=RECORD, mode="r", shape=(n,))
         for start in range(0, n, CHUNK_RECORDS):
             rec = records[start : start + CHUNK_RECORDS]
-            m = rec.shape[0]
             nxt = rec["next_vtime"].astype(np.int64)
             nxt[nxt < 0] = NEVER
-            yield RequestChunk(
-                arrival_s=rec["ts"].astype(np.float64),
-                offsets=np.arange(m + 1, dtype=np.int64),
-                blocks=rec["obj_id"].astype(np.int64),
-                writes=np.zeros(m, dtype=bool),
-                tokens=np.full(m, self.block_tokens, dtype=np.int64),
-                next_access=nxt,
+            yield RequestChunk.fixed_reads(
+                rec["ts"].astype(np.float64), rec["obj_id"].astype(np.int64), 1, self.block_tokens, nxt
             )
         del records
 

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from exo_sim.config import WorkloadConfig
-from exo_sim.errors import ConfigError
 from exo_sim.workloads import register
-from exo_sim.workloads.base import RequestChunk, Workload
+from exo_sim.workloads.base import RequestChunk, Workload, require_positive
 
 CHUNK_REFS = 1 << 16
 
@@ -43,12 +42,7 @@ class ScanWorkload(Workload):
 
     def validate(self) -> None:
         """Refuse non-positive sizes and rates."""
-        c = self.cfg
-        for key in ("blocks", "loops", "blocks_per_request"):
-            if getattr(c, key) <= 0:
-                raise ConfigError(f"workload.{key}", f"must be > 0, got {getattr(c, key)}")
-        if not c.request_rate_per_s > 0:
-            raise ConfigError("workload.request_rate_per_s", f"must be > 0, got {c.request_rate_per_s}")
+        require_positive(self.cfg, "blocks", "loops", "blocks_per_request", "request_rate_per_s")
 
     def estimated_refs(self) -> int:
         """Exact number of block references."""
@@ -65,17 +59,9 @@ class ScanWorkload(Workload):
         for start in range(0, total, step):
             m = min(step, total - start)
             blocks = np.arange(start, start + m, dtype=np.int64) % n_blocks
-            n = -(-m // per)
-            offsets = np.minimum(np.arange(n + 1, dtype=np.int64) * per, m)
-            arrivals = t0 + np.cumsum(rng.exponential(1.0 / float(c.request_rate_per_s), n))
+            arrivals = t0 + np.cumsum(rng.exponential(1.0 / float(c.request_rate_per_s), -(-m // per)))
             t0 = float(arrivals[-1])
-            yield RequestChunk(
-                arrival_s=arrivals,
-                offsets=offsets,
-                blocks=blocks,
-                writes=np.zeros(m, dtype=bool),
-                tokens=np.full(m, self.block_tokens, dtype=np.int64),
-            )
+            yield RequestChunk.fixed_reads(arrivals, blocks, per, self.block_tokens)
 
     def describe(self) -> dict[str, Any]:
         """Kind and parameters."""

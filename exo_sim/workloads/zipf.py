@@ -16,7 +16,7 @@ import numpy as np
 from exo_sim.config import WorkloadConfig
 from exo_sim.errors import ConfigError
 from exo_sim.workloads import register
-from exo_sim.workloads.base import RequestChunk, Workload
+from exo_sim.workloads.base import RequestChunk, Workload, require_positive
 
 
 @dataclass
@@ -53,15 +53,9 @@ class ZipfWorkload(Workload):
     def validate(self) -> None:
         """Refuse non-positive sizes, rates and a negative alpha."""
         c = self.cfg
-        for key in ("objects", "accesses", "blocks_per_request"):
-            if getattr(c, key) <= 0:
-                raise ConfigError(f"workload.{key}", f"must be > 0, got {getattr(c, key)}")
+        require_positive(c, "objects", "accesses", "blocks_per_request", "request_rate_per_s")
         if c.alpha < 0:
             raise ConfigError("workload.alpha", f"must be >= 0, got {c.alpha}")
-        if c.request_rate_per_s <= 0:
-            raise ConfigError(
-                "workload.request_rate_per_s", f"must be > 0, got {c.request_rate_per_s}"
-            )
 
     def estimated_refs(self) -> int:
         """Exact number of block references the workload yields."""
@@ -82,18 +76,10 @@ class ZipfWorkload(Workload):
             u = refs_rng.random(m)
             blocks = np.searchsorted(cdf, u, side="right").astype(np.int64)
             np.minimum(blocks, int(c.objects) - 1, out=blocks)
-            n = -(-m // per)
-            offsets = np.minimum(np.arange(n + 1, dtype=np.int64) * per, m)
-            gaps = arrival_rng.exponential(1.0 / float(c.request_rate_per_s), n)
+            gaps = arrival_rng.exponential(1.0 / float(c.request_rate_per_s), -(-m // per))
             arrivals = t0 + np.cumsum(gaps)
             t0 = float(arrivals[-1])
-            yield RequestChunk(
-                arrival_s=arrivals,
-                offsets=offsets,
-                blocks=blocks,
-                writes=np.zeros(m, dtype=bool),
-                tokens=np.full(m, self.block_tokens, dtype=np.int64),
-            )
+            yield RequestChunk.fixed_reads(arrivals, blocks, per, self.block_tokens)
             done += m
 
     def describe(self) -> dict[str, Any]:
