@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from exo_sim.cli.entry import CONF_DIR, make_locator, setup, user_errors
 from experiments.planning.planner import Plan, make_plan, print_line
+from experiments.planning.sweep import SweepFailed
 
 setup()
 
@@ -41,7 +42,11 @@ def main(cfg: DictConfig) -> None:
     """Console entry point (``exo-plan``)."""
     with user_errors():
         out = Path(HydraConfig.get().runtime.output_dir)
-        plan = plan_to_dir(cfg, out)
+        try:
+            plan = plan_to_dir(cfg, out)
+        except SweepFailed as err:  # not the user's input: say where the log is, without a traceback
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
         if plan.ranking is not None:
             r = plan.ranking.recommended
             head = f"recommended policy={r.policy} codec={r.codec} (p99 {r.latency_p99_s:.4g} s); {plan.bottleneck}"

@@ -225,10 +225,15 @@ def _capacity(doc: Document, plan: Plan) -> None:
     )
     rows.append(["block bytes", "", ""] + [f"{cap.top.block_bytes[c]:,}" for c in CODECS])
     doc.table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))
-    doc.bullets(
-        _fit_sentences(plan)
-        + [f"Under the mix as given ({plan.mix}) the hierarchy holds {cap.distinct_tokens():,} tokens at once."]
-    )
+    notes = [f"Under the mix as given ({plan.mix}) the hierarchy holds {cap.distinct_tokens():,} tokens at once."]
+    reserved = [t for t in cap.tiers if t.high_fraction < 1.0]
+    if reserved:
+        notes.append(
+            "Watermarks reserve room: "
+            + ", ".join(f"{t.name} evicts above {t.high_fraction:g} of its blocks" for t in reserved)
+            + "; the hierarchy row and the fits above count only what lies under the high watermarks."
+        )
+    doc.bullets(_fit_sentences(plan) + notes)
     if not cap.fits_hierarchy():
         doc.paragraph("What the shipped hardware profiles hold of this payload (every tier, exclusive):")
         doc.table(

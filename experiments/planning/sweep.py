@@ -11,6 +11,8 @@ and the miniature's capacities), are written as options of a config folder in th
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -104,11 +106,17 @@ def run_sweep(
     with open(log_path, "w") as log:
         log.write(" ".join(command) + "\n\n")
         log.flush()
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # its own session, so that a timeout stops the launcher's worker processes with it (they hold the pipe)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
 
         def stop() -> None:
             timed_out.set()
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
         timer = threading.Timer(timeout_s, stop)
         timer.start()
