@@ -113,7 +113,7 @@ def test_a_target_no_profile_holds_is_reported_not_simulated(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (out / "report.md").read_text()
     assert "nothing was simulated" in md
-    assert "No shipped profile holds it either: the largest, h100_node, holds 853,414,656 tokens" in md
+    assert "No profile in conf/hardware/ holds it either: the largest, h100_node, holds 853,414,656 tokens" in md
     assert "The whole hierarchy does **not** hold the target" in md
     assert json.loads((out / "plan.json").read_text())["simulated"] is False
     assert not (out / "sweep").exists()

@@ -154,14 +154,14 @@ def capacity_report(cfg: Any, spec: Spec, target_tokens: int) -> CapacityReport:
 
 @dataclass(frozen=True)
 class ProfileCapacity:
-    """A shipped hardware profile's distinct capacity for the plan's payload (exclusive, every tier used)."""
+    """A hardware profile's distinct capacity for the plan's payload (exclusive, every tier used)."""
 
     name: str
     description: str
     tokens: dict[str, int]
 
 
-def shipped_profiles(cfg: Any, block_tokens: int) -> list[ProfileCapacity]:
+def profile_capacities(cfg: Any, block_tokens: int) -> list[ProfileCapacity]:
     """Every hardware option of ``conf/hardware/`` sized in bytes, with its capacity in tokens per codec.
 
     Options sized in blocks (``single_tier``) are left out: they have no capacity in bytes.

@@ -44,7 +44,7 @@ from experiments.planning.capacity import (
     CapacityReport,
     ProfileCapacity,
     capacity_report,
-    shipped_profiles,
+    profile_capacities,
     uniform_mix,
 )
 from experiments.planning.curves import LruCurve, lru_curve
@@ -256,7 +256,7 @@ def make_plan(
         sim=sim,
         capacity=cap,
         audit=audit,
-        profiles=shipped_profiles(cfg, spec.block_tokens),
+        profiles=profile_capacities(cfg, spec.block_tokens),
         bpt=bytes_per_token(cap),
         pin=pinning(spec, settings.pin_gbps),
         timings_s=timings,

@@ -86,13 +86,13 @@ def _summary(doc: Document, plan: Plan) -> None:
         holders = [p for p in plan.profiles if p.tokens[DENSEST] >= plan.settings.target_tokens]
         if holders:
             items.append(
-                "Shipped profiles that would hold it in "
+                "Profiles in conf/hardware/ that would hold it in "
                 f"{DENSEST}: {', '.join(f'{p.name} ({p.tokens[DENSEST]:,})' for p in holders)}."
             )
         else:
             biggest = max(plan.profiles, key=lambda p: p.tokens[DENSEST])
             items.append(
-                f"No shipped profile holds it either: the largest, {biggest.name}, holds "
+                f"No profile in conf/hardware/ holds it either: the largest, {biggest.name}, holds "
                 f"{biggest.tokens[DENSEST]:,} tokens of {plan.payload} in {DENSEST}."
             )
     else:
@@ -235,7 +235,7 @@ def _capacity(doc: Document, plan: Plan) -> None:
         )
     doc.bullets(_fit_sentences(plan) + notes)
     if not cap.fits_hierarchy():
-        doc.paragraph("What the shipped hardware profiles hold of this payload (every tier, exclusive):")
+        doc.paragraph("What each hardware profile in conf/hardware/ holds of this payload (every tier, exclusive):")
         doc.table(
             ["profile", "fp16 tokens", f"{DENSEST} tokens", "holds the target"],
             [
