@@ -9,9 +9,9 @@ install:
 install-dev:
 	$(PIP) install -q -e '.[runtime,dev]'
 
-# The main job on the built-in default config.
+# The main job on the built-in default config: the planning report for phase 256K on the seed workstation.
 run: install
-	exo-replay
+	exo-plan
 
 # Lint, types and the whole test suite.
 test: install-dev lint
