@@ -36,7 +36,12 @@ class TierConfig:
 
 @dataclass
 class LinkConfig:
-    """A link between two tiers (named by tier name), used by the timed model."""
+    """A link between two tiers (named by tier name), used by the timed model.
+
+    ``bandwidth_gbps`` and ``latency_us`` hold in each direction, unless a duplex link gives the
+    ``dst`` -> ``src`` direction figures of its own (``reverse_bandwidth_gbps``, ``reverse_latency_us``:
+    ``exo-calibrate`` measures each direction).
+    """
 
     src: str = MISSING
     dst: str = MISSING
@@ -44,6 +49,8 @@ class LinkConfig:
     latency_us: float = MISSING
     duplex: bool = True
     channels: int = 1
+    reverse_bandwidth_gbps: Optional[float] = None  # dst -> src, duplex only; None: bandwidth_gbps
+    reverse_latency_us: Optional[float] = None  # dst -> src, duplex only; None: latency_us
 
 
 @dataclass
@@ -151,6 +158,42 @@ class PathsConfig:
 
 
 @dataclass
+class HostCostConfig:
+    """What one host thread pays for a request's work under ``sim.executor=serial`` (``sim.host``).
+
+    ``exo-run`` carries out each request in one thread, step after step; ``exo-calibrate`` measures
+    these figures on its host (``conf/sim/calibrated/<name>.yaml``). ``checksum_gbps`` is the CRC-32
+    speed in GB/s (``None``: checksums are not charged) over bytes the thread has just written — a
+    born block's float32 data and raw bytes, a block re-encoded for another tier, a block read into a
+    buffer — and ``checksum_cold_gbps`` (``None``: the same) over a slab's row checked in place, as
+    the runtime checks a block it copies straight from one host-memory tier to another without
+    re-encoding it; reads are checked only with ``verify_reads``.
+    ``batch_moves``: a request's moves are applied in batches, one closed before a reference whenever
+    it holds more than this many (``exo-run``'s staging pool; ``None``: one batch per request).
+    ``request_us``, ``reference_us``, ``batch_us`` and ``move_us``: fixed bookkeeping time per
+    request, per block reference, per batch and per move the decision core makes. A file tier keeps
+    ``max(8, ceil(capacity x file_spare_fraction))`` spare slots and reuses a freed slot only after a
+    manifest commit; it commits when a batch needs more free slots than it has, and every
+    ``commit_interval_s`` (``None``: never on time alone); a commit costs ``commit_us`` plus
+    ``commit_entry_us`` per block the tier holds (``exo-run``'s ``runtime.file_spare_fraction`` and
+    ``runtime.manifest_interval_s``).
+    """
+
+    checksum_gbps: Optional[float] = None
+    checksum_cold_gbps: Optional[float] = None
+    verify_reads: bool = True
+    batch_moves: Optional[int] = None
+    request_us: float = 0.0
+    reference_us: float = 0.0
+    batch_us: float = 0.0
+    move_us: float = 0.0
+    file_spare_fraction: float = 0.05
+    commit_interval_s: Optional[float] = None
+    commit_us: float = 0.0
+    commit_entry_us: float = 0.0
+
+
+@dataclass
 class SimConfig:
     """Knobs of the SimPy timed model (``exo-sim``); options live in ``conf/sim/`` (``sim=default``).
 
@@ -166,6 +209,12 @@ class SimConfig:
     demoted in the ``background`` (the request does not wait for them) or ``sync`` (it does). A
     promotion crossing several links is carried ``store_and_forward`` (one link after the other) or
     ``pipeline`` (all links held at once, the slowest one setting the pace).
+
+    Executor (``executor``): ``engines`` runs each request's transfers, codec work and recompute on
+    the links, codec engines and prefill engines above, in parallel; ``serial`` carries out a
+    request's whole work in one host thread, one step after the other, requests in arrival order — as
+    ``exo-run`` does — and also charges that thread's costs in ``host`` (checksums, bookkeeping) and
+    the birth of every block the request writes (see :mod:`exo_sim.sim.host`).
     """
 
     arrival: str = "trace"  # trace | poisson | fixed_rate | closed_loop
@@ -179,6 +228,8 @@ class SimConfig:
     prefill_slots: int = 1
     codec_workers: int = 1
     write_requests: bool = True  # write requests.parquet (one row per request)
+    executor: str = "engines"  # engines | serial
+    host: HostCostConfig = field(default_factory=HostCostConfig)  # serial only
 
 
 @dataclass
@@ -190,11 +241,16 @@ class CalibrateConfig:
     through the runtime's own stores, ``bytes_per_size`` bytes per size and direction, best of
     ``repeats``. Codecs are timed on ``codec_elements`` float32 elements. The profile is written to
     ``<out_dir>/<name>.yaml`` (default ``conf/hardware/calibrated/<hostname>.yaml``) and loads with
-    ``hardware=calibrated/<name>``.
+    ``hardware=calibrated/<name>``. The host's costs as ``exo-run`` pays them — CRC-32 speed, the
+    payload's birth (seeded generation) rate as the prefill rate — are written as the timed model's
+    serial executor to ``<sim_out_dir>/<name>.yaml`` (default: ``sim/calibrated/`` of the conf tree
+    ``out_dir`` is in, so ``conf/sim/calibrated/``; ``<out_dir>/sim/`` for a folder elsewhere), which
+    loads with ``sim=calibrated/<name>``.
     """
 
     name: Optional[str] = None
     out_dir: Optional[str] = None
+    sim_out_dir: Optional[str] = None
     block_sizes_bytes: list[int] = field(default_factory=lambda: [65536, 1048576, 8388608])
     bytes_per_size: int = 134217728
     repeats: int = 3
@@ -323,6 +379,29 @@ class PlanConfig:
 
 
 @dataclass
+class CrosscheckConfig:
+    """Knobs of the cross-check (``exo-crosscheck``), owned by ``experiments.crosschecking``.
+
+    ``configs`` names the suite's configs: options of ``conf/experiment/crosscheck/`` (each one also
+    runs alone, e.g. ``exo-run experiment=crosscheck/<name>``); a suite is an option of
+    ``conf/crosscheck/`` (``exo-crosscheck crosscheck=tiny``). With ``calibrate`` the host is first
+    measured by ``exo-calibrate`` into ``calibration_name`` under the run's folder; otherwise
+    ``profile`` names an existing ``hardware=calibrated/<profile>`` and ``sim=calibrated/<profile>``.
+    Each config runs the timed model, then the runtime ``repeats`` times (the run with the median
+    makespan is compared). A config passes when its decisions are identical and its makespan and p99
+    latency errors are within ``tolerance`` (a fraction).
+    """
+
+    name: str = "cpu"
+    configs: list[str] = field(default_factory=list)
+    calibrate: bool = True
+    calibration_name: str = "crosscheck"
+    profile: Optional[str] = None
+    repeats: int = 1
+    tolerance: float = 0.15
+
+
+@dataclass
 class ExoConfig:
     """The root config every exo app reads (``conf/config.yaml``)."""
 
@@ -342,6 +421,7 @@ class ExoConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     phase: PhaseConfig = MISSING  # exo-plan's growth phase (conf/phase/)
     plan: PlanConfig = field(default_factory=PlanConfig)
+    crosscheck: CrosscheckConfig = field(default_factory=CrosscheckConfig)
 
 
 def register_configs() -> None:

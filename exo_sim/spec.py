@@ -63,7 +63,11 @@ class TierSpec:
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """A link between tiers ``src`` and ``dst`` (indices), in SI units."""
+    """A link between tiers ``src`` and ``dst`` (indices), in SI units.
+
+    ``reverse_*`` are the ``dst`` -> ``src`` direction's figures of a duplex link (the forward ones
+    when the profile gives none).
+    """
 
     src: int
     dst: int
@@ -71,6 +75,19 @@ class LinkSpec:
     latency_s: float
     duplex: bool
     channels: int
+    reverse_bandwidth_bytes_per_s: float | None = None
+    reverse_latency_s: float | None = None
+
+    def reverse(self) -> LinkSpec:
+        """The ``dst`` -> ``src`` direction as a link of its own (same channels)."""
+        return LinkSpec(
+            src=self.dst,
+            dst=self.src,
+            bandwidth_bytes_per_s=self.reverse_bandwidth_bytes_per_s or self.bandwidth_bytes_per_s,
+            latency_s=self.reverse_latency_s or self.latency_s,
+            duplex=self.duplex,
+            channels=self.channels,
+        )
 
 
 @dataclass(frozen=True)
@@ -260,6 +277,16 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
             raise _fail(locate, f"{key}.latency_us", f"must be > 0, got {link.latency_us}")
         if link.channels < 1:
             raise _fail(locate, f"{key}.channels", f"must be >= 1, got {link.channels}")
+        reverse_bw = getattr(link, "reverse_bandwidth_gbps", None)
+        reverse_lat = getattr(link, "reverse_latency_us", None)
+        for name, value in (("reverse_bandwidth_gbps", reverse_bw), ("reverse_latency_us", reverse_lat)):
+            if value is None:
+                continue
+            if not float(value) > 0:
+                raise _fail(locate, f"{key}.{name}", f"must be > 0 (or null: as forward), got {value}")
+            if not link.duplex:
+                raise _fail(locate, f"{key}.{name}", "is set on a link that is not duplex; a simplex link "
+                            "carries both directions on one resource at one speed")
         links.append(
             LinkSpec(
                 src=names.index(link.src),
@@ -268,6 +295,8 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                 latency_s=float(link.latency_us) * 1e-6,
                 duplex=bool(link.duplex),
                 channels=int(link.channels),
+                reverse_bandwidth_bytes_per_s=None if reverse_bw is None else float(reverse_bw) * 1e9,
+                reverse_latency_s=None if reverse_lat is None else float(reverse_lat) * 1e-6,
             )
         )
 

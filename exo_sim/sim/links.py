@@ -1,11 +1,12 @@
 """Links between tiers as SimPy resources, and the routes moves take over them.
 
 A configured link joins two tiers. When it is ``duplex`` each direction is its own :class:`Link` (a
-:class:`~exo_sim.sim.servers.Server` whose servers are the link's channels); otherwise both
-directions share one. A link has ``channels`` channels: each
-carries one transfer at a time at the full ``bandwidth_gbps`` (the speed ``exo-calibrate`` measures
-with one stream), so a link moves up to ``channels`` transfers at once and transfers beyond that
-queue in arrival order. One transfer of ``n`` bytes holds a channel for ``latency + n / bandwidth``.
+:class:`~exo_sim.sim.servers.Server` whose servers are the link's channels), with the reverse
+direction's own figures when the profile gives them; otherwise both directions share one. A link
+has ``channels`` channels: each carries one transfer at a time at the full ``bandwidth_gbps`` (the
+speed ``exo-calibrate`` measures with one stream), so a link moves up to ``channels`` transfers at
+once and transfers beyond that queue in arrival order. One transfer of ``n`` bytes holds a channel
+for ``latency + n / bandwidth``.
 
 A move from tier ``a`` to tier ``b`` crosses every link on the shortest path between them in the
 graph of configured links (a promotion from NVMe to VRAM crosses RAM and shared memory on the way).
@@ -111,7 +112,7 @@ class Fabric:
             if ls.duplex:
                 fwd = Link(env, len(self.links), f"{a}->{b}", ls.src, ls.dst, ls)
                 self.links.append(fwd)
-                back = Link(env, len(self.links), f"{b}->{a}", ls.dst, ls.src, ls)
+                back = Link(env, len(self.links), f"{b}->{a}", ls.dst, ls.src, ls.reverse())
                 self.links.append(back)
             else:
                 fwd = back = Link(env, len(self.links), f"{a}<->{b}", ls.src, ls.dst, ls)

@@ -27,6 +27,9 @@ uncompressed data); raw bytes (RAG text) are not re-encoded.
 
 Occupancy is the decision core's: a block counts in its new tier from the moment the decision is made
 (its slot is reserved), while its bytes are still on the way.
+
+With ``sim.executor=serial`` none of the above runs in parallel: each request is one job on a single
+host server, costed step by step by :class:`~exo_sim.sim.host.SerialHost` — ``exo-run``'s executor.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from exo_sim.hierarchy import Hierarchy
 from exo_sim.policies import NEVER
 from exo_sim.replay import ProgressFn
 from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries
+from exo_sim.sim.host import PairUsage, SerialHost
 from exo_sim.sim.links import Fabric, Link
 from exo_sim.sim.servers import Job, Server
 from exo_sim.sim.settings import Locator, SimSettings
@@ -92,7 +96,7 @@ class TimedModel:
         names = [t.name for t in spec.tiers]
         pairs = _codec_pairs(spec)
         self.fabric.check_routes(pairs, names, locate)
-        self.h = Hierarchy(spec)
+        self.h = Hierarchy(spec, record_moves=settings.serial)
         n = len(spec.tiers)
         self._routes: list[list[tuple[Link, ...]]] = [
             [self.fabric.route(a, b) or () for b in range(n)] for a in range(n)
@@ -101,6 +105,10 @@ class TimedModel:
         self._up_order, self._down_order = self._hop_orders()
         self.prefill = Server(self.env, settings.prefill_slots, "prefill")
         self.codec = Server(self.env, settings.codec_workers, "codec")
+        self.host: SerialHost | None = None
+        self.host_server = Server(self.env, 1, "host")
+        if settings.serial:
+            self.host = SerialHost(spec, settings, self.fabric, self.h, self._codec_s, locate)
         self._prefill_s_per_block = spec.block_tokens / settings.prefill_tokens_per_s
         self.last_end_s = 0.0
         self.log: list[tuple[float, float, str, str]] | None = None
@@ -134,7 +142,7 @@ class TimedModel:
         """Log every job: ``(start_s, end_s, server, request)``, e.g. ``(0.0, 1e-5, "t1->t0", "r2")``."""
         log: list[tuple[float, float, str, str]] = []
         self.log = log
-        servers = [self.prefill, self.codec] + [link.server for link in self.fabric.links]
+        servers = [self.prefill, self.codec, self.host_server] + [link.server for link in self.fabric.links]
         for server in servers:
             server.log = log  # type: ignore[assignment]
 
@@ -210,7 +218,10 @@ class TimedModel:
         n = len(blocks)
         every = self._every
         written = 0
-        if writes is None:
+        work = (0.0, 0.0)
+        if self.host is not None:
+            written, work = self._access_serial(blocks, writes, nxt, now)
+        elif writes is None:
             if n < every - h.accesses % every:  # no occupancy sample falls inside this request
                 if nxt is None:
                     h.access_many(blocks)
@@ -230,7 +241,7 @@ class TimedModel:
         self.blocks_written.append(written)
         self.recomputed.append(recomputed)
         flows = h.take_flows()
-        if not flows:
+        if not flows and self.host is None:
             self.bytes_loaded.append(0)
             self._depart(rid)
             return False
@@ -261,6 +272,8 @@ class TimedModel:
                     down[i] += total
                 down_codec += count * codec_s
         self.bytes_loaded.append(loaded)
+        if self.host is not None:
+            return self._issue_serial(rid, work, waiter)
         prefill_s = recomputed * self._prefill_s_per_block
         up_hops = [(link, b) for link, b in zip(self._up_order, up, strict=True) if b] if any(up) else []
         down_hops = [(link, b) for link, b in zip(self._down_order, down, strict=True) if b] if any(down) else []
@@ -283,6 +296,59 @@ class TimedModel:
         if not service.pending:  # background demotions only: served now
             service.part_done()
             return False
+        return True
+
+    def _access_serial(
+        self, blocks: list[int], writes: list[bool] | None, nxt: list[int] | None, now: float
+    ) -> tuple[int, tuple[float, float]]:
+        """Serial executor: read and write ``blocks`` one by one, timing each batch of moves as it closes.
+
+        Returns how many were writes, and the request's ``(upward, downward)`` seconds of work.
+        """
+        h, every, series, host = self.h, self._every, self._series, self.host
+        assert host is not None
+        moves = h.moves
+        limit = host.batch_limit
+        up, down = host.request_s(len(blocks), now), 0.0
+        written = 0
+        for i, b in enumerate(blocks):
+            if moves and len(moves) > limit:  # the runtime applies its batch before this reference
+                u, d = host.batch_s(moves)
+                moves.clear()
+                up, down = up + u, down + d
+            na = nxt[i] if nxt is not None else NEVER
+            if writes is not None and writes[i]:
+                h.write(b, na)
+                written += 1
+                continue
+            if nxt is not None:
+                h.access_many((b,), (na,))
+            else:
+                h.access_many((b,))
+            if h.accesses % every == 0 and series is not None:
+                series.sample(h.accesses, h.used, now)
+        if moves:
+            u, d = host.batch_s(moves)
+            moves.clear()
+            up, down = up + u, down + d
+        return written, (up, down)
+
+    def _issue_serial(self, rid: int, work: tuple[float, float], waiter: simpy.Event | None) -> bool:
+        """Serial executor: the request's work is one job on the host server (demotions a second one)."""
+        main_s, down_s = work
+        sync = self.settings.demotion_sync
+        if sync:
+            main_s, down_s = main_s + down_s, 0.0
+        label = f"r{rid}" if self.log is not None else ""
+        server = self.host_server
+        if main_s <= 0 and down_s <= 0 and not server.in_use:  # nothing to do and nothing to wait for
+            self._depart(rid)
+            return False
+        service = _Service(self, rid, waiter)
+        service.pending = 1
+        server.job(main_s, label).callbacks.append(service.part_done)  # even 0 s: after the work queued
+        if down_s > 0:
+            server.job(down_s, label).callbacks.append(self._background_done)
         return True
 
     def _access_sampled(self, blocks: list[int], nxt: list[int] | None, now: float) -> None:
@@ -420,12 +486,16 @@ class TimedModel:
     @property
     def prefill_busy_s(self) -> float:
         """Engine-seconds of recompute."""
-        return self.prefill.busy_s
+        return self.host.prefill_busy_s if self.host is not None else self.prefill.busy_s
 
     @property
     def codec_busy_s(self) -> float:
         """Engine-seconds of codec work."""
-        return self.codec.busy_s
+        return self.host.codec_busy_s if self.host is not None else self.codec.busy_s
+
+    def pair_usage(self) -> list[PairUsage]:
+        """Busy time and bytes per (source tier, destination tier) pair (serial executor; else empty)."""
+        return self.host.pair_usage() if self.host is not None else []
 
     @property
     def makespan_s(self) -> float:
