@@ -3,13 +3,23 @@
 A link between two tiers is measured with the runtime's own stores for the two media: a block is
 copied the way the executor moves one (:func:`~exo_runtime.stores.transfer.copy_path`: straight
 between two host slabs, or through an aligned bounce row when the file tier is one side) — one block
-per operation, over slots in shuffled order so that no
-two copies coalesce into one. At each block size, ``bytes_per_size`` bytes are copied in each
-direction, best of ``repeats``; the bandwidth at that size is bytes / seconds. Across sizes, the time
-of one block is fitted (least squares) as ``latency + bytes / bandwidth``: the profile's
-``latency_us`` is that intercept and ``bandwidth_gbps`` that asymptote, the slower direction's of each.
-Codecs are timed encoding and decoding float32 blocks (GB/s of float32 bytes, 4 per element) on
-``runtime.codec_threads`` CPU threads, as ``exo-run`` runs them.
+per operation, over slots in shuffled order so that no two copies coalesce into one, and as the
+executor copies in a run's steady state: with ``runtime.integrity`` on, a row copied straight out of a
+slab is first checksummed in place, untimed (which leaves it in the CPU's cache), and a destination
+row in host memory is read first, untimed (the slot a victim left in the same batch, just read to
+copy the victim out). At each block size, ``bytes_per_size``
+bytes are copied in each direction, best of ``repeats``; the bandwidth at that size is bytes /
+seconds. Across sizes, the time of one block is fitted (least squares) as ``latency + bytes /
+bandwidth``, in each direction: the profile's ``latency_us`` is that intercept and ``bandwidth_gbps``
+that asymptote from ``src`` to ``dst``, and ``reverse_latency_us`` / ``reverse_bandwidth_gbps`` the
+other direction's. Codecs are timed encoding and decoding float32 blocks (GB/s of float32 bytes, 4
+per element), one block per call within the executor's own steps for a block that changes codec
+(:func:`measure_codecs`), on ``runtime.codec_threads`` CPU threads, as ``exo-run`` runs them.
+
+What else the runtime's one thread pays — checksums, births (its stand-in for recomputing a block,
+not a model's prefill), manifest commits and its own bookkeeping — is measured by
+:mod:`exo_runtime.hostcosts` and written as the timed model's serial executor
+(``conf/sim/calibrated/<name>.yaml``, ``sim=calibrated/<name>``).
 
 The profile YAML keeps the template's tiers and writes the measured links and codec throughputs,
 with every per-size figure in its header comments. It opens with ``defaults: [base_hardware,
@@ -35,6 +45,8 @@ import torch
 
 from exo_runtime.buffers import StagingPool, align_up
 from exo_runtime.codecs import codec_names, make_codec
+from exo_runtime.hostcosts import HostFigures, measure_host, sim_yaml
+from exo_runtime.integrity import row_crcs
 from exo_runtime.nvml import GpuMemoryProbe
 from exo_runtime.stores import Store, StoreSettings, store_class
 from exo_runtime.stores.transfer import copy_path
@@ -91,14 +103,26 @@ def make_store(name: str, medium: str, block_bytes: int, blocks: int, data_dir: 
 
 
 def raw_copy(
-    src: Store, dst: Store, staging: StagingPool, blocks: int, repeats: int, seed: int = 0
+    src: Store,
+    dst: Store,
+    staging: StagingPool,
+    blocks: int,
+    repeats: int,
+    seed: int = 0,
+    check_source: bool = False,
+    warm_destination: bool = False,
 ) -> float:
     """Best time (s) to copy ``blocks`` blocks from ``src`` to ``dst``, one block per copy.
 
     Each block takes the path the executor takes between these stores (:func:`copy_path`): straight
     from the source slab's row, straight into the destination slab's row, or through a bounce row.
     Slots are taken in a shuffled order (different in source and destination) so that no copy
-    coalesces with the next; the stores' slots must already be allocated by the caller.
+    coalesces with the next; the stores' slots must already be allocated by the caller. With
+    ``check_source``, a row copied straight out of the source slab is first checksummed in place,
+    untimed, as the executor checks it (``runtime.integrity`` on) — which leaves it in the CPU's cache.
+    With ``warm_destination``, a destination row in host memory is read first, untimed: in a run's
+    steady state a block copied into a full tier takes the slot its victim left in the same batch,
+    which the executor has just read to copy the victim out.
     """
     rng = random.Random(seed)
     s_slots = list(range(blocks))
@@ -115,8 +139,16 @@ def raw_copy(
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter_ns()
+        unchecked = 0
         for s, d in zip(s_slots, d_slots, strict=True):
             if path == "source" and s_view is not None:
+                if check_source or (warm_destination and d_view is not None):
+                    t1 = time.perf_counter_ns()
+                    if check_source:
+                        row_crcs(s_view, src.slot_bytes, [s])
+                    if warm_destination and d_view is not None:
+                        row_crcs(d_view, dst.slot_bytes, [d])
+                    unchecked += time.perf_counter_ns() - t1
                 dst.write((d,), s_view[s : s + 1])
             elif path == "destination" and d_view is not None:
                 src.read((s,), d_view[d : d + 1])
@@ -126,7 +158,7 @@ def raw_copy(
                 src.synchronize()
                 dst.write((d,), row)
             dst.synchronize()
-        best = min(best, (time.perf_counter_ns() - t0) / 1e9)
+        best = min(best, (time.perf_counter_ns() - t0 - unchecked) / 1e9)
     staging.reset()
     return best
 
@@ -140,8 +172,13 @@ def measure_link(
     total_bytes: int,
     repeats: int,
     data_dir: Path,
+    check_source: bool = False,
+    warm_destination: bool = False,
 ) -> tuple[CopyMeasurement, CopyMeasurement]:
-    """Copy ``total_bytes`` in blocks of ``block_bytes`` each way between two fresh stores."""
+    """Copy ``total_bytes`` in blocks of ``block_bytes`` each way between two fresh stores.
+
+    ``check_source``, ``warm_destination``: copy as the executor does in a run (:func:`raw_copy`).
+    """
     blocks = max(4, total_bytes // block_bytes)
     staging = StagingPool(align_up(block_bytes) + 4096, torch.cuda.is_available())
     a = make_store(src_name, src_medium, block_bytes, blocks, data_dir)
@@ -157,8 +194,10 @@ def measure_link(
                 a.write((s,), fill)
                 b.write((s,), fill)
             staging.reset()
-            there = raw_copy(a, b, staging, blocks, repeats, seed=1)
-            back = raw_copy(b, a, staging, blocks, repeats, seed=2)
+            there = raw_copy(a, b, staging, blocks, repeats, seed=1, check_source=check_source,
+                             warm_destination=warm_destination)
+            back = raw_copy(b, a, staging, blocks, repeats, seed=2, check_source=check_source,
+                            warm_destination=warm_destination)
         finally:
             b.close()
     finally:
@@ -186,27 +225,62 @@ def fit_link(points: list[CopyMeasurement]) -> tuple[float, float]:
     return largest.bandwidth_gbps, max(float(per_block_s.min()) * 1e6, 0.01)
 
 
+EVICT_BYTES = 32 * 2**20
+"""Bytes written, untimed, between two timed codec calls or births: more than the CPU's per-core
+caches, as the executor's copies and checksums between two such calls in a run leave them."""
+
+
+def evict_caches(junk: torch.Tensor) -> None:
+    """Write every byte of ``junk`` (a buffer of :data:`EVICT_BYTES`), pushing other data out of cache."""
+    junk.add_(1)
+
+
 def measure_codecs(
     elements_total: int, block_elements: int, mix: CodecMixConfig, repeats: int
 ) -> dict[str, tuple[float, float]]:
-    """Encode and decode GB/s (float32 bytes) of every codec, best of ``repeats``."""
+    """Encode and decode GB/s (float32 bytes) of every codec, best of ``repeats``.
+
+    Timed within the executor's own steps for a block that changes codec, so that caches and the
+    allocator are as in a run: each block is copied out of a slab of encoded blocks into a bounce
+    row, checksummed, decoded into a float32 scratch row (timed), encoded into another bounce row
+    (timed), checksummed, and copied into another slot — one block of ``block_elements`` per call,
+    ``elements_total`` elements per round, in shuffled order. Run on the caller's torch threads
+    (:func:`calibrate` sets ``runtime.codec_threads``, as ``exo-run`` does).
+    """
     per = max(1, min(block_elements, elements_total))
     n = max(1, elements_total // per)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn((n, per), generator=gen)
-    y = torch.empty_like(x)
+    rng = random.Random(0)
+    source = torch.randn((8, per), generator=gen)
+    scratch = torch.empty((1, per), dtype=torch.float32)
     out: dict[str, tuple[float, float]] = {}
     for name in codec_names():
         codec = make_codec(name, per, mix)
-        buf = torch.empty((n, codec.nbytes), dtype=torch.uint8)
+        slots = max(n, 8, min(4 * n, (64 * 2**20) // max(1, codec.nbytes)))
+        slab = torch.empty((slots, codec.nbytes), dtype=torch.uint8)
+        for i in range(slots):
+            codec.encode(source[i % 8 : i % 8 + 1], slab[i : i + 1])
+        rows_in = torch.empty((1, codec.nbytes), dtype=torch.uint8)
+        rows_out = torch.empty((1, codec.nbytes), dtype=torch.uint8)
+        s_np, in_np, out_np = slab.numpy(), rows_in.numpy(), rows_out.numpy()
+        order = list(range(slots))
         enc = dec = float("inf")
         for _ in range(repeats + 1):  # the first round warms up
-            t0 = time.perf_counter_ns()
-            codec.encode(x, buf)
-            t1 = time.perf_counter_ns()
-            codec.decode(buf, y)
-            t2 = time.perf_counter_ns()
-            enc, dec = min(enc, t1 - t0), min(dec, t2 - t1)
+            rng.shuffle(order)
+            e = d = 0
+            for k in range(n):
+                i, j = order[k], order[(k + slots // 2) % slots]
+                in_np[:] = s_np[i : i + 1]
+                row_crcs(rows_in, codec.nbytes)
+                t0 = time.perf_counter_ns()
+                codec.decode(rows_in, scratch)
+                t1 = time.perf_counter_ns()
+                codec.encode(scratch, rows_out)
+                t2 = time.perf_counter_ns()
+                row_crcs(rows_out, codec.nbytes)
+                s_np[j : j + 1] = out_np
+                e, d = e + t2 - t1, d + t1 - t0
+            enc, dec = min(enc, e), min(dec, d)
         nbytes = 4 * n * per
         out[name] = (nbytes / enc, nbytes / dec)
     return out
@@ -214,7 +288,11 @@ def measure_codecs(
 
 @dataclass
 class Calibration:
-    """What ``exo-calibrate`` measured, and the profile it wrote."""
+    """What ``exo-calibrate`` measured, the profile it wrote and the serial executor it wrote.
+
+    ``host``: the serial executor's costs (:mod:`exo_runtime.hostcosts`); ``sim_path``: the
+    ``sim=calibrated/<name>`` option written.
+    """
 
     name: str
     path: Path
@@ -222,6 +300,9 @@ class Calibration:
     links: list[dict[str, Any]]
     codecs: dict[str, tuple[float, float]]
     text: str
+    host: HostFigures | None = None
+    sim_path: Path | None = None
+    sim_text: str = ""
 
 
 def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Calibration:
@@ -273,19 +354,24 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
                 m1, m2 = measure_link(
                     str(a.name), str(a.medium), str(b.name), str(b.medium), size,
                     int(cal.bytes_per_size), int(cal.repeats), scratch,
+                    check_source=str(cfg.runtime.integrity) != "off", warm_destination=True,
                 )
                 there.append(m1)
                 back.append(m2)
             copies.extend(there + back)
             bw1, lat1 = fit_link(there)
             bw2, lat2 = fit_link(back)
+            duplex = bool(link.duplex)
             links.append(
                 {
                     "src": str(a.name),
                     "dst": str(b.name),
-                    "bandwidth_gbps": min(bw1, bw2),
-                    "latency_us": max(lat1, lat2),
-                    "duplex": bool(link.duplex),
+                    # a simplex link has one speed for both directions: the slower one's
+                    "bandwidth_gbps": bw1 if duplex else min(bw1, bw2),
+                    "latency_us": lat1 if duplex else max(lat1, lat2),
+                    "reverse_bandwidth_gbps": bw2 if duplex else None,
+                    "reverse_latency_us": lat2 if duplex else None,
+                    "duplex": duplex,
                     "channels": int(link.channels),
                     "fits": {"down": (bw1, lat1), "up": (bw2, lat2)},
                 }
@@ -301,12 +387,32 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
     finally:
         torch.set_num_threads(threads)
     text = profile_yaml(name, hw, links, copies, codecs)
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / f"{name}.yaml"
+    path = _write(target / f"{name}.yaml", text)
+    result = Calibration(name, path, copies, links, codecs, text)
+    scratch = Path(tempfile.mkdtemp(prefix="exo-calibrate-", dir=base))
+    try:
+        result.host = measure_host(cfg, links, codecs, scratch, progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    sim_out = getattr(cal, "sim_out_dir", None)
+    if sim_out:
+        sim_dir = Path(str(sim_out))
+    elif target.parts[-2:] == ("hardware", "calibrated"):  # a conf tree: its sim/calibrated/
+        sim_dir = target.parents[1] / "sim" / "calibrated"
+    else:
+        sim_dir = target / "sim"
+    result.sim_text = sim_yaml(name, result.host, cfg)
+    result.sim_path = _write(sim_dir / f"{name}.yaml", result.sim_text)
+    return result
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary name, then rename); return ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-    return Calibration(name, path, copies, links, codecs, text)
+    return path
 
 
 def profile_yaml(
@@ -330,7 +436,7 @@ def profile_yaml(
             f"#   {c.src:>8} -> {c.dst:<8} {c.block_bytes:>10} B: {c.bandwidth_gbps:8.3f} GB/s "
             f"{c.per_block_us:10.2f} us ({c.blocks} blocks)"
         )
-    lines.append("# Fits t = latency + bytes / bandwidth per direction (GB/s, us); the profile keeps the slower:")
+    lines.append("# Fits t = latency + bytes / bandwidth per direction (GB/s, us); a duplex link keeps both:")
     for lk in links:
         (b1, l1), (b2, l2) = lk["fits"]["down"], lk["fits"]["up"]
         lines.append(
@@ -354,10 +460,16 @@ def profile_yaml(
         lines.append(f"  - {{name: {t.name}, medium: {t.medium}, {cap}}}")
     lines.append("links:")
     for lk in links:
+        reverse = ""
+        if lk.get("reverse_bandwidth_gbps") is not None:
+            reverse = (
+                f", reverse_bandwidth_gbps: {lk['reverse_bandwidth_gbps']:.4f}, "
+                f"reverse_latency_us: {lk['reverse_latency_us']:.3f}"
+            )
         lines.append(
             f"  - {{src: {lk['src']}, dst: {lk['dst']}, bandwidth_gbps: {lk['bandwidth_gbps']:.4f}, "
             f"latency_us: {lk['latency_us']:.3f}, duplex: {str(lk['duplex']).lower()}, "
-            f"channels: {lk['channels']}}}"
+            f"channels: {lk['channels']}{reverse}}}"
         )
     lines.append("codec_throughput:")
     for codec, (enc, dec) in sorted(codecs.items()):

@@ -161,6 +161,27 @@ def worst_moves_per_access(spec: Spec) -> int:
     return 2 * total if spec.mode == "write_through" else total
 
 
+def batch_move_limit(cfg: Any, spec: Spec) -> int:
+    """Moves a batch may hold before the next access starts a new one, as the request loop flushes.
+
+    The staging pool (``runtime.staging_bytes``, or its default) holds ``(staging - reserve) //
+    per_move`` moves and one access may add up to :func:`worst_moves_per_access`, so the loop applies
+    the batch before an access whenever it holds more than the difference (which may be 0 or less:
+    then every access that follows a move starts a new batch). The timed model's serial executor
+    batches alike with ``sim.host.batch_moves`` set to this.
+    """
+    usable = [t for t in spec.tiers if t.usable]
+    classes = [store_class(t.medium) for t in usable]
+    durable = any(c.durable for c in classes)
+    strides = [c.row_bytes_for(t.block_bytes) for c, t in zip(classes, usable, strict=True)]
+    widest = max(align_up(s) if durable else s for s in strides)
+    reserve = 2 * ALIGN_BYTES * (len(spec.tiers) + 1) ** 2
+    staging = cfg.runtime.staging_bytes
+    staging_bytes = max(64 * 2**20, 4 * widest + reserve) if staging is None else int(staging)
+    per_move = max(align_up(s, c.row_align) if c.row_align > 1 else s for c, s in zip(classes, strides, strict=True))
+    return max(1, (staging_bytes - reserve) // per_move) - worst_moves_per_access(spec)
+
+
 # ---------------------------------------------------------------------------- recovery
 @dataclass
 class _Recovery:
