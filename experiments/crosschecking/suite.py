@@ -1,0 +1,255 @@
+"""The suite: which configs, composed how, checked before any work, calibrated, then run twice.
+
+A suite (``conf/crosscheck/<suite>.yaml``, ``crosscheck.configs``) names options of
+``conf/experiment/crosscheck/``. Each is composed like any exo config (``experiment=crosscheck/<name>``
+plus the command line's own overrides), and every one is validated — the timed model's checks and the
+runtime's (media this machine lacks are refused here, with the runtime's sentence) — before the host
+is calibrated or anything runs.
+
+Then, per config, on the calibrated profile (``hardware=calibrated/<name>``, the template's tiers with
+this host's measured links and codecs) and the calibrated serial executor (``sim=calibrated/<name>``):
+
+* the timed model, with ``sim.prefill_tokens_per_s`` set to this host's rate of giving birth to the
+  config's blocks: the runtime's "recompute" is seeded data generation, not a model's prefill, so that
+  is what the model is told to time; with the codec throughputs at the config's block size — both as
+  the runtime achieves them on a fixed calibration workload of the config's blocks (:class:`BlockRates`:
+  the profile's are microbenchmarks at the calibration's block size); with
+  ``sim.host.batch_moves`` set to the runtime's own batch limit for the config's blocks
+  (:func:`~exo_runtime.run.batch_move_limit`); with ``runtime.pace_arrivals`` the model takes the
+  workload's own arrival times (``sim.arrival=trace``), otherwise one request at a time, as the
+  runtime runs them;
+* the runtime (``run_runtime``), ``crosscheck.repeats`` times, keeping the run of median makespan.
+
+Results of both go under ``<out>/runs/<config>/{sim,runtime}/`` in the common schema.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from exo_runtime.calibrate import Calibration, calibrate
+from exo_runtime.hostcosts import InRunRates, measure_in_run
+from exo_runtime.run import batch_move_limit, check_media, check_runtime_keys, run_runtime
+from exo_sim.cli.entry import CONF_DIR
+from exo_sim.errors import ConfigError
+from exo_sim.results import write_results
+from exo_sim.sim.run import prepare_sim, run_sim
+from exo_sim.spec import build_spec
+
+SUITE_DIR = Path(CONF_DIR) / "experiment" / "crosscheck"
+"""Where the suite's configs live (``experiment=crosscheck/<name>``)."""
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RunPair:
+    """One config's two runs: the timed model's and the runtime's results (common schema)."""
+
+    name: str
+    sim_summary: dict[str, Any]
+    sim_series: pd.DataFrame
+    sim_requests: pd.DataFrame
+    runtime_summary: dict[str, Any]
+    runtime_series: pd.DataFrame
+    runtime_requests: pd.DataFrame
+    prefill_tokens_per_s: float
+    runtime_makespans_s: list[float]
+
+
+@dataclass
+class Host:
+    """What calibration gave the cross-check: the profile names to compose with, and the figures."""
+
+    profile: str
+    conf_dir: Path | None
+    calibration: Calibration | None
+
+    def overrides(self) -> list[str]:
+        """Overrides that put a config on the calibrated profile and serial executor."""
+        out = [f"hardware=calibrated/{self.profile}", f"sim=calibrated/{self.profile}"]
+        if self.conf_dir is not None:
+            out.append(f"hydra.searchpath=[file://{self.conf_dir}]")
+        return out
+
+
+@contextmanager
+def _hydra() -> Iterator[None]:
+    """Compose inside the running app's Hydra, or open one on ``conf/`` (tests calling plain functions)."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        yield
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``overrides``."""
+    with _hydra():
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def suite_names(cfg: Any) -> list[str]:
+    """The suite's config names, each checked to exist in ``conf/experiment/crosscheck/``.
+
+    Raises:
+        ConfigError: an empty suite, or a name with no config file (naming ``crosscheck.configs[i]``).
+    """
+    names = [str(n) for n in cfg.crosscheck.configs]
+    if not names:
+        raise ConfigError("crosscheck.configs", "is empty; name options of conf/experiment/crosscheck/")
+    known = sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+    for i, name in enumerate(names):
+        if name not in known:
+            raise ConfigError(
+                f"crosscheck.configs[{i}]",
+                f"is {name!r}, which is not a config of conf/experiment/crosscheck/ ({', '.join(known)})",
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError("crosscheck.configs", f"names a config twice: {names}")
+    return names
+
+
+def check_suite(names: list[str], extra: list[str]) -> list[DictConfig]:
+    """Compose and validate every config before any work (model and runtime checks alike).
+
+    Raises:
+        ExoError: the first config that is invalid or that this machine cannot run, with its reason.
+    """
+    out = []
+    for name in names:
+        cfg = compose_config([f"experiment=crosscheck/{name}", *extra])
+        spec, _, _, _ = prepare_sim(cfg)
+        check_runtime_keys(cfg.runtime)
+        check_media(spec)
+        out.append(cfg)
+    return out
+
+
+def calibrate_host(cfg: Any, out: Path, say: Say | None = None) -> Host:
+    """Measure this host (``exo-calibrate``) into the run's folder, or use ``crosscheck.profile``.
+
+    Raises:
+        ConfigError: ``crosscheck.calibrate`` is off and no ``crosscheck.profile`` is given.
+    """
+    cc = cfg.crosscheck
+    if not cc.calibrate:
+        if not cc.profile:
+            raise ConfigError("crosscheck.profile", "must name a calibrated profile when crosscheck.calibrate=false")
+        return Host(str(cc.profile), None, None)
+    conf = out / "conf"
+    name = str(cc.calibration_name)
+    cal_cfg = OmegaConf.merge(cfg, {"runtime": {"calibrate": {
+        "name": name,
+        "out_dir": str(conf / "hardware" / "calibrated"),
+        "sim_out_dir": str(conf / "sim" / "calibrated"),
+    }}})
+    if say:
+        say(f"calibrating this host from hardware={cfg.hardware.name} -> {conf}/hardware/calibrated/{name}.yaml")
+    t0 = time.perf_counter()
+    result = calibrate(cal_cfg, out / "calibration", (lambda what: say(f"  measuring {what}")) if say else None)
+    if say:
+        say(f"calibrated in {time.perf_counter() - t0:.1f} s")
+    return Host(name, conf, result)
+
+
+class BlockRates:
+    """This host's codec speeds and birth time at a config's block size, measured once per size.
+
+    Both depend on the block's size and on what the runtime's thread does between two calls (the
+    caches, the allocator), so they are taken from the runtime's own meters on a fixed calibration
+    workload at the config's payload and block size (:func:`~exo_runtime.hostcosts.measure_in_run`),
+    not from the config's own run.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._rates: dict[str, InRunRates] = {}
+
+    def rates(self, cfg: Any) -> InRunRates:
+        """The rates for ``cfg``'s payload, block size and runtime knobs."""
+        key = repr((OmegaConf.to_container(cfg.payload, resolve=True), int(cfg.block_tokens), int(cfg.seed),
+                    OmegaConf.to_container(cfg.runtime, resolve=True), str(cfg.hardware.name)))
+        if key not in self._rates:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._rates[key] = measure_in_run(cfg, self.data_dir)
+        return self._rates[key]
+
+    def prefill_tokens_per_s(self, cfg: Any) -> float:
+        """``block_tokens`` over the seconds the runtime takes to give birth to one block of ``cfg``."""
+        return int(cfg.block_tokens) / self.rates(cfg).birth_s
+
+    def codecs(self, cfg: Any) -> dict[str, tuple[float, float]]:
+        """Encode and decode GB/s of every codec on ``cfg``'s blocks."""
+        return self.rates(cfg).codecs
+
+
+def config_overrides(name: str, host: Host, extra: list[str], model: list[str] | None = None) -> list[str]:
+    """Everything composed for one config of the suite: its experiment, the command line's overrides,
+    the calibrated host, and ``model`` (the timed model's settings that depend on the config)."""
+    return [f"experiment=crosscheck/{name}", *extra, *host.overrides(), "output.progress=false", *(model or [])]
+
+
+def model_overrides(cfg: Any, rates: BlockRates) -> tuple[list[str], float]:
+    """The model's settings that follow from one config: its prefill rate (this host's birth rate
+    of its blocks), the codecs its tiers use at its block size, its batches (the runtime's staging
+    pool for its blocks), its arrivals."""
+    spec = build_spec(cfg)
+    rate = rates.prefill_tokens_per_s(cfg)
+    out = [
+        f"sim.prefill_tokens_per_s={rate:.6g}",
+        f"sim.host.batch_moves={batch_move_limit(cfg, spec)}",
+    ]
+    if spec.content.elements:
+        measured = rates.codecs(cfg)
+        for codec in sorted({t.codec for t in spec.tiers if t.usable} & set(measured)):
+            enc, dec = measured[codec]
+            out += [f"hardware.codec_throughput.{codec}.encode_gbps={enc:.6g}",
+                    f"hardware.codec_throughput.{codec}.decode_gbps={dec:.6g}"]
+    if bool(cfg.runtime.pace_arrivals):
+        out.append("sim.arrival=trace")
+    return out, rate
+
+
+def run_pair(name: str, cfg: DictConfig, out: Path, repeats: int, prefill_tokens_per_s: float) -> RunPair:
+    """Run ``cfg`` through the timed model, then on the runtime ``repeats`` times; write both."""
+    folder = out / "runs" / name
+    sim = run_sim(cfg)
+    frames = {"timeseries": sim.series.frame(sim.spec), "requests": sim.requests}
+    write_results(folder / "sim", sim.summary, frames)
+    runs = []
+    for i in range(max(1, repeats)):
+        target = folder / ("runtime" if repeats <= 1 else f"runtime-{i}")
+        data = folder / f"data-{i}"
+        run_cfg = OmegaConf.merge(cfg, {"runtime": {"data_dir": str(data)}})
+        try:
+            result = run_runtime(run_cfg, target)
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+        if result.fault is not None:
+            raise result.fault
+        runs.append((float(result.summary["makespan_s"]), i, result))
+    runs.sort(key=lambda r: (r[0], r[1]))
+    _, _, chosen = runs[len(runs) // 2]
+    return RunPair(
+        name=name,
+        sim_summary=sim.summary,
+        sim_series=frames["timeseries"],
+        sim_requests=sim.requests,
+        runtime_summary=chosen.summary,
+        runtime_series=chosen.series.frame(chosen.spec),
+        runtime_requests=chosen.requests,
+        prefill_tokens_per_s=prefill_tokens_per_s,
+        runtime_makespans_s=[r[0] for r in sorted(runs, key=lambda r: r[1])],
+    )
