@@ -365,12 +365,34 @@ def measure_bookkeeping(
 
 # ---------------------------------------------------------------------------- codecs and births in a run
 @dataclass
+class DriveRate:
+    """Blocks read from (or written to) a file tier in a run: how many, their bytes on the drive, seconds."""
+
+    blocks: int = 0
+    nbytes: int = 0
+    seconds: float = 0.0
+
+    def bandwidth_gbps(self, latency_us: float) -> float | None:
+        """The bandwidth that, after ``latency_us`` per block, gives the run's mean time per block."""
+        if not self.blocks or not self.nbytes:
+            return None
+        per_block_s = self.seconds / self.blocks - latency_us * 1e-6
+        return self.nbytes / self.blocks / per_block_s / 1e9 if per_block_s > 0 else None
+
+
+@dataclass
 class InRunRates:
-    """Codec speeds (GB/s of float32 bytes: encode, decode) and seconds per birth, as a run achieved them."""
+    """What runs of the runtime achieved at one block size.
+
+    Codec speeds (GB/s of float32 bytes: encode, decode), seconds per birth, and the file tiers'
+    reads and writes (``reads[tier]``, ``writes[tier]``).
+    """
 
     codecs: dict[str, tuple[float, float]]
     birth_s: float
     runs: int
+    reads: dict[str, DriveRate] = field(default_factory=dict)
+    writes: dict[str, DriveRate] = field(default_factory=dict)
 
 
 def measure_in_run(cfg: Any, data_dir: Path, accesses: int = 240) -> InRunRates:
@@ -381,7 +403,10 @@ def measure_in_run(cfg: Any, data_dir: Path, accesses: int = 240) -> InRunRates:
     itself, on ``cfg``'s media, payload and block size but a fixed calibration workload (Zipf(0.6)
     over four times the blocks the hierarchy holds, ``accesses`` reads four per request, tiers of 8,
     16, 32 ... blocks), the codecs laid over the tiers so that every move re-encodes, as many runs as
-    it takes to cover every codec. Nothing of the workload being predicted is used.
+    it takes to cover every codec. Nothing of the workload being predicted is used. So is a file
+    tier's speed: a drive sustains less over a run's scattered reads and writes (and the flushes of
+    its manifest commits) than over a burst of copies on a fresh file; each copy out of or into it is
+    counted by the bytes on the drive's side.
     """
     from exo_runtime.codecs import codec_names
     from exo_runtime.run import run_runtime
@@ -393,6 +418,8 @@ def measure_in_run(cfg: Any, data_dir: Path, accesses: int = 240) -> InRunRates:
     codecs: dict[str, tuple[float, float]] = {}
     births_s = 0.0
     births = 0
+    reads: dict[str, DriveRate] = {}
+    writes: dict[str, DriveRate] = {}
     folder = Path(tempfile.mkdtemp(prefix="exo-inrun-", dir=data_dir))
     try:
         for r in range(runs):
@@ -429,9 +456,19 @@ def measure_in_run(cfg: Any, data_dir: Path, accesses: int = 240) -> InRunRates:
                     codecs[c["codec"]] = (float(enc), float(dec))
             births_s += float(measured["births"]["generate_s"])
             births += int(measured["births"]["blocks"])
+            block_bytes = {t["name"]: int(t["block_bytes"]) for t in summary["tiers"]}
+            for lk in measured["links"]:
+                for side, rates in ((lk["src"], reads), (lk["dst"], writes)):
+                    medium = lk["src_medium"] if side == lk["src"] else lk["dst_medium"]
+                    if medium != "file":
+                        continue
+                    rate = rates.setdefault(side, DriveRate())
+                    rate.blocks += int(lk["blocks"])
+                    rate.nbytes += int(lk["blocks"]) * block_bytes[side]
+                    rate.seconds += float(lk["seconds"])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return InRunRates(codecs, births_s / max(1, births), runs)
+    return InRunRates(codecs, births_s / max(1, births), runs, reads, writes)
 
 
 # ---------------------------------------------------------------------------- all of it

@@ -30,15 +30,14 @@ from omegaconf import DictConfig
 from exo_sim.cli.entry import CONF_DIR, setup, user_errors
 from exo_sim.errors import ConfigError
 from experiments.crosschecking.compare import Comparison, compare
+from experiments.crosschecking.rates import BlockRates, model_overrides
 from experiments.crosschecking.report import ReportInputs, results_frame, summary_line, write_report
 from experiments.crosschecking.suite import (
-    BlockRates,
     RunPair,
     calibrate_host,
     check_suite,
     compose_config,
     config_overrides,
-    model_overrides,
     run_pair,
     suite_names,
 )

@@ -96,3 +96,38 @@ def test_bad_input_is_refused_in_one_sentence(tmp_path: Path, args: list[str], n
 def test_command_line_overrides_pass_to_every_config_except_the_crosschecks_own() -> None:
     task = ["crosscheck=tiny", "crosscheck.repeats=2", "runtime.integrity=off", "+hydra.job.x=1", "seed=3"]
     assert passed_overrides(task) == ["runtime.integrity=off", "seed=3"]
+
+
+def _suite_names() -> list[str]:
+    return sorted(p.stem for p in (REPO / "conf" / "experiment" / "crosscheck").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", _suite_names())
+def test_every_suite_config_composes_and_validates(name: str) -> None:
+    """Each config is a valid exo config (model checks); the runtime refuses a GPU one without a GPU."""
+    from exo_runtime.errors import MachineError
+    from exo_runtime.run import NO_GPU_HINT, check_media, check_runtime_keys
+    from exo_sim.sim.run import prepare_sim
+    from experiments.crosschecking.suite import compose_config
+
+    cfg = compose_config([f"experiment=crosscheck/{name}"])
+    spec, _, _, _ = prepare_sim(cfg)
+    check_runtime_keys(cfg.runtime)
+    gpu = any(t.medium in ("cuda", "pinned") for t in spec.tiers)
+    assert gpu == name.startswith("gpu_")
+    if gpu and not torch.cuda.is_available():
+        with pytest.raises(MachineError) as err:
+            check_media(spec)
+        assert str(err.value).endswith(NO_GPU_HINT) and "has a cuda tier (vram)" in str(err.value)
+    else:
+        check_media(spec)
+    assert len(spec.tiers) == (4 if gpu else 3)
+
+
+def test_the_suites_name_existing_configs() -> None:
+    import yaml
+
+    names = set(_suite_names())
+    for suite in (REPO / "conf" / "crosscheck").glob("*.yaml"):
+        configs = yaml.safe_load(suite.read_text())["crosscheck"]["configs"]
+        assert configs and set(configs) <= names, suite.name

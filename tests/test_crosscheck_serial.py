@@ -93,6 +93,15 @@ def test_checksums_and_codecs_of_a_block_changing_codec() -> None:
     assert latencies(m) == pytest.approx([birth, birth + demote])
 
 
+def test_into_a_file_tier_the_bytes_written_to_the_drive_set_the_pace() -> None:
+    """t0 int8 (2,080 B) demoting to a file tier in fp16 (4,096 B): the link charges the fp16 bytes."""
+    cfg = serial_cfg([1, 4], codecs=["int8", "fp16"])
+    cfg.hardware.tiers[1].medium = "file"
+    m = simulate(cfg, [(0.0, [1]), (10.0, [2])])
+    birth = 1.0 + 1.0 + (LAT + INT8_BYTES / BW)
+    assert latencies(m) == pytest.approx([birth, birth + (LAT + FP16_BYTES / BW) + 2.0])
+
+
 def test_a_straight_copy_checks_its_source_in_place() -> None:
     crc = 4096.0
     m = simulate(serial_cfg([1, 4], checksum_gbps=crc / 1e9, checksum_cold_gbps=crc / 2e9),

@@ -21,10 +21,11 @@ So each request is **one job on a single host server** (FIFO), whose duration is
                   slots are seldom next to another's, so each is its own read and write call. A
                   block that keeps its codec between host-memory tiers is one straight copy of its
                   bytes, as such a link is calibrated; any other is read in its source encoding into
-                  a bounce row and written in its destination encoding: over a link calibrated that
-                  way (a file on one side) it costs (source + destination bytes) / 2 / bandwidth,
-                  over one calibrated as a straight copy it is two copies, twice the latency and
-                  (source + destination bytes) / bandwidth
+                  a bounce row and written in its destination encoding. Over a link with a file on
+                  one side the bytes on the file's side set the pace (the drive is far slower than the
+                  copy to or from memory); over one calibrated as a straight copy it is two copies,
+                  twice the latency and (source + destination bytes) / bandwidth; over another (also
+                  calibrated through a bounce row) (source + destination bytes) / 2 / bandwidth
         checksum  source bytes if verify_reads (the cold rate for a block copied straight out of a
                   host-memory slab into a tier that is not a file, without re-encoding: it is checked
                   in place) + destination bytes if the codec changes
@@ -247,7 +248,11 @@ class SerialHost:
             per_hop, lat_hop = [], []
             for link in hops:
                 ends = (spec.tiers[link.src].medium, spec.tiers[link.dst].medium)
-                if direct or not _direct(*ends):  # as calibrated: one copy, or a read then a write
+                if "file" in ends:  # the drive's side sets the pace: the bytes read from or written to it
+                    on_file = b.block_bytes if ends[1] == "file" else a.block_bytes
+                    per_hop.append(on_file / link.bandwidth_bytes_per_s)
+                    lat_hop.append(link.latency_s)
+                elif direct or not _direct(*ends):  # as calibrated: one copy, or a read then a write
                     per_hop.append((a.block_bytes + b.block_bytes) / 2 / link.bandwidth_bytes_per_s)
                     lat_hop.append(link.latency_s)
                 else:  # calibrated as one straight copy, moved through a bounce row: two copies

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.crosschecking.compare import Comparison
+from experiments.crosschecking.compare import Comparison, Metric
 from experiments.crosschecking.figures import error_figure, latency_figure, occupancy_figure
 from experiments.crosschecking.suite import Host, RunPair
 from experiments.planning.document import Document
@@ -79,6 +79,10 @@ def summary_line(comparisons: Sequence[Comparison]) -> str:
         f"decisions identical {k}/{len(comparisons)}; makespan error median {pct(mk, statistics.median)}, "
         f"worst {pct(mk, max)}; p99 latency error median {pct(p99, statistics.median)}"
     )
+
+
+def _finite_abs_error(m: Metric) -> float:
+    return 0.0 if math.isinf(m.rel_error) else abs(m.rel_error)
 
 
 def _pct(x: float) -> str:
@@ -187,13 +191,34 @@ def write_report(comparisons: Sequence[Comparison], inputs: ReportInputs, out: P
                 f"per request, {bk.reference_us:.2f} µs per reference, {bk.batch_us:.1f} µs per batch, "
                 f"{bk.move_us:.1f} µs per move."
             )
-    births = sorted({(p.name, p.prefill_tokens_per_s) for p in inputs.pairs})
     doc.paragraph(
-        "The runtime's \"recompute\" of a missing block is seeded data generation (its stand-in for a "
-        "prefill), not a model's prefill; its rate was measured on this host for each config's payload and "
-        "given to the model as `sim.prefill_tokens_per_s`: "
-        + ", ".join(f"{name} {rate:,.0f} tokens/s" for name, rate in births) + "."
+        "Some speeds depend on the block's size and on what the runtime's one thread did just before (the "
+        "CPU's caches, the allocator, the drive's state), so for each config they were measured at its "
+        "block size rather than read off the profile: codec speeds, the birth time, and the file tier's "
+        "reads and writes from the runtime's own meters on a fixed calibration workload (Zipf reads over "
+        "tiers of 8, 16, 32 blocks of the config's payload, every move re-encoding — not the config's "
+        "workload, capacities or policy); memory copies by the profile's copy benchmark at the config's "
+        "block sizes. The runtime's \"recompute\" of a missing block is seeded data generation (its "
+        "stand-in for a prefill), not a model's prefill: its rate is what the model is given as "
+        "`sim.prefill_tokens_per_s`."
     )
+    rows = []
+    for p in inputs.pairs:
+        cfg = p.sim_summary["config"]
+        codecs = sorted({t["codec"] for t in p.sim_summary["tiers"] if not t["bypassed"]})
+        tp = cfg["hardware"]["codec_throughput"]
+        links = []
+        for lk in cfg["hardware"]["links"]:
+            links.append(f"{lk['src']}->{lk['dst']} {lk['bandwidth_gbps']:.2f}")
+            if lk.get("reverse_bandwidth_gbps"):
+                links.append(f"{lk['dst']}->{lk['src']} {lk['reverse_bandwidth_gbps']:.2f}")
+        rows.append([
+            p.name, f"{p.prefill_tokens_per_s:,.0f}",
+            ", ".join(f"{c} {tp[c]['encode_gbps']:.2f}/{tp[c]['decode_gbps']:.2f}" for c in codecs if c in tp),
+            ", ".join(links),
+        ])
+    doc.table(["config", "prefill (births) tokens/s", "codec encode/decode GB/s", "links GB/s"], rows,
+              ["l", "r", "l", "l"])
 
     doc.heading("Configs")
     rows = []
@@ -216,17 +241,19 @@ def write_report(comparisons: Sequence[Comparison], inputs: ReportInputs, out: P
 
     doc.heading("Time")
     rows = []
+    runs = {p.name: p.runtime_makespans_s for p in inputs.pairs}
     for c in comparisons:
         mk = c.metric("makespan_s")
-        links = [m for m in c.metrics if m.name == "link_busy_s"]
-        worst = max(links, key=lambda m: abs(m.rel_error) if not math.isinf(m.rel_error) else 0.0, default=None)
+        busy_rows = [m for m in c.metrics if m.name == "link_busy_s"]
+        worst: Metric | None = max(busy_rows, key=_finite_abs_error, default=None)
         rows.append([
-            c.config, _s(mk.sim) if mk else "", _s(mk.runtime) if mk else "", _pct(c.error("makespan_s")),
+            c.config, _s(mk.sim) if mk else "", _s(mk.runtime) if mk else "",
+            ", ".join(f"{x:.3g}" for x in runs.get(c.config, [])), _pct(c.error("makespan_s")),
             _pct(c.error("latency_p50_s")), _pct(c.error("latency_p95_s")), _pct(c.error("latency_p99_s")),
             f"{worst.where} {_pct(worst.rel_error)}" if worst else "",
         ])
-    doc.table(["config", "makespan model", "makespan runtime", "error", "p50 error", "p95 error", "p99 error",
-               "worst link busy error"], rows)
+    doc.table(["config", "makespan model", "makespan runtime", "runtime runs (s)", "error", "p50 error",
+               "p95 error", "p99 error", "worst link busy error"], rows)
     doc.paragraph("Per pair of tiers (as the runtime meters its copies), bytes carried and busy time:")
     rows = []
     for c in comparisons:
@@ -254,30 +281,33 @@ def write_report(comparisons: Sequence[Comparison], inputs: ReportInputs, out: P
     doc.heading("Why the clocks differ")
     doc.paragraph(
         "The model mirrors what the runtime does: one thread carries out a request's moves one after the "
-        "other (`sim.executor=serial`), demotions inside the request, a multi-hop promotion as one direct "
-        "copy, each direction of a link at its own measured speed, a block that changes codec read in one "
-        "encoding and written in the other, the runtime's checksums (on every read, every re-encoded block "
-        "and every birth; in place or just after a copy, at their own measured speeds), and the birth of "
-        "every block a request computes or writes. What it leaves out, and so where the residual error "
-        "comes from:"
+        "other (`sim.executor=serial`); the moves are applied in the runtime's batches and netted as its "
+        "executor nets them (a block demoted and promoted back in one batch is not copied; a block born "
+        "and demoted is born in the lower tier; a write-through copy of a born block is born twice); "
+        "demotions inside the request; a multi-hop copy as one direct copy; each direction of a link at its "
+        "own speed; a block that changes codec read in one encoding and written in the other; the "
+        "runtime's checksums (every read, every re-encoded block, every birth; in place or just after a "
+        "copy); the birth of every block a request computes or writes; the file tier's manifest commits "
+        "when its spare slots run out and on time; and its own bookkeeping. What it leaves out, and so "
+        "where the residual error comes from:"
     )
     doc.bullets([
-        "**Other processes on a shared machine**: they take CPU time from the runtime at moments the model "
-        "cannot know; it shows as scatter between runs of the same config (`crosscheck.repeats` runs the "
-        "runtime several times and keeps the median).",
-        "**Cache and memory state**: calibration measures each step on its own; in a run, a block's bytes "
-        "may still be in cache from the step before (or evicted by it), page faults of freshly allocated "
-        "codec temporaries differ with block sizes, and the drive's own write cache fills and drains.",
-        "**Bookkeeping the model does not charge** unless `sim.host` says so: the decision core and the "
-        "executor's Python work per reference and per move, and the file tier's manifest commits (fdatasync, "
-        "fsync, rename) when its spare slots run out.",
-        "**Moves netted within a batch**: the runtime applies a request's moves as one batch and copies "
-        "each block only from where it was to where it ends up, so a block demoted and promoted back in "
-        "the same request is not copied at all; the model charges every move the core decides (the bytes "
-        "per pair above show how many).",
-        "**Operations per batch**: the runtime splits a request with many moves into several batches "
-        "(its staging pool) and groups consecutive slots into single reads and writes; the model charges "
-        "one operation per chunk of each pair of tiers.",
+        "**Other processes on a shared machine**: they take CPU time and memory bandwidth from the runtime "
+        "(and from the calibration) at moments the model cannot know; it shows as scatter between runs of "
+        "the same config, several percent on this machine (`crosscheck.repeats` runs the runtime several "
+        "times and keeps the run of median makespan).",
+        "**Cache state the model does not track**: a block copied straight between memory tiers is "
+        "checksummed in place at the rate measured on a slab larger than the cache; a block that moved a "
+        "moment ago (a small, hot working set) is still in cache and is checked and copied faster.",
+        "**Steps measured apart**: a codec call or a copy right after another kind of step (a file write, "
+        "a birth) runs slower or faster than in calibration, depending on what that step left in the "
+        "caches and the allocator; the per-config rates take this in only on average.",
+        "**Staged blocks and runs of slots**: when a slot is reused within a batch the runtime stages a "
+        "block (one more copy), and consecutive slots are read and written in one call; the model charges "
+        "each block one read and one write.",
+        "**Bookkeeping as fitted**: the runtime's Python work per request, reference, batch and move is "
+        "fitted on tiny blocks; with large blocks a few per-call costs (timers, meters) are per block and "
+        "not per batch.",
     ])
     md = out / "report.md"
     html = out / "report.html"

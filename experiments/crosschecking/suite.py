@@ -9,15 +9,9 @@ is calibrated or anything runs.
 Then, per config, on the calibrated profile (``hardware=calibrated/<name>``, the template's tiers with
 this host's measured links and codecs) and the calibrated serial executor (``sim=calibrated/<name>``):
 
-* the timed model, with ``sim.prefill_tokens_per_s`` set to this host's rate of giving birth to the
-  config's blocks: the runtime's "recompute" is seeded data generation, not a model's prefill, so that
-  is what the model is told to time; with the codec throughputs at the config's block size — both as
-  the runtime achieves them on a fixed calibration workload of the config's blocks (:class:`BlockRates`:
-  the profile's are microbenchmarks at the calibration's block size); with
-  ``sim.host.batch_moves`` set to the runtime's own batch limit for the config's blocks
-  (:func:`~exo_runtime.run.batch_move_limit`); with ``runtime.pace_arrivals`` the model takes the
-  workload's own arrival times (``sim.arrival=trace``), otherwise one request at a time, as the
-  runtime runs them;
+* the timed model, with the settings that follow from the config's blocks
+  (:func:`~experiments.crosschecking.rates.model_overrides`: the runtime's birth rate as the prefill
+  rate, codec, drive and memory-copy speeds at its block size, the runtime's batch limit, its arrivals);
 * the runtime (``run_runtime``), ``crosscheck.repeats`` times, keeping the run of median makespan.
 
 Results of both go under ``<out>/runs/<config>/{sim,runtime}/`` in the common schema.
@@ -39,13 +33,11 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from exo_runtime.calibrate import Calibration, calibrate
-from exo_runtime.hostcosts import InRunRates, measure_in_run
-from exo_runtime.run import batch_move_limit, check_media, check_runtime_keys, run_runtime
+from exo_runtime.run import check_media, check_runtime_keys, run_runtime
 from exo_sim.cli.entry import CONF_DIR
 from exo_sim.errors import ConfigError
 from exo_sim.results import write_results
 from exo_sim.sim.run import prepare_sim, run_sim
-from exo_sim.spec import build_spec
 
 SUITE_DIR = Path(CONF_DIR) / "experiment" / "crosscheck"
 """Where the suite's configs live (``experiment=crosscheck/<name>``)."""
@@ -164,62 +156,10 @@ def calibrate_host(cfg: Any, out: Path, say: Say | None = None) -> Host:
     return Host(name, conf, result)
 
 
-class BlockRates:
-    """This host's codec speeds and birth time at a config's block size, measured once per size.
-
-    Both depend on the block's size and on what the runtime's thread does between two calls (the
-    caches, the allocator), so they are taken from the runtime's own meters on a fixed calibration
-    workload at the config's payload and block size (:func:`~exo_runtime.hostcosts.measure_in_run`),
-    not from the config's own run.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self._rates: dict[str, InRunRates] = {}
-
-    def rates(self, cfg: Any) -> InRunRates:
-        """The rates for ``cfg``'s payload, block size and runtime knobs."""
-        key = repr((OmegaConf.to_container(cfg.payload, resolve=True), int(cfg.block_tokens), int(cfg.seed),
-                    OmegaConf.to_container(cfg.runtime, resolve=True), str(cfg.hardware.name)))
-        if key not in self._rates:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._rates[key] = measure_in_run(cfg, self.data_dir)
-        return self._rates[key]
-
-    def prefill_tokens_per_s(self, cfg: Any) -> float:
-        """``block_tokens`` over the seconds the runtime takes to give birth to one block of ``cfg``."""
-        return int(cfg.block_tokens) / self.rates(cfg).birth_s
-
-    def codecs(self, cfg: Any) -> dict[str, tuple[float, float]]:
-        """Encode and decode GB/s of every codec on ``cfg``'s blocks."""
-        return self.rates(cfg).codecs
-
-
 def config_overrides(name: str, host: Host, extra: list[str], model: list[str] | None = None) -> list[str]:
     """Everything composed for one config of the suite: its experiment, the command line's overrides,
     the calibrated host, and ``model`` (the timed model's settings that depend on the config)."""
     return [f"experiment=crosscheck/{name}", *extra, *host.overrides(), "output.progress=false", *(model or [])]
-
-
-def model_overrides(cfg: Any, rates: BlockRates) -> tuple[list[str], float]:
-    """The model's settings that follow from one config: its prefill rate (this host's birth rate
-    of its blocks), the codecs its tiers use at its block size, its batches (the runtime's staging
-    pool for its blocks), its arrivals."""
-    spec = build_spec(cfg)
-    rate = rates.prefill_tokens_per_s(cfg)
-    out = [
-        f"sim.prefill_tokens_per_s={rate:.6g}",
-        f"sim.host.batch_moves={batch_move_limit(cfg, spec)}",
-    ]
-    if spec.content.elements:
-        measured = rates.codecs(cfg)
-        for codec in sorted({t.codec for t in spec.tiers if t.usable} & set(measured)):
-            enc, dec = measured[codec]
-            out += [f"hardware.codec_throughput.{codec}.encode_gbps={enc:.6g}",
-                    f"hardware.codec_throughput.{codec}.decode_gbps={dec:.6g}"]
-    if bool(cfg.runtime.pace_arrivals):
-        out.append("sim.arrival=trace")
-    return out, rate
 
 
 def run_pair(name: str, cfg: DictConfig, out: Path, repeats: int, prefill_tokens_per_s: float) -> RunPair:
