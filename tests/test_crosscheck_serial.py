@@ -190,3 +190,15 @@ def test_the_serial_executor_needs_the_codec_speed_of_every_tier_it_births_into(
     with pytest.raises(ConfigError) as err:
         simulate(cfg, [(0.0, [1])])
     assert err.value.key == "hardware.codec_throughput.fp16"
+
+
+def test_the_models_view_of_the_runtimes_stores_matches_them() -> None:
+    """The serial executor mirrors the runtime's file-tier spares and which media copy straight."""
+    from exo_runtime.stores import store_class
+    from exo_runtime.stores.file import SPARE_SLOTS_MIN
+    from exo_runtime.stores.slab import HostSlabStore
+    from exo_sim.sim import host
+
+    assert host.SPARE_SLOTS_MIN == SPARE_SLOTS_MIN
+    for medium in ("cuda", "pinned", "shm", "ram", "file"):
+        assert (medium in host.HOST_MEDIA) == issubclass(store_class(medium), HostSlabStore), medium
