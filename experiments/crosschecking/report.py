@@ -177,7 +177,9 @@ def write_report(comparisons: Sequence[Comparison], inputs: ReportInputs, out: P
     if cal is not None:
         rows = [[lk["src"] + " -> " + lk["dst"], f"{lk['fits']['down'][0]:.3f}", f"{lk['fits']['down'][1]:.2f}",
                  f"{lk['fits']['up'][0]:.3f}", f"{lk['fits']['up'][1]:.2f}"] for lk in cal.links]
-        doc.table(["link", "down GB/s", "down latency µs", "up GB/s", "up latency µs"], rows)
+        doc.paragraph("The calibrated profile (the copy benchmark fitted over the calibration's block sizes, "
+                      "and codecs at its largest):")
+        doc.table(["link src -> dst", "GB/s", "latency µs", "dst -> src GB/s", "dst -> src latency µs"], rows)
         doc.table(["codec", "encode GB/s", "decode GB/s"],
                   [[k, f"{e:.3f}", f"{d:.3f}"] for k, (e, d) in sorted(cal.codecs.items())])
         hf = cal.host
