@@ -36,6 +36,21 @@ from exo_sim.spec import Spec
 SCHEMA_VERSION = 1
 
 
+TIER_DECISION_KEYS = (
+    "hits",
+    "misses",
+    "promotions",
+    "demotions",
+    "evictions",
+    "drops",
+    "writes",
+    "final_occupancy_blocks",
+    "peak_occupancy_blocks",
+    "mean_occupancy_blocks",
+)
+"""Per-tier summary counts that are decisions: equal for every source on the same config and workload."""
+
+
 def config_hash(resolved: dict[str, Any]) -> str:
     """A short stable hash of a resolved config (sorted JSON, SHA-256, 16 hex digits)."""
     text = json.dumps(resolved, sort_keys=True, default=str)

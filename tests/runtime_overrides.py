@@ -75,3 +75,11 @@ def cli(module: str, *args: str, timeout: float = 120, **kw: object) -> subproce
         timeout=timeout,
         **kw,
     )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line a refused command printed on stderr."""
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]

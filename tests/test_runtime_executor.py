@@ -16,22 +16,11 @@ from exo_runtime.run import run_runtime
 from exo_runtime.stores import StoreSettings, store_class
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.replay import run_replay
-from exo_sim.results import REQUEST_COLUMNS
+from exo_sim.results import REQUEST_COLUMNS, TIER_DECISION_KEYS
 from exo_sim.spec import build_spec
 from tests.runtime_overrides import compose_cfg, tiers
 
-COUNTS = (
-    "hits",
-    "misses",
-    "promotions",
-    "demotions",
-    "evictions",
-    "drops",
-    "writes",
-    "final_occupancy_blocks",
-    "peak_occupancy_blocks",
-    "mean_occupancy_blocks",
-)
+COUNTS = TIER_DECISION_KEYS
 
 CASES = {
     "lru-exclusive": [],

@@ -6,7 +6,6 @@ import json
 import os
 import resource
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,9 @@ from exo_runtime.errors import DataDirError, MachineError
 from exo_runtime.manifest import load_manifest
 from exo_runtime.run import run_runtime
 from exo_sim.errors import ConfigError
-from tests.runtime_overrides import cli, compose_cfg, small, tiers
+from tests.runtime_overrides import cli, compose_cfg, one_error_line, small, tiers
 
 RUN = "exo_runtime.cli.run"
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_a_data_dir_that_is_not_a_directory_is_refused(tmp_path: Path) -> None:

@@ -16,16 +16,9 @@ import pytest
 from exo_runtime.errors import DataDirError
 from exo_runtime.manifest import load_manifest
 from exo_runtime.run import run_runtime
-from tests.runtime_overrides import REPO, cli, compose_cfg, small
+from tests.runtime_overrides import REPO, cli, compose_cfg, one_error_line, small
 
 RUN = "exo_runtime.cli.run"
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_resume_finds_every_block_the_last_run_persisted(tmp_path: Path) -> None:

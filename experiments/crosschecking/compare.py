@@ -23,21 +23,12 @@ from typing import Any
 
 import pandas as pd
 
+from exo_sim.results import TIER_DECISION_KEYS
+
 TOP_KEYS = ("requests", "accesses", "new_blocks", "recomputed_blocks")
 """Run-wide decision counts compared exactly."""
 
-TIER_KEYS = (
-    "hits",
-    "misses",
-    "promotions",
-    "demotions",
-    "evictions",
-    "drops",
-    "writes",
-    "final_occupancy_blocks",
-    "peak_occupancy_blocks",
-    "mean_occupancy_blocks",
-)
+TIER_KEYS = TIER_DECISION_KEYS
 """Per-tier decision counts compared exactly (the mean occupancy is derived from counts alike)."""
 
 LATENCIES = ("p50", "p95", "p99")
