@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -92,3 +93,39 @@ class Policy(ABC):
             raise PolicyInvariantError(
                 f"{self.name}: {len(self)} resident keys exceed capacity {self.capacity_blocks}"
             )
+
+
+class QueuePolicy(Policy):
+    """A policy whose resident keys form one queue: insert at the tail, evict from the head.
+
+    The queue is an ``OrderedDict`` (O(1) ``popitem(last=False)`` in C, which a plain ``dict`` cannot
+    offer). Subclasses say only what a hit does (LRU: move to the tail; FIFO: nothing).
+    """
+
+    def __init__(self, capacity_blocks: int) -> None:
+        super().__init__(capacity_blocks)
+        self._order: OrderedDict[int, None] = OrderedDict()
+
+    def insert(self, key: int, next_access: int = NEVER) -> None:
+        """Append ``key`` at the tail."""
+        self._order[key] = None
+
+    def remove(self, key: int) -> None:
+        """Forget the resident ``key`` (``KeyError`` if it is not resident)."""
+        del self._order[key]
+
+    def victim(self) -> int:
+        """Pop and return the key at the head (``KeyError`` if empty)."""
+        return self._order.popitem(last=False)[0]
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._order
+
+    def verify(self) -> None:
+        """Check the resident count against capacity and that every value is the ``None`` marker."""
+        super().verify()
+        if any(v is not None for v in self._order.values()):
+            raise PolicyInvariantError(f"{self.name}: queue holds a value other than None")

@@ -16,47 +16,18 @@ straight to ``OrderedDict.move_to_end``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from exo_sim.policies import register
-from exo_sim.policies.base import NEVER, Policy, PolicyInvariantError
+from exo_sim.policies.base import NEVER, QueuePolicy
 
 
 @register("lru")
-class LRUPolicy(Policy):
+class LRUPolicy(QueuePolicy):
     """Least recently used; order is kept by an ``OrderedDict`` whose first key is the LRU block."""
-
-    __slots__ = ("_order",)
 
     def __init__(self, capacity_blocks: int) -> None:
         super().__init__(capacity_blocks)
-        self._order: OrderedDict[int, None] = OrderedDict()
         self.touch = self._order.move_to_end  # a hit is one C call
-
-    def insert(self, key: int, next_access: int = NEVER) -> None:
-        """Append ``key`` at the MRU end."""
-        self._order[key] = None
 
     def access(self, key: int, next_access: int = NEVER) -> None:
         """Move the resident ``key`` to the MRU end (``KeyError`` if it is not resident)."""
         self._order.move_to_end(key)
-
-    def remove(self, key: int) -> None:
-        """Forget the resident ``key`` (``KeyError`` if it is not resident)."""
-        del self._order[key]
-
-    def victim(self) -> int:
-        """Pop and return the LRU key (``KeyError`` if empty)."""
-        return self._order.popitem(last=False)[0]
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._order
-
-    def verify(self) -> None:
-        """Check the resident count against capacity and that every value is the ``None`` marker."""
-        super().verify()
-        if any(v is not None for v in self._order.values()):
-            raise PolicyInvariantError("lru: queue holds a value other than None")
