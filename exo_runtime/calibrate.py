@@ -474,4 +474,12 @@ def profile_yaml(
     lines.append("codec_throughput:")
     for codec, (enc, dec) in sorted(codecs.items()):
         lines.append(f"  {codec}: {{encode_gbps: {enc:.4f}, decode_gbps: {dec:.4f}}}")
+    gpu = getattr(hw, "gpu", None)
+    if gpu is not None:  # the template's KV budget rules (exo_sim/kv_budget.py), carried as they are
+        workspace = "null" if gpu.workspace_bytes is None else int(gpu.workspace_bytes)
+        lines.append(
+            f"gpu: {{memory_utilization: {float(gpu.memory_utilization)}, workspace_bytes: {workspace}, "
+            f"max_num_batched_tokens: {int(gpu.max_num_batched_tokens)}, max_num_seqs: {int(gpu.max_num_seqs)}, "
+            f"weights_on_gpu: {str(bool(gpu.weights_on_gpu)).lower()}, kv_pool: {str(bool(gpu.kv_pool)).lower()}}}"
+        )
     return "\n".join(lines) + "\n"

@@ -30,6 +30,16 @@ block: staging and bounce rows are views into buffers made once. Each batched re
 timed (``perf_counter_ns``; CUDA events when a GPU store takes part) and counted against its link;
 codec work against its codec.
 
+Keys and data. The core names a block's extra copies (a block recomputed while an older copy was
+still resident, under prefix reuse) and a prompt's uncacheable partial block by keys of their own,
+negative ints. A block's data is a function of its id (:class:`~exo_runtime.payload_data.BlockFactory`),
+so a duplicate copy is born with, checked against and regenerated from its block's data (the core's
+owner of the key, remembered here from its birth on); a partial block's from its key. A durable
+tier's manifest lists blocks by id, one copy each: a duplicate copy is listed under its block's id
+when no other copy of the block in that tier is (so a resumed run finds the block, whichever copy
+survived), and a partial block is never listed (it lives only while its request runs). The core frees
+a partial block at the end of its request without a move; the next batch frees its slot here.
+
 A write the medium refuses for lack of space (ENOSPC, EFBIG, EDQUOT) undoes the batch — every block
 stays where it was before it, which holds because durable writes come first and no slot of a
 non-durable tier has been overwritten yet — and raises :class:`~exo_runtime.errors.DiskFullError`. A
@@ -162,6 +172,12 @@ class Executor:
         self.bounce_out = host_buffer(self.bounce_bytes, pinned)
         self.copies: dict[int, dict[int, Copy]] = {}
         self.birth_crc: dict[int, int] = {}
+        self.data_of: dict[int, int] = {}
+        """Key -> the block whose data it holds, for the duplicate copies held (absent: the key itself)."""
+        self.transient: set[int] = set()
+        """Keys of uncacheable (partial) blocks held: freed once the core has let them go."""
+        self.listed: dict[int, dict[int, int]] = {k: {} for k in manifests}
+        """Per durable tier: block id -> the key of the copy its manifest entry describes."""
         self.link_read: dict[tuple[int, int], Meter] = {}
         self.link_write: dict[tuple[int, int], Meter] = {}
         self.birth_meter = Meter()
@@ -200,6 +216,59 @@ class Executor:
         """Upper bound of staging bytes one move needs (one staged row)."""
         return max(self._stride(k) for k in self.usable)
 
+    # ------------------------------------------------------------------ keys, data and manifests
+    def _register(self, key: int) -> None:
+        """A core key of its own (negative) is born: remember what it is while the core still knows."""
+        h = self.h
+        if key in h._transient:
+            self.transient.add(key)
+            return
+        owner = h._owner.get(key)
+        if owner is not None:
+            self.data_of[key] = owner
+
+    def _data(self, keys: Sequence[int]) -> list[int]:
+        """The block ids whose data ``keys`` hold (a duplicate copy holds its block's)."""
+        d = self.data_of
+        return [d.get(b, b) for b in keys] if d else list(keys)
+
+    def _list(self, k: int, b: int, slot: int, crc: int, bound: float, lossless: bool) -> None:
+        """Record in tier ``k``'s manifest that ``slot`` holds key ``b``'s copy (see the module docstring)."""
+        man = self.manifests.get(k)
+        if man is None or b in self.transient:
+            return
+        block = self.data_of.get(b, b)
+        listed = self.listed[k]
+        cur = listed.get(block)
+        if cur is not None and cur != b and k in self.copies.get(cur, {}):
+            return  # another copy of the block is listed already
+        listed[block] = b
+        man.put(block, slot, crc, self.birth_crc.get(b, 0), bound, lossless)
+
+    def _unlist(self, k: int, b: int) -> int | None:
+        """Drop key ``b``'s entry from tier ``k``'s manifest, if it has one; return the block id it was under."""
+        man = self.manifests.get(k)
+        if man is None:
+            return None
+        block = self.data_of.get(b, b)
+        listed = self.listed[k]
+        if listed.get(block) != b:
+            return None
+        del listed[block]
+        man.remove(block)
+        return block
+
+    def _relist(self, k: int, block: int) -> None:
+        """List another copy of ``block`` that tier ``k`` still holds, if any (its listed copy left)."""
+        if block in self.listed[k]:
+            return
+        keys = self.h._copies.get(block) or [block]
+        for key in keys:
+            c = self.copies.get(key, {}).get(k)
+            if c is not None and self.data_of.get(key, key) == block:
+                self._list(k, key, c.slot, c.crc, c.bound, c.lossless)
+                return
+
     # ------------------------------------------------------------------ the batch
     def apply(self, moves: Sequence[Move]) -> None:
         """Carry out ``moves`` (one request's, or a part of one ending on an access) as one batch.
@@ -207,12 +276,21 @@ class Executor:
         Raises:
             DiskFullError: a durable write failed for lack of space; the batch was undone.
         """
-        if not moves:
+        copies = self.copies
+        origin: dict[int, dict[int, int]] = {}
+        if self.transient:  # partial blocks the core freed at the end of their request (no move says so)
+            resident = self.h.where
+            for key in list(self.transient):
+                if key not in resident:
+                    held = copies.get(key)
+                    if held:
+                        origin[key] = {k: k for k in held}
+                    else:
+                        self.transient.discard(key)
+        if not moves and not origin:
             return
         self.batches += 1
         self.max_batch_moves = max(self.max_batch_moves, len(moves))
-        copies = self.copies
-        origin: dict[int, dict[int, int]] = {}
         for b, src, dst, _, _ in moves:
             o = origin.get(b)
             if o is None:
@@ -229,6 +307,8 @@ class Executor:
             for k in self.usable:
                 if b in policies[k]:  # type: ignore[operator]
                     if k not in before:
+                        if b < 0 and o[k] == BIRTH:
+                            self._register(b)
                         groups.setdefault((o[k], k), []).append(b)
                 elif k in before:
                     removals.setdefault(k, []).append(b)
@@ -255,8 +335,9 @@ class Executor:
             if err.errno not in NO_SPACE_ERRNOS or plan is None:
                 raise
             self._undo(plans, reused, unlisted)
-            block = plan.blocks[0]
-            where = [self.spec.tiers[k].name for k in sorted(copies.get(block, {}))]
+            key = plan.blocks[0]
+            block = self.data_of.get(key, key)
+            where = [self.spec.tiers[k].name for k in sorted(copies.get(key, {}))]
             name = self.spec.tiers[plan.dst].name
             path = getattr(self.stores[plan.dst], "path", name)
             raise DiskFullError(
@@ -304,10 +385,11 @@ class Executor:
             if man is not None:
                 gone = set(take)
                 for b in removals[k]:
-                    entry = man.entries.get(b)
+                    block = self.data_of.get(b, b)
+                    entry = man.entries.get(block) if self.listed[k].get(block) == b else None
                     if entry is not None and entry[0] in gone:
                         unlisted.append((k, b, entry))
-                        man.remove(b)
+                        self._unlist(k, b)
                 man.commit()
                 self._last_commit = time.perf_counter()
             reused.setdefault(k, set()).update(take)
@@ -324,7 +406,9 @@ class Executor:
                 if slot not in taken:
                     store.free(slot)
         for k, b, entry in unlisted:
-            self.manifests[k].restore(b, entry)
+            block = self.data_of.get(b, b)
+            self.manifests[k].restore(block, entry)
+            self.listed[k][block] = b
 
     # ------------------------------------------------------------------ reads, codecs, writes
     def _read(self, s: int, k: int, blocks: list[int], rows: torch.Tensor) -> None:
@@ -559,7 +643,7 @@ class Executor:
                 raw = rows_out[:, ck.nbytes : ck.nbytes + self.raw_bytes] if self.raw_bytes else None
                 for j in reborn:
                     one_raw = raw[j - a : j - a + 1] if raw is not None else None
-                    self.factory.birth([blocks[j]], xs[j - a : j - a + 1], one_raw)
+                    self.factory.birth(self._data([blocks[j]]), xs[j - a : j - a + 1], one_raw)
             with Span(False) as sp:
                 got = ck.encode(xs, rows_out).tolist()
             enc.encode.add(4 * self.elements * (z - a), sp.ns, z - a)
@@ -581,7 +665,7 @@ class Executor:
         xs = self.scratch[:n] if n <= self.scratch_rows else torch.empty((n, self.elements))
         raw = rows[:, ck.nbytes : ck.nbytes + self.raw_bytes] if self.raw_bytes else None
         with Span(False) as sp:
-            self.factory.birth(blocks, xs, raw)
+            self.factory.birth(self._data(blocks), xs, raw)
         self.birth_meter.add(4 * self.elements * n, sp.ns, n)
         for b, c in zip(blocks, birth_crcs(xs, raw, self.raw_bytes), strict=True):
             self.birth_crc[b] = c
@@ -606,9 +690,7 @@ class Executor:
         store.write([c.slot], rows)
         store.synchronize()
         self.copies[b][s] = Copy(c.slot, p.crcs[0], p.bounds[0], p.lossless[0])
-        man = self.manifests.get(s)
-        if man is not None:
-            man.put(b, c.slot, p.crcs[0], self.birth_crc.get(b, 0), p.bounds[0], p.lossless[0])
+        self._list(s, b, c.slot, p.crcs[0], p.bounds[0], p.lossless[0])
 
     # ------------------------------------------------------------------ integrity
     def _check(
@@ -639,7 +721,7 @@ class Executor:
             else:
                 continue
             bad.append(j)
-            self.corruptions.append(Corruption(b, store.name, c.slot, reason))
+            self.corruptions.append(Corruption(self.data_of.get(b, b), store.name, c.slot, reason))
         if self.integrity == "full":
             bad.extend(self._full_check(s, blocks, cps, rows, set(bad)))
         return sorted(bad)
@@ -657,7 +739,7 @@ class Executor:
             z = min(len(blocks), a + self.scratch_rows)
             xs, ref = self.scratch[: z - a], self.scratch2[: z - a]
             codec.decode(rows[a:z], xs)
-            self.factory.birth(blocks[a:z], ref, raw_ref)
+            self.factory.birth(self._data(blocks[a:z]), ref, raw_ref)
             err = (xs - ref).abs().amax(dim=1).to(torch.float64).tolist()
             for j, e in enumerate(err):
                 c = cps[a + j]
@@ -670,34 +752,38 @@ class Executor:
                 if a + j not in skip and not (within and raw_ok):
                     bad.append(a + j)
                     reason = f"decoded error {e:.3g} exceeds its bound {c.bound:.3g}"
-                    self.corruptions.append(Corruption(blocks[a + j], store.name, c.slot, reason))
+                    block = self.data_of.get(blocks[a + j], blocks[a + j])
+                    self.corruptions.append(Corruption(block, store.name, c.slot, reason))
         return bad
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self, plans: list[_Plan], removals: dict[int, list[int]], reused: dict[int, set[int]]) -> None:
         """Free the removals' slots (unless reused) and record every new copy."""
         copies = self.copies
+        relist: list[tuple[int, int]] = []
         for k, bs in removals.items():
             store = self.stores[k]
             assert store is not None
-            man = self.manifests.get(k)
             taken = reused.get(k, set())
             for b in bs:
                 held = copies[b]
                 c = held.pop(k)
                 if c.slot not in taken:
                     store.free(c.slot)
-                if man is not None:
-                    man.remove(b)
+                block = self._unlist(k, b)
+                if block is not None:
+                    relist.append((k, block))
                 if not held:
                     del copies[b]
                     self.birth_crc.pop(b, None)
+                    self.data_of.pop(b, None)
+                    self.transient.discard(b)
         for p in plans:
-            man = self.manifests.get(p.dst)
             for i, b in enumerate(p.blocks):
                 copies.setdefault(b, {})[p.dst] = Copy(p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
-                if man is not None:
-                    man.put(b, p.slots[i], p.crcs[i], self.birth_crc.get(b, 0), p.bounds[i], p.lossless[i])
+                self._list(p.dst, b, p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
+        for k, block in relist:
+            self._relist(k, block)
 
     # ------------------------------------------------------------------ durability and checks
     def _maybe_commit(self) -> None:
@@ -716,6 +802,8 @@ class Executor:
         """Record a copy recovered from an earlier run (its slot already claimed in the store)."""
         self.copies.setdefault(block, {})[k] = copy
         self.birth_crc[block] = birth_crc
+        if k in self.listed:
+            self.listed[k][block] = block
 
     def verify(self) -> None:
         """Check that the memories hold exactly what the decision core says, and each store's books.

@@ -4,8 +4,9 @@ Order of work: validate the config and workload (as the replay does) and the ``r
 media this machine lacks (a ``cuda`` or ``pinned`` tier without a GPU names ``hardware=ci_cpu``);
 check the data directory and any manifest in it; check that every slab, the staging pool and the codec
 scratch fit the machine — all before allocating anything. Then allocate the stores, recover the blocks
-an earlier run persisted (``resume``), and drive the workload request by request through the
-:class:`~exo_sim.hierarchy.Hierarchy`, handing each request's moves to the
+an earlier run persisted (``resume``), and hand the workload request by request to the
+:class:`~exo_sim.driver.Driver` (the replay's and the timed model's walk of a request through the
+:class:`~exo_sim.hierarchy.Hierarchy`), handing each request's moves to the
 :class:`~exo_runtime.executor.Executor`. Results use the common schema (:mod:`exo_sim.results`) with
 ``source = "runtime"``, plus what was measured.
 
@@ -41,9 +42,9 @@ from exo_runtime.nvml import GpuMemoryProbe
 from exo_runtime.payload_data import BlockFactory
 from exo_runtime.stores import Footprint, Store, StoreSettings, store_class
 from exo_runtime.telemetry import TelemetrySampler
+from exo_sim.driver import Driver, Totals
 from exo_sim.errors import ConfigError, ExoError
 from exo_sim.hierarchy import Hierarchy
-from exo_sim.policies import NEVER
 from exo_sim.replay import ProgressFn, prepare, sample_every, workload_chunks
 from exo_sim.results import (
     REQUEST_COLUMNS,
@@ -464,10 +465,10 @@ def run_runtime(
 class _Loop:
     series: OccupancySeries
     requests: pd.DataFrame
-    latency_s: np.ndarray
+    ttft_s: np.ndarray
+    """Time to first token of each request served (refused requests left out)."""
     elapsed_s: float
-    n_requests: int
-    streamed: int
+    totals: Totals
     fault: RunFault | None
     stopped_at_request: int | None
     staging_grown: int
@@ -483,7 +484,13 @@ def _drive(
     reserve: int,
     progress: ProgressFn | None,
 ) -> _Loop:
-    """Feed the workload to the core request by request; apply each request's moves as a batch."""
+    """Hand the workload to the :class:`~exo_sim.driver.Driver` request by request; apply its moves.
+
+    The driver walks each request through the core (the same walk as the replay's and the timed
+    model's); before each block it decides, the ``between`` hook applies the moves so far as one
+    batch if the next access could overflow the staging pool. The rest of a request's moves are
+    applied when the driver returns: the request is served once its blocks are where the core says.
+    """
     series = OccupancySeries()
     every = sample_every(workload, int(cfg.output.timeseries_points))
     pace = bool(cfg.runtime.pace_arrivals)
@@ -492,21 +499,20 @@ def _drive(
     per_move = executor.staging_bytes_per_move()
     max_moves = max(1, (staging_bytes - reserve) // per_move)
     worst = worst_moves_per_access(spec)
-    top_room = spec.tiers[top].high_blocks
     moves = h.moves
-    where = h.where
+    driver = Driver(h, spec.reuse, spec.block_tokens, series, every)
     cols: dict[str, list[Any]] = {name: [] for name in REQUEST_COLUMNS}
     hits_rows: list[list[int]] = []
     loaded = [0]
+    applying = [0.0]
     grown = 0
-    streamed = 0
     n_requests = 0
     fault: RunFault | None = None
     stopped: int | None = None
 
     def flush() -> None:
         nonlocal grown
-        if not moves:
+        if not moves and not executor.transient:
             return
         for m in moves:
             if m.dst == top and m.src is not None:
@@ -516,8 +522,14 @@ def _drive(
             if need > executor.staging.nbytes:
                 executor.staging = StagingPool(need, executor.staging.pinned)
                 grown = need
+        t = time.perf_counter()
         executor.apply(moves)
+        applying[0] += time.perf_counter() - t
         moves.clear()
+
+    def between() -> None:
+        if moves and len(moves) + worst > max_moves:
+            flush()
 
     t0 = time.perf_counter()
     series.sample(0, h.used, 0.0)
@@ -525,11 +537,11 @@ def _drive(
     try:
         for chunk in workload_chunks(workload, h):
             blocks = chunk.blocks.tolist()
+            tokens = chunk.tokens.tolist()
             writes = chunk.writes.tolist() if chunk.writes.any() else None
             nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
             offsets = chunk.offsets.tolist()
             arrivals = chunk.arrival_s.tolist()
-            streamed += int(np.count_nonzero(np.diff(chunk.offsets) > top_room))
             for r in range(chunk.n_requests):
                 a, z = offsets[r], offsets[r + 1]
                 if pace:
@@ -540,74 +552,65 @@ def _drive(
                     if wait > 0:
                         time.sleep(wait)
                     arrival = due
+                    start = time.perf_counter() - t0
                 else:
-                    arrival = time.perf_counter() - t0
-                hits = [0] * n_tiers
-                recomputed = n_read = n_written = 0
+                    arrival = start = time.perf_counter() - t0
                 loaded[0] = 0
+                applying[0] = 0.0
                 stopped = n_requests
-                for j in range(a, z):
-                    if moves and len(moves) + worst > max_moves:
-                        flush()
-                    b = blocks[j]
-                    na = nxt[j] if nxt is not None else NEVER
-                    if writes is not None and writes[j]:
-                        h.write(b, na)
-                        n_written += 1
-                        continue
-                    t = where.get(b)
-                    if t is None:
-                        recomputed += 1
-                    else:
-                        hits[t] += 1
-                    if nxt is not None:
-                        h.access_many((b,), (na,))
-                    else:
-                        h.access_many((b,))
-                    n_read += 1
-                    if h.accesses % every == 0:
-                        series.sample(h.accesses, h.used, time.perf_counter() - t0)
+                served = driver.request(
+                    blocks[a:z],
+                    tokens[a:z],
+                    writes[a:z] if writes is not None else None,
+                    nxt[a:z] if nxt is not None else None,
+                    start,
+                    between,
+                )
                 flush()
-                served = time.perf_counter() - t0
+                done = time.perf_counter() - t0 if not served.refused else start
                 stopped = None
                 n_requests += 1
                 cols["request"].append(n_requests - 1)
                 cols["agent"].append(-1)
                 cols["arrival_s"].append(arrival)
-                cols["served_s"].append(served)
-                cols["latency_s"].append(served - arrival)
-                cols["blocks_read"].append(n_read)
-                cols["blocks_written"].append(n_written)
-                cols["recomputed_blocks"].append(recomputed)
+                cols["served_s"].append(done)
+                cols["ttft_s"].append(done - arrival)
+                cols["queue_s"].append(max(0.0, start - arrival))
+                cols["load_s"].append(applying[0])
+                cols["compute_s"].append(0.0)
+                cols["prompt_tokens"].append(served.prompt_tokens)
+                cols["cached_tokens"].append(served.hit_tokens)
+                cols["prefill_tokens"].append(served.prefill_tokens)
+                cols["recomputed_tokens"].append(served.recomputed_tokens)
+                cols["blocks_read"].append(served.reads)
+                cols["blocks_written"].append(served.writes)
+                cols["recomputed_blocks"].append(0 if served.refused else served.reads - served.hit_blocks)
+                cols["stranded_blocks"].append(served.stranded)
                 cols["bytes_loaded"].append(loaded[0])
-                hits_rows.append(hits)
+                cols["refused"].append(served.refused)
+                hits_rows.append(served.found)
             if progress is not None:
                 progress(chunk.n_refs)
     except DiskFullError as err:
         fault = err
     elapsed = time.perf_counter() - t0
-    if series.access_index[-1] != h.accesses:
-        series.sample(h.accesses, h.used, elapsed)
+    driver.finish(elapsed)
     arrival_arr = np.asarray(cols["arrival_s"], dtype=np.float64)
     served_arr = np.asarray(cols["served_s"], dtype=np.float64)
     idx = np.arange(arrival_arr.shape[0])
     in_system = idx - np.searchsorted(served_arr, arrival_arr, side="right")
     cols["in_system_at_arrival"] = list(np.maximum(in_system, 0))
+    floats = ("arrival_s", "served_s", "ttft_s", "queue_s", "load_s", "compute_s")
     columns = {
-        "request": np.asarray(cols["request"], dtype=np.int64),
-        "agent": np.asarray(cols["agent"], dtype=np.int64),
-        "arrival_s": arrival_arr,
-        "served_s": served_arr,
-        "latency_s": np.asarray(cols["latency_s"], dtype=np.float64),
-        "blocks_read": np.asarray(cols["blocks_read"], dtype=np.int64),
-        "blocks_written": np.asarray(cols["blocks_written"], dtype=np.int64),
-        "recomputed_blocks": np.asarray(cols["recomputed_blocks"], dtype=np.int64),
-        "bytes_loaded": np.asarray(cols["bytes_loaded"], dtype=np.int64),
-        "in_system_at_arrival": np.asarray(cols["in_system_at_arrival"], dtype=np.int64),
+        name: np.asarray(
+            cols[name], dtype=np.float64 if name in floats else bool if name == "refused" else np.int64
+        )
+        for name in REQUEST_COLUMNS
     }
     hits_arr = np.asarray(hits_rows, dtype=np.int64).reshape(len(hits_rows), n_tiers)
     frame = requests_frame(spec, columns, hits_arr)
-    return _Loop(series, frame, columns["latency_s"], elapsed, n_requests, streamed, fault, stopped, grown)
+    ttft = columns["ttft_s"][~columns["refused"]]
+    return _Loop(series, frame, ttft, elapsed, driver.totals, fault, stopped, grown)
 
 
 # ---------------------------------------------------------------------------- the summary
@@ -662,9 +665,8 @@ def _summary(
         cfg,
         spec,
         h,
+        loop.totals,
         workload=workload.describe(),
-        requests=loop.n_requests,
-        streamed_requests=loop.streamed,
         elapsed_s=loop.elapsed_s,
         resolved=resolved_config(cfg),
         notes=run_notes,
@@ -673,7 +675,8 @@ def _summary(
         if preloaded[k]:
             row["writes"] -= preloaded[k]
             row["resumed_blocks"] = preloaded[k]
-    summary["latency_s"] = latency_percentiles(loop.latency_s)
+    summary["ttft_s"] = latency_percentiles(loop.ttft_s)
+    summary["latency_s"] = summary["ttft_s"]
     summary["makespan_s"] = loop.elapsed_s
     measured = executor.measured()
     summary["link_usage"] = link_usage_rows(_link_usage(spec, measured["links"]), loop.elapsed_s)

@@ -62,14 +62,88 @@ class CodecThroughputConfig:
 
 
 @dataclass
+class GpuConfig:
+    """How a serving engine shares each ``cuda`` tier's memory (one GPU, one tensor-parallel rank).
+
+    The KV budget of a ``cuda`` tier is ``capacity_bytes x memory_utilization - weights per rank -
+    workspace``, as vLLM sizes its KV pool after a profiling run (``gpu_memory_utilization``).
+    ``workspace_bytes`` ``None`` derives the activation workspace from the payload's architecture:
+    the peak of one forward pass over ``max_num_batched_tokens`` tokens (residual, normed input,
+    gate/up output and activated MLP output live at once, 2 bytes each:
+    ``tokens x (2 x hidden + 3 x intermediate / tp) x 2``) plus float32 logits for
+    ``max_num_seqs`` sequences (``max_num_seqs x vocab x 4``); the CUDA context, CUDA graphs and
+    NCCL buffers are not counted (an assumption: give ``workspace_bytes`` to include them).
+    ``weights_on_gpu: false`` holds the weights elsewhere (CPU offload): they are not deducted.
+    ``kv_pool: true`` says the ``cuda`` tiers' ``capacity_bytes`` are a KV pool already (a scaled
+    profile such as ``ci_small``): nothing is deducted.
+    """
+
+    memory_utilization: float = 0.9
+    workspace_bytes: Optional[int] = None
+    max_num_batched_tokens: int = 2048
+    max_num_seqs: int = 256
+    weights_on_gpu: bool = True
+    kv_pool: bool = False
+
+
+@dataclass
+class PrefillCoefficientsConfig:
+    """Fitted prefill cost coefficients (``hardware.compute.prefill``), used as given (calibrated).
+
+    ``prefill_s(n, p) = a_s + b_s_per_token x n + c_s_per_token_pair x n x (p + n/2) + d_s_per_token x p``
+    for ``n`` new tokens after ``p`` cached ones (see :mod:`exo_sim.compute`). All ``None``: not
+    calibrated (the cost is derived); once any is given, those left ``None`` are 0 (a term the fit
+    dropped). ``payload`` names the payload (model) they were measured with (``None``: any); ``basis``
+    says how.
+    """
+
+    a_s: Optional[float] = None
+    b_s_per_token: Optional[float] = None
+    c_s_per_token_pair: Optional[float] = None
+    d_s_per_token: Optional[float] = None
+    payload: Optional[str] = None
+    basis: str = ""
+
+
+@dataclass
+class ComputeConfig:
+    """The device that prefills (``hardware.compute``), per tensor-parallel rank.
+
+    ``peak_flops``: dense peak FLOP/s of one device at the compute precision (bf16 tensor cores on a
+    GPU; fp32 FMA on a CPU); ``flops_efficiency`` the fraction of it a prefill reaches — an assumption.
+    ``memory_bytes_per_s``: the device memory's bandwidth (HBM / GDDR / DRAM), ``memory_efficiency`` the
+    fraction reached (an assumption). ``forward_overhead_s``: fixed cost of one forward pass (kernel
+    launches, scheduling). ``compute_element_bytes``: bytes of one KV element as attention reads it (2:
+    bf16/fp16; 4 on a CPU computing in fp32). ``prefill``: fitted coefficients, used as given instead
+    of deriving them when any is set. A profile with neither ``peak_flops`` nor fitted coefficients
+    has no compute model.
+    """
+
+    device: str = ""
+    peak_flops: Optional[float] = None
+    flops_efficiency: float = 0.5
+    memory_bytes_per_s: Optional[float] = None
+    memory_efficiency: float = 0.8
+    forward_overhead_s: float = 0.0
+    compute_element_bytes: int = 2
+    prefill: PrefillCoefficientsConfig = field(default_factory=PrefillCoefficientsConfig)
+
+
+@dataclass
 class HardwareConfig:
-    """A hardware profile: tiers hot -> cold, the links between them and codec throughputs."""
+    """A hardware profile: tiers hot -> cold, the links between them and codec throughputs.
+
+    ``gpu``: how a serving engine shares a ``cuda`` tier with the model (:class:`GpuConfig`).
+    ``compute``: the device that prefills, for the prefill cost model (:class:`ComputeConfig`).
+    """
 
     name: str = MISSING
     description: str = ""
     tiers: list[TierConfig] = field(default_factory=list)
     links: list[LinkConfig] = field(default_factory=list)
     codec_throughput: dict[str, CodecThroughputConfig] = field(default_factory=dict)
+    gpu: GpuConfig = field(default_factory=GpuConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
 
 @dataclass
@@ -80,6 +154,14 @@ class PayloadConfig:
     ``tensor_parallel`` ranks by KV head (bytes are per rank). ``rag_chunk``: chunks of
     ``chunk_chars`` characters (``text_bytes_per_char`` bytes each, stored raw) covering
     ``tokens_per_chunk`` tokens, each with one ``embedding_dim`` vector (encoded by the codec).
+
+    A ``kv_cache`` payload also gives its model's architecture (``hidden_size``,
+    ``intermediate_size``, ``attention_heads``, ``vocab_size``, ``tied_embeddings``; see
+    :mod:`exo_sim.architecture`): it sizes the weights a GPU tier holds besides the KV cache, stored
+    at ``weight_dtype`` (``bf16``, ``fp16``, ``fp8``, ``int8``, ``int4``; int8/int4 with one scale —
+    int4 also a zero point — per ``weight_group_size`` input elements). ``hidden_size: 0`` leaves the
+    architecture out (KV shape only; no weights deducted). ``bytes_per_token``, if given, is checked
+    against the derived per-rank KV bytes per token at 2 bytes an element.
     """
 
     name: str = MISSING
@@ -89,6 +171,14 @@ class PayloadConfig:
     kv_heads: int = 0
     head_dim: int = 0
     tensor_parallel: int = 1
+    hidden_size: int = 0
+    intermediate_size: int = 0
+    attention_heads: int = 0
+    vocab_size: int = 0
+    tied_embeddings: bool = False
+    weight_dtype: str = "bf16"  # bf16 | fp16 | fp8 | int8 | int4
+    weight_group_size: int = 128
+    bytes_per_token: Optional[int] = None  # optional declared KV bytes/token per rank at 16 bits
     chunk_chars: int = 1024
     text_bytes_per_char: int = 1
     tokens_per_chunk: int = 256
@@ -128,11 +218,16 @@ class HierarchyConfig:
     off the last tier is dropped. ``write_through``: new blocks are also persisted to the last tier,
     so a clean victim of the tier above it is dropped without a write.
     A tier over ``high_watermark`` x its capacity evicts down to ``low_watermark`` x its capacity.
+    ``reuse``: ``prefix`` (a serving engine's KV cache: a request reuses the longest cached prefix of
+    its block chain, as vLLM counts it), ``block`` (each resident block is a hit on its own: RAG
+    chunks) or ``auto`` (``prefix`` for a ``kv_cache`` payload on a workload of block chains, else
+    ``block``).
     """
 
     mode: str = "exclusive"
     high_watermark: float = 1.0
     low_watermark: float = 1.0
+    reuse: str = "auto"  # auto | prefix | block (exo_sim.driver)
 
 
 @dataclass
@@ -203,9 +298,14 @@ class SimConfig:
     when its previous one is served and a think time (``think_time_s``, ``fixed`` or ``exponential``
     with that mean) has passed. Every process hands requests to the decision core in workload order.
 
-    Costs: a missing block is recomputed at ``prefill_tokens_per_s`` tokens/s on one of
-    ``prefill_slots`` prefill engines; a block changing codec between tiers is decoded and re-encoded
-    at the hardware profile's codec throughputs on one of ``codec_workers`` codec engines. Victims are
+    Serving (``executor=engines``): each request waits for one of ``compute_engines`` compute engines
+    (a GPU, or a TP group; one request at a time each, FCFS: no batching of prefills), loads its
+    cached prefix from lower tiers over the links (and decodes it on one of ``codec_workers`` codec
+    engines), then prefills the rest at the hardware profile's prefill cost ``prefill_s(n, p)``
+    (:mod:`exo_sim.compute`); TTFT is the sum. ``overlap=layerwise`` pipelines the load with the
+    prefill layer by layer, as LMCache and SGLang HiCache do. A payload without an architecture (RAG
+    chunks) is computed at ``prefill_tokens_per_s`` tokens/s instead. A block changing codec between
+    tiers is decoded and re-encoded at the hardware profile's codec throughputs. Victims are
     demoted in the ``background`` (the request does not wait for them) or ``sync`` (it does). A
     promotion crossing several links is carried ``store_and_forward`` (one link after the other) or
     ``pipeline`` (all links held at once, the slowest one setting the pace).
@@ -224,8 +324,9 @@ class SimConfig:
     think_time_dist: str = "fixed"  # fixed | exponential
     demotion: str = "background"  # background | sync
     multi_hop: str = "store_and_forward"  # store_and_forward | pipeline
-    prefill_tokens_per_s: float = 10_000.0
-    prefill_slots: int = 1
+    prefill_tokens_per_s: float = 10_000.0  # payloads without an architecture (RAG chunks), and serial
+    compute_engines: int = 1
+    overlap: str = "none"  # none | layerwise
     codec_workers: int = 1
     write_requests: bool = True  # write requests.parquet (one row per request)
     executor: str = "engines"  # engines | serial

@@ -93,6 +93,7 @@ class TierCounters:
     demotions: int = 0
     evictions: int = 0
     drops: int = 0
+    stranded: int = 0
     writes: int = 0
     used_blocks: int = 0
     peak_blocks: int = 0
@@ -146,14 +147,38 @@ class Hierarchy:
         self.promotions = [0] * n
         self.demotions = [0] * n
         self.drops = [0] * n
+        self.stranded = [0] * n
         self.accesses = 0
         self.new_blocks = 0
         self.recomputed_blocks = 0
         self.persists = 0
         self._flows_mark = self._flow_totals()
+        # prefix reuse (see "Requests" below): keys pinned by the request in flight, in the order it
+        # took them; extra copies of a block (a recomputed block that was still resident elsewhere);
+        # keys of uncacheable (partial) blocks, freed when their request ends
+        self._pinned: list[int] = []
+        self._pinned_set: set[int] = set()
+        self._copies: dict[int, list[int]] = {}
+        self._owner: dict[int, int] = {}
+        self._transient: set[int] = set()
+        self._next_key = -1
         # occupancy summed over accesses = used_now x accesses - sum over changes of (delta x when)
         self._change_time = [0] * n
         self.now = 0
+
+    @property
+    def top_room(self) -> int:
+        """Blocks the top tier holds under its high watermark."""
+        return self._high[self.top]
+
+    @property
+    def request_room(self) -> int:
+        """The most blocks one request may hold in the top tier at once (prefix reuse).
+
+        Eviction brings the tier down to its low watermark, and the request's own blocks cannot be
+        victims, so a request fits when its blocks fit under the low watermark.
+        """
+        return self._evict_to[self.top] + 1
 
     # ------------------------------------------------------------------ hot path
     def access_many(self, blocks: Sequence[int], next_access: Sequence[int] | None = None) -> None:
@@ -260,6 +285,145 @@ class Hierarchy:
             self.where[b] = k
         return left
 
+    # ------------------------------------------------------------------ requests (prefix reuse)
+    # A serving engine's request, block by block (the driver, exo_sim/driver.py, walks it): ``find``
+    # each block of the cached prefix and ``use`` it, ``compute`` every block from the first missing
+    # one on, then ``end_request``. Blocks the request holds are pinned in the top tier until then
+    # (never a victim there), and are released tail-first, as vLLM's free queue takes them back.
+    def find(self, b: int) -> tuple[int, int] | None:
+        """The copy of block ``b`` a lookup uses, as ``(key, tier)``, or ``None`` if it is not resident.
+
+        A block recomputed while an older copy was still resident has several copies (each under its
+        own key); the lookup uses the one made first, as vLLM's block pool does.
+        """
+        if self._copies:
+            keys = self._copies.get(b)
+            if keys:
+                key = keys[0]
+                return key, self.where[key]
+        t = self.where.get(b)
+        return None if t is None else (b, t)
+
+    def use(self, key: int, tier: int, next_access: int = NEVER) -> None:
+        """Serve one block of the cached prefix from the copy ``key`` in ``tier`` (a hit there).
+
+        A hit below the top is promoted to the top tier, as :meth:`access` does. The copy stays pinned
+        in the top tier until :meth:`end_request`.
+        """
+        self.now = self.accesses
+        if self.needs_future:
+            self.next_access[key] = next_access
+        if tier == self.top:
+            self.hits[tier] += 1
+            self._active[tier].access(key, next_access)
+        else:
+            self._access_slow(key, next_access, self.accesses, tier)
+        self.accesses += 1
+        self._pin(key)
+
+    def compute(self, b: int, next_access: int = NEVER, cacheable: bool = True, read: bool = True) -> None:
+        """Prefill block ``b`` (``read``) or write it as output (``read=False``) and admit it to the top tier.
+
+        A block read past the cached prefix while a copy is still resident somewhere is *stranded*
+        there (counted at that tier); its recomputed KV becomes a second copy (the old one stays
+        until it is evicted, and is then dropped rather than demoted), exactly as vLLM caches a
+        recomputed block beside an identical one. An uncacheable block (a prompt's partial last
+        block) takes a top-tier slot under a key of its own until :meth:`end_request` frees it. A
+        write of a resident block refreshes it in place.
+        """
+        self.now = self.accesses
+        found = self.find(b) if cacheable else None
+        if not read:
+            if found is not None:  # refreshed in place
+                key, t = found
+                self._active[t].access(key, next_access)
+                self._pin(key)
+                return
+            self.new_blocks += 1
+        else:
+            self.accesses += 1
+            self.recomputed_blocks += 1
+        key = b
+        if found is not None or not cacheable:
+            key = self._next_key
+            self._next_key -= 1
+            if cacheable:
+                assert found is not None
+                old_key, t = found
+                if read:
+                    self.stranded[t] += 1
+                keys = self._copies.get(b)
+                if keys is None:
+                    self._copies[b] = [old_key, key]
+                else:
+                    keys.append(key)
+                self._owner[key] = b
+            else:
+                self._transient.add(key)
+        if self.needs_future:
+            self.next_access[key] = next_access
+        self._admit(self.top, key, next_access, None)
+        if self.write_through and cacheable and found is None:
+            self._persist(key, next_access)
+        self._pin(key)
+
+    def end_request(self) -> None:
+        """The request in flight finished: release its blocks tail-first and free its uncacheable ones.
+
+        Each cacheable block is handed to its tier's policy ``release`` hook, last block first (LRU
+        moves it to the MRU end, so a chain's tail is evicted before its head); an uncacheable block
+        leaves the top tier, its slot free.
+        """
+        top = self.top
+        policy = self._active[top]
+        release = policy.release
+        transient = self._transient
+        for key in reversed(self._pinned):
+            if key in transient:
+                transient.discard(key)
+                if self.where.get(key) == top:
+                    policy.remove(key)
+                    del self.where[key]
+                    self._set_used(top, self.used[top] - 1)
+            elif release is not None and self.where.get(key) == top:
+                release(key)
+        self._pinned.clear()
+        self._pinned_set.clear()
+
+    def _pin(self, key: int) -> None:
+        if self.where.get(key) == self.top:
+            self._pinned.append(key)
+            self._pinned_set.add(key)
+
+    def _victim_unpinned(self) -> int:
+        """The top tier's next victim that the request in flight does not hold.
+
+        Blocks it holds that the policy offers first are set aside and re-inserted afterwards (as new
+        arrivals: a pinned block cannot leave, so the policy is asked again).
+        """
+        policy = self._active[self.top]
+        held: list[int] = []
+        v = policy.victim()
+        while v in self._pinned_set:
+            held.append(v)
+            v = policy.victim()
+        for key in held:
+            policy.insert(key, self._next_of(key))
+        return v
+
+    def _other_copy(self, v: int) -> bool:
+        """``v`` is leaving its tier as a victim: if another copy of its block stays, forget ``v`` and say so."""
+        b = self._owner.get(v, v)
+        keys = self._copies.get(b)
+        if keys is None or len(keys) < 2:
+            return False
+        keys.remove(v)
+        if v != b:
+            del self._owner[v]
+        if keys == [b]:
+            del self._copies[b]
+        return True
+
     # ------------------------------------------------------------------ slow path
     def _access_slow(self, b: int, na: int, now: int, t: int | None) -> None:
         """Everything but a top-tier hit (``t``: the tier holding ``b``, or ``None``)."""
@@ -297,8 +461,11 @@ class Hierarchy:
         down to a lower watermark gives up several; all but the last are routed by recursion.
         """
         used, where, rec, wt, ops = self.used, self.where, self.record_moves, self.write_through, self._ops
+        pinned, top = self._pinned_set, self.top
         while True:
             policy, prepare, insert, victim, high, evict_to, below = ops[k]
+            if pinned and k == top:  # the request in flight holds some top-tier blocks: never evict those
+                victim = self._victim_unpinned
             if rec:
                 self.moves.append(
                     _new_move(Move, (b, src, k, self._bytes[src] if src is not None else 0, self._bytes[k]))
@@ -337,7 +504,7 @@ class Hierarchy:
                     return
             else:  # exclusive, inline: demote one tier down (where[v] is rewritten there) or drop
                 nxt = below
-                if nxt is None:
+                if nxt is None or (self._copies and self._other_copy(v)):
                     self.drops[k] += 1
                     del where[v]
                     if rec:
@@ -358,6 +525,12 @@ class Hierarchy:
         """
         below = self._below[k]
         where = self.where
+        if self._copies and self._other_copy(v):  # another copy of the block stays: no need to keep this one
+            self.drops[k] += 1
+            if where.get(v) == k:
+                del where[v]
+            self._drop_move(v, k)
+            return None
         if self.write_through:
             last = self.last
             if k == last:
@@ -417,6 +590,7 @@ class Hierarchy:
                     demotions=self.demotions[k],
                     evictions=evictions,
                     drops=self.drops[k],
+                    stranded=self.stranded[k],
                     writes=self.used[k] + evictions + removed,
                     used_blocks=self.used[k],
                     peak_blocks=self.peak[k],

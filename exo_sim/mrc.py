@@ -17,12 +17,48 @@ block to the top of the stack like any reference but count as neither hit nor mi
 hierarchy. This is the one place besides :mod:`exo_sim.future` that holds a whole trace: 8 bytes
 per reference, plus about 40 per reuse while distances are computed.
 
+**LRU under prefix reuse, exactly, in one pass** (:func:`prefix_lru_pass`; ``hierarchy.reuse`` is
+``prefix``: the rules are :mod:`exo_sim.driver`'s). The engine's LRU order is kept as a stack in
+which every request, once done, puts its cacheable blocks back tail-first (its reads then its
+writes, head most recent); a prompt's partial last block never enters it. Let ``D`` be a block's
+depth in that stack *when its request starts* (∞ if it is not there) — from the stack distances of
+the flattened release order, ``D = dist(i) - (i - s) + #{j in [s, i): prev(j) > prev(i)}`` for a
+request starting at ``s`` (the last term is 0 when the request's blocks were, as usual, deeper the
+further down its chain they lie). The cache of ``C`` blocks holds the top ``C - f`` blocks of the
+stack, where ``f`` is 1 after a request whose partial last block took a slot while it ran (it
+evicted one block and left its slot free; the next request's first new block fills it) — so
+``f``, not the partial block itself, is how it shrinks the cache, by one, for the next request.
+Lookups come before any eviction, so read ``k`` of a request is a hit iff ``k < cap`` (the n-1 cap:
+``floor((prompt tokens - 1) / block_tokens)``, and no partial block before it) and the running
+maximum of ``D`` up to ``k`` is at most ``C - f``: one threshold per read, hits at every capacity
+from one sorted array. Two rules break the stack property, and are handled exactly:
+
+* **refusal**: a request of more blocks than ``C`` is refused at ``C`` (it leaves no trace), so
+  capacities that refuse different requests see different streams: the pass runs once per distinct
+  set of admitted requests among the capacities asked (one pass for every ``C`` >= the largest
+  request; the rest cost less, their streams being shorter);
+* **duplicate copies**: a read computed while a copy of its block is resident (a fully cached
+  prompt whose last block is full, reads past a partial block inside a chain, a block repeated in a
+  request, ids that are not chains) gets a second copy, and the first one stays as a dead slot at
+  exactly the capacities where the block was resident — a capacity-dependent hole. The pass finds,
+  per capacity, the first request where that happens (read ``k`` does it at ``C`` iff
+  ``C - f >= D_k`` and its running maximum or ``cap`` stops the prefix first); up to that request the
+  curve is exact, and from there the capacity is finished by the decision core itself
+  (:class:`~exo_sim.driver.Driver` on a :class:`~exo_sim.hierarchy.Hierarchy` preloaded with the
+  stack's top ``C - f`` blocks): ``method`` says ``prefix_stack_distance+engine`` for those rows.
+  Neither Mooncake trace ever does it (their ids are chains and no fully cached prompt ends on a
+  full block), so their curves are one pass throughout.
+
+The curve's ``hit_ratio`` is then the prefix-hit ratio: hit blocks (the cached prefixes) over the
+read blocks of the requests served (refused ones are not counted, as in the replay's summary);
+``token_hit_ratio`` is hit tokens over prompt tokens.
+
 **Other policies** have no stack property: their curve is one single-tier replay per capacity (the
 very replay of ``exo-replay experiment=single_tier``), run in parallel processes.
 
 Either way the tier is ``mrc_single_tier``: one tier of ``N`` blocks, exclusive, evicting one block
 when full, storing blocks in the configured hierarchy's top-tier codec (which gives
-``capacity_bytes``).
+``capacity_bytes``), with the configured ``hierarchy.reuse``.
 """
 
 from __future__ import annotations
@@ -38,6 +74,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from exo_sim.driver import resolve_reuse
 from exo_sim.errors import ConfigError
 from exo_sim.policies import policy_names
 from exo_sim.spec import Locator, Spec, block_bytes, build_spec
@@ -54,8 +91,16 @@ COLUMNS = (
     "method",
     "hits",
     "accesses",
+    "reuse",
+    "hit_tokens",
+    "prompt_tokens",
+    "token_hit_ratio",
+    "refused_requests",
 )
-"""Columns of ``mrc.parquet``."""
+"""Columns of ``mrc.parquet``. ``hit_ratio`` is ``hits / accesses``: read blocks served from the cache
+over read blocks of the requests served — under ``reuse`` = ``prefix`` the blocks of each request's
+cached prefix, so it is the prefix-hit ratio; ``token_hit_ratio`` is ``hit_tokens / prompt_tokens``;
+``refused_requests``: requests larger than the tier, refused under prefix reuse (not counted above)."""
 
 SPACINGS = ("log", "linear")
 Ints = Sequence[int] | np.ndarray
@@ -128,10 +173,25 @@ def lru_hits(blocks: np.ndarray, reads: np.ndarray | None, capacities: Ints) -> 
             the top of the stack but are not counted.
         capacities: cache sizes in blocks.
     """
+    return _lru_curve(blocks, reads, None, capacities)[0]
+
+
+def _lru_curve(
+    blocks: np.ndarray, reads: np.ndarray | None, tokens: np.ndarray | None, capacities: Ints
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lru_hits` and the tokens of those hits (``tokens``: each reference's; ``None``: no tokens)."""
     dist = stack_distances(blocks)
     counted = dist > 0 if reads is None else (dist > 0) & reads
-    hits_sorted = np.sort(dist[counted])
-    return np.searchsorted(hits_sorted, np.asarray(capacities, dtype=np.int64), side="right")
+    caps = np.asarray(capacities, dtype=np.int64)
+    if tokens is None:
+        hits = np.searchsorted(np.sort(dist[counted]), caps, side="right")
+        return hits, np.zeros_like(hits)
+    order = np.argsort(dist[counted], kind="stable")
+    hits_sorted = dist[counted][order]
+    hits = np.searchsorted(hits_sorted, caps, side="right")
+    cum = np.zeros(hits_sorted.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.asarray(tokens, dtype=np.int64)[counted][order], out=cum[1:])
+    return hits, cum[hits]
 
 
 def references(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
@@ -144,6 +204,314 @@ def references(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
     if not blocks:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     return np.concatenate(blocks).astype(np.int64, copy=False), np.concatenate(reads)
+
+
+# ------------------------------------------------------------------ one-pass LRU under prefix reuse
+@dataclass
+class RequestArrays:
+    """A whole workload as columns: every reference's block, tokens and write flag.
+
+    Request ``r`` is references ``offsets[r]`` to ``offsets[r + 1]``.
+    """
+
+    blocks: np.ndarray
+    tokens: np.ndarray
+    writes: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n_requests(self) -> int:
+        """Requests in the workload."""
+        return int(self.offsets.shape[0]) - 1
+
+    def tail(self, start: int) -> RequestArrays:
+        """The requests from ``start`` on."""
+        lo = int(self.offsets[start])
+        return RequestArrays(
+            self.blocks[lo:], self.tokens[lo:], self.writes[lo:], self.offsets[start:] - lo
+        )
+
+
+def request_arrays(workload: Workload) -> RequestArrays:
+    """Stream ``workload`` into :class:`RequestArrays` (every reference, with its request)."""
+    blocks: list[np.ndarray] = []
+    tokens: list[np.ndarray] = []
+    writes: list[np.ndarray] = []
+    offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    base = 0
+    for chunk in workload.chunks():
+        blocks.append(np.asarray(chunk.blocks, dtype=np.int64))
+        tokens.append(np.asarray(chunk.tokens, dtype=np.int64))
+        writes.append(np.asarray(chunk.writes, dtype=bool))
+        offsets.append(np.asarray(chunk.offsets[1:], dtype=np.int64) + base)
+        base += chunk.n_refs
+    if not blocks:
+        z = np.zeros(0, dtype=np.int64)
+        return RequestArrays(z, z.copy(), np.zeros(0, dtype=bool), offsets[0])
+    return RequestArrays(np.concatenate(blocks), np.concatenate(tokens), np.concatenate(writes),
+                         np.concatenate(offsets))
+
+
+@dataclass
+class PrefixPass:
+    """What :func:`prefix_lru_pass` found at each capacity (arrays in the order of ``capacities``).
+
+    Attributes:
+        hits: hit blocks; where ``engine_from[i] >= 0``, only those of the requests before it.
+        accesses / prompt_tokens: read blocks / read tokens of the requests served (not refused).
+        refused: requests larger than the capacity.
+        engine_from: the first request that makes a duplicate copy at that capacity (from there the
+            stack no longer describes the cache), or -1 if none does.
+        preload: where ``engine_from[i] >= 0``, the cache's blocks when that request starts, LRU
+            first; else ``None``.
+    """
+
+    capacities: np.ndarray
+    hits: np.ndarray
+    accesses: np.ndarray
+    prompt_tokens: np.ndarray
+    refused: np.ndarray
+    engine_from: np.ndarray
+    preload: list[np.ndarray | None]
+
+
+def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    cs = np.zeros(values.shape[0] + 1, dtype=np.int64)
+    np.cumsum(values, out=cs[1:])
+    return cs[offsets[1:]] - cs[offsets[:-1]]
+
+
+def prefix_lru_pass(req: RequestArrays, block_tokens: int, capacities: Ints) -> PrefixPass:
+    """Prefix-reuse LRU hits of a single tier at every capacity, in one pass (see the module docstring).
+
+    Exactly the replay's hits (``Driver`` + ``Hierarchy``, one tier, watermarks 1.0) at every capacity
+    where ``engine_from`` is -1; elsewhere exact up to that request (:func:`prefix_lru_hits` finishes
+    those capacities with the engine).
+    """
+    caps = np.asarray(capacities, dtype=np.int64)
+    full = int(block_tokens)
+    n_caps = caps.shape[0]
+    offsets = np.asarray(req.offsets, dtype=np.int64)
+    n_req = req.n_requests
+    n_refs = int(req.blocks.shape[0])
+    n_total = np.diff(offsets)
+    ref_req = np.repeat(np.arange(n_req, dtype=np.int64), n_total)
+    is_read = ~req.writes
+    tokens = req.tokens
+    # per request: reads, prompt tokens, the n-1 cap, the first partial read, the transient partial block
+    n_reads = _segment_sums(is_read.astype(np.int64), offsets)
+    prompt = _segment_sums(np.where(is_read, tokens, 0), offsets)
+    cs_reads = np.zeros(n_refs + 1, dtype=np.int64)
+    np.cumsum(is_read, out=cs_reads[1:])
+    read_rank = cs_reads[:-1] - cs_reads[offsets[:-1]][ref_req]  # index among its request's reads
+    cap = np.where(prompt > 0, (prompt - 1) // full, 0)
+    partial_read = is_read & (tokens != full)
+    first_partial = np.full(n_req, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_partial, ref_req[partial_read], read_rank[partial_read])
+    beta = np.minimum(cap, first_partial)  # reads from here on are never hits
+    transient = is_read & (read_rank == n_reads[ref_req] - 1) & (tokens != full)
+    has_transient = np.zeros(n_req, dtype=bool)
+    has_transient[ref_req[transient]] = True
+    # the release order: each request's cacheable blocks, writes then reads, each last first
+    width = int(n_total.max()) + 1 if n_req else 1
+    pos = np.arange(n_refs, dtype=np.int64) - offsets[:-1][ref_req]
+    keep = np.flatnonzero(~transient)
+    key = ref_req[keep] * (2 * width) + np.where(req.writes[keep], 0, width) + (width - 1 - pos[keep])
+    release = keep[np.argsort(key, kind="stable")]
+
+    # served requests, refused ones, read blocks and tokens at each capacity
+    by_size = np.argsort(n_total, kind="stable")
+    sizes_sorted = n_total[by_size]
+    served = np.searchsorted(sizes_sorted, caps, side="right")
+
+    def upto(values: np.ndarray) -> np.ndarray:
+        cs = np.zeros(n_req + 1, dtype=np.int64)
+        np.cumsum(values[by_size], out=cs[1:])
+        return cs[served]
+
+    hits = np.zeros(n_caps, dtype=np.int64)
+    engine_from = np.full(n_caps, -1, dtype=np.int64)
+    preload: list[np.ndarray | None] = [None] * n_caps
+    for group in np.unique(served):
+        where = np.flatnonzero(served == group)
+        if group == 0:
+            continue  # nothing served: no hits
+        admitted = n_total <= sizes_sorted[group - 1]
+        _prefix_group(
+            req, full, caps[where], where, admitted, ref_req, is_read, read_rank, beta, transient,
+            has_transient, n_reads, n_total, release, hits, engine_from, preload,
+        )
+    return PrefixPass(caps, hits, upto(n_reads), upto(prompt), n_req - served, engine_from, preload)
+
+
+def _prefix_group(
+    req: RequestArrays,
+    full: int,
+    caps: np.ndarray,
+    where: np.ndarray,
+    admitted: np.ndarray,
+    ref_req: np.ndarray,
+    is_read: np.ndarray,
+    read_rank: np.ndarray,
+    beta: np.ndarray,
+    transient: np.ndarray,
+    has_transient: np.ndarray,
+    n_reads: np.ndarray,
+    n_total: np.ndarray,
+    release: np.ndarray,
+    hits: np.ndarray,
+    engine_from: np.ndarray,
+    preload: list[np.ndarray | None],
+) -> None:
+    """One pass over the requests ``admitted`` (those that every capacity in ``caps`` serves)."""
+    n_refs = int(req.blocks.shape[0])
+    f_idx = release[admitted[ref_req[release]]]
+    fb = req.blocks[f_idx]
+    fr = ref_req[f_idx]
+    m = int(f_idx.shape[0])
+    inf = m + 2  # deeper than any block: "not in the stack"
+    seg = np.zeros(m, dtype=np.int64)
+    if m:
+        seg[1:] = np.cumsum(fr[1:] != fr[:-1])
+    starts = np.flatnonzero(np.r_[True, fr[1:] != fr[:-1]]) if m else np.zeros(0, dtype=np.int64)
+    s = starts[seg]
+    # depth of each released block when its request starts: D = (s - p) - #{reuse pairs (p', i') with
+    # p' > p and i' < s}; earlier_greater counts i' < i, so the pairs inside [s, i) are added back
+    prev = previous_occurrence(fb)
+    reuse = np.flatnonzero(prev >= 0)
+    p = prev[reuse]
+    eg = earlier_greater(p)
+    sr = s[reuse]
+    before = p < sr  # else the block was released earlier in this same request
+    depth = np.full(m, inf, dtype=np.int64)
+    corr = np.zeros(reuse.shape[0], dtype=np.int64)
+    if m:
+        big = m + 2
+        run = np.maximum.accumulate(prev + 1 + seg * big) - seg * big - 1  # running max of prev per segment
+        prior = np.full(reuse.shape[0], -1, dtype=np.int64)
+        inside = reuse > sr
+        prior[inside] = run[reuse[inside] - 1]
+        odd = np.flatnonzero(before & (prior > p))  # a block released earlier in the request was shallower
+        for j in odd.tolist():
+            i = int(reuse[j])
+            corr[j] = int(np.count_nonzero(prev[int(sr[j]) : i] > p[j]))
+    depth[reuse[before]] = (sr - p - eg + corr)[before]
+    again = reuse[~before]
+    stranding = np.zeros(n_refs, dtype=bool)
+    if again.shape[0]:
+        depth[again] = -1
+        src = prev[again]
+        while True:  # a repeat has its first release's depth
+            depth[again] = depth[src]
+            if not (depth[again] < 0).any():
+                break
+        # the repeat that comes later in the request is computed while its block is held: a copy
+        later = f_idx[src]
+        stranding[later[is_read[later]]] = True
+    d_ref = np.full(n_refs, inf, dtype=np.int64)
+    d_ref[f_idx] = depth
+
+    # the free slot a partial block leaves: f(C) = [C >= lo] for the next request
+    adm_idx = np.flatnonzero(admitted)
+    lo = np.where(has_transient[adm_idx], 0, inf)
+    readless = n_reads[adm_idx] == 0
+    if readless.any():  # a request with no reads keeps the slot free unless one of its writes is new
+        cur: int = inf
+        w_idx = np.flatnonzero(req.writes)
+        w_req = ref_req[w_idx]
+        for j, r in enumerate(adm_idx.tolist()):
+            if n_reads[r] > 0:
+                cur = 0 if has_transient[r] else inf
+            elif n_total[r] > 0:
+                a, b = (int(x) for x in np.searchsorted(w_req, [r, r + 1]))
+                cur = max(cur, min(inf, int(d_ref[w_idx[a:b]].max()) + 1))
+            lo[j] = cur
+    lo_prev = np.full(admitted.shape[0], inf, dtype=np.int64)
+    lo_prev[adm_idx] = np.r_[inf, lo[:-1]]
+
+    # reads, in request order: running max of D, the n-1 cap, and the threshold capacity of each hit
+    r_idx = np.flatnonzero(is_read & admitted[ref_req])
+    dr = d_ref[r_idx]
+    rq = ref_req[r_idx]
+    b2 = inf + 1
+    run_max = np.maximum.accumulate(dr + rq * b2) - rq * b2
+    v = np.where(read_rank[r_idx] < beta[rq], run_max, inf)
+    lp = lo_prev[rq]
+    thr = v + (lp <= v)  # hit at C iff C >= thr
+    clipped = np.minimum(caps, m + 1)
+    hits[where] = np.searchsorted(np.sort(thr), clipped, side="right")
+    # duplicate copies: read k is computed at C (C < thr[k]) while resident (C >= thr(D_k), or always for
+    # a repeat inside its request)
+    rs = stranding[r_idx]
+    lo_k = np.where(rs, 0, dr + (lp <= dr))
+    cand = ~transient[r_idx] & (rs | (dr < inf)) & (lo_k < thr)
+    if not cand.any():
+        return
+    c_lo, c_hi, c_req = lo_k[cand], thr[cand], rq[cand]
+    for j, c in enumerate(clipped.tolist()):
+        hit_here = (c_lo <= c) & (c < c_hi)
+        if not hit_here.any():
+            continue
+        first = int(c_req[int(np.argmax(hit_here))])
+        out = int(where[j])
+        engine_from[out] = first
+        upto = int(np.searchsorted(rq, first))
+        hits[out] = int(np.count_nonzero(thr[:upto] <= c))
+        # the cache when ``first`` starts: the stack's top C - f blocks
+        head = int(np.searchsorted(fr, first))
+        rev = fb[:head][::-1]
+        blocks, first_at = np.unique(rev, return_index=True)
+        order = blocks[np.argsort(first_at, kind="stable")]
+        room = int(caps[j]) - int(int(caps[j]) >= lo_prev[first])
+        preload[out] = order[: max(0, room)][::-1].copy()
+
+
+def _engine_hits(args: tuple[dict[str, Any], int, str, RequestArrays, np.ndarray]) -> int:
+    """Hits of the decision core from ``preload``'s state over ``req`` (one tier of ``capacity``)."""
+    from exo_sim.driver import Driver
+    from exo_sim.hierarchy import Hierarchy
+
+    container, capacity, codec, req, start_state = args
+    cfg = single_tier_config(OmegaConf.create(container), capacity, "lru", codec)
+    spec = build_spec(cfg)
+    h = Hierarchy(spec)
+    left = h.preload(h.top, start_state.tolist())
+    assert not left, "the preloaded stack does not fit the tier"
+    driver = Driver(h, "prefix", spec.block_tokens)
+    blocks = req.blocks.tolist()
+    tokens = req.tokens.tolist()
+    writes = req.writes.tolist() if req.writes.any() else None
+    off = req.offsets.tolist()
+    for r in range(req.n_requests):
+        a, b = off[r], off[r + 1]
+        driver.request(blocks[a:b], tokens[a:b], writes[a:b] if writes is not None else None)
+    return int(h.hits[h.top])
+
+
+def prefix_lru_hits(
+    cfg: Any, req: RequestArrays, block_tokens: int, capacities: Ints, codec: str, jobs: int = 1
+) -> tuple[PrefixPass, np.ndarray]:
+    """Exact prefix-reuse LRU hits at each capacity, and whether each capacity needed the decision core.
+
+    :func:`prefix_lru_pass`, then, at a capacity where a duplicate copy occurs, the core
+    (:class:`~exo_sim.driver.Driver`) from that request on, started from the pass's cache there.
+    """
+    res = prefix_lru_pass(req, block_tokens, capacities)
+    todo = np.flatnonzero(res.engine_from >= 0)
+    if todo.shape[0]:
+        container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        work = []
+        for i in todo.tolist():
+            state = res.preload[i]
+            assert state is not None
+            work.append((container, int(res.capacities[i]), codec, req.tail(int(res.engine_from[i])), state))
+        if jobs <= 1 or len(work) <= 1:
+            extra = [_engine_hits(w) for w in work]
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
+                extra = list(pool.map(_engine_hits, work))
+        res.hits[todo] += np.asarray(extra, dtype=np.int64)
+    return res, res.engine_from >= 0
 
 
 # ------------------------------------------------------------------ capacities and configs
@@ -166,7 +534,7 @@ def single_tier_config(cfg: Any, capacity_blocks: int, policy: str, codec: str) 
     """``cfg`` with its hardware replaced by one tier of ``capacity_blocks`` blocks under ``policy``.
 
     The tier evicts one block when full (exclusive, watermarks 1.0) and stores blocks in ``codec``;
-    block size, payload and workload are ``cfg``'s. Resolved, so it can cross process boundaries.
+    block size, payload, workload and ``hierarchy.reuse`` are ``cfg``'s. Resolved, so it can cross process boundaries.
     """
     c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     c["hardware"] = {
@@ -187,7 +555,8 @@ def single_tier_config(cfg: Any, capacity_blocks: int, policy: str, codec: str) 
     }
     c["capacity_blocks"] = int(capacity_blocks)
     c["policy"] = {"name": policy, "default": policy, "per_tier": {}}
-    c["hierarchy"] = {"mode": "exclusive", "high_watermark": 1.0, "low_watermark": 1.0}
+    reuse = str((c.get("hierarchy") or {}).get("reuse", "auto"))
+    c["hierarchy"] = {"mode": "exclusive", "high_watermark": 1.0, "low_watermark": 1.0, "reuse": reuse}
     c["codec"]["default"] = codec
     c["codec"]["per_tier"] = {}
     c.setdefault("output", {})
@@ -205,6 +574,8 @@ class MrcPlan:
     policies: list[str]
     codec: str
     jobs: int
+    reuse: str = "block"
+    """``hierarchy.reuse`` resolved for this payload and workload: ``prefix`` or ``block``."""
 
 
 def plan_mrc(cfg: Any, locate: Locator | None = None) -> MrcPlan:
@@ -216,6 +587,7 @@ def plan_mrc(cfg: Any, locate: Locator | None = None) -> MrcPlan:
     """
     spec = build_spec(cfg, locate)
     workload = make_workload(cfg.workload, spec.block_tokens, locate)
+    reuse = resolve_reuse(str(cfg.hierarchy.reuse), str(cfg.payload.kind), workload, locate)
     m = cfg.mrc
 
     def fail(key: str, problem: str) -> ConfigError:
@@ -247,28 +619,38 @@ def plan_mrc(cfg: Any, locate: Locator | None = None) -> MrcPlan:
     if m.jobs < 0:
         raise fail("mrc.jobs", f"must be >= 0, got {m.jobs}")
     jobs = int(m.jobs) or (os.cpu_count() or 1)
-    return MrcPlan(spec, workload, policies, spec.tiers[0].codec, jobs)
+    return MrcPlan(spec, workload, policies, spec.tiers[0].codec, jobs, reuse)
 
 
-def _replay_hits(args: tuple[dict[str, Any], int, str, str]) -> tuple[int, int]:
+ReplayPoint = tuple[int, int, int, int, int]
+"""One single-tier replay's ``(hits, accesses, hit_tokens, prompt_tokens, refused requests)``."""
+
+
+def _replay_point(args: tuple[dict[str, Any], int, str, str]) -> ReplayPoint:
     from exo_sim.replay import run_replay
 
     container, capacity, policy, codec = args
     cfg = single_tier_config(OmegaConf.create(container), capacity, policy, codec)
     s = run_replay(cfg).summary
-    return int(s["tiers"][0]["hits"]), int(s["accesses"])
+    return (int(s["tiers"][0]["hits"]), int(s["accesses"]), int(s["hit_tokens"]), int(s["prompt_tokens"]),
+            int(s["requests_refused"]))
+
+
+def replay_points(cfg: Any, capacities: Ints, policy: str, codec: str, jobs: int = 1) -> list[ReplayPoint]:
+    """:data:`ReplayPoint` of single-tier replays of ``cfg``'s workload at each capacity."""
+    container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    work = [(container, int(c), policy, codec) for c in capacities]
+    if jobs <= 1 or len(work) <= 1:
+        return [_replay_point(w) for w in work]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
+        return list(pool.map(_replay_point, work, chunksize=max(1, len(work) // (4 * jobs))))
 
 
 def replay_hits(
     cfg: Any, capacities: Ints, policy: str, codec: str, jobs: int = 1
 ) -> list[tuple[int, int]]:
     """``(hits, accesses)`` of single-tier replays of ``cfg``'s workload at each capacity."""
-    container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    work = [(container, int(c), policy, codec) for c in capacities]
-    if jobs <= 1 or len(work) <= 1:
-        return [_replay_hits(w) for w in work]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
-        return list(pool.map(_replay_hits, work, chunksize=max(1, len(work) // (4 * jobs))))
+    return [(pt[0], pt[1]) for pt in replay_points(cfg, capacities, policy, codec, jobs)]
 
 
 def curve_frame(
@@ -278,13 +660,24 @@ def curve_frame(
     spec: Spec,
     block_bytes: int,
     policy: str,
-    method: str,
+    method: str | Sequence[str],
+    reuse: str = "block",
+    hit_tokens: int | Ints | None = None,
+    prompt_tokens: int | Ints | None = None,
+    refused: int | Ints = 0,
 ) -> pd.DataFrame:
-    """One curve as rows of ``mrc.parquet``."""
+    """One curve as rows of ``mrc.parquet`` (tokens default to full blocks: ``hits`` x block tokens)."""
     caps = np.asarray(capacities, dtype=np.int64)
+    shape = caps.shape
+
+    def col(x: int | Ints | None, default: np.ndarray) -> np.ndarray:
+        return default if x is None else np.broadcast_to(np.asarray(x, dtype=np.int64), shape)
+
     h = np.asarray(hits, dtype=np.int64)
-    acc = np.broadcast_to(np.asarray(accesses, dtype=np.int64), caps.shape)
-    ratio = np.divide(h, acc, out=np.zeros(caps.shape[0]), where=acc > 0)
+    acc = col(accesses, h)
+    ht = col(hit_tokens, h * spec.block_tokens)
+    pt = col(prompt_tokens, acc * spec.block_tokens)
+    ratio = np.divide(h, acc, out=np.zeros(shape[0]), where=acc > 0)
     return pd.DataFrame(
         {
             "capacity_blocks": caps,
@@ -293,9 +686,14 @@ def curve_frame(
             "hit_ratio": ratio,
             "miss_ratio": 1.0 - ratio,
             "policy": policy,
-            "method": method,
+            "method": method if isinstance(method, str) else list(method),
             "hits": h,
             "accesses": acc,
+            "reuse": reuse,
+            "hit_tokens": ht,
+            "prompt_tokens": pt,
+            "token_hit_ratio": np.divide(ht, pt, out=np.zeros(shape[0]), where=pt > 0),
+            "refused_requests": col(refused, np.zeros(shape, dtype=np.int64)),
         }
     )[list(COLUMNS)]
 
@@ -308,6 +706,7 @@ class MrcResult:
     distinct_blocks: int
     references: int
     reads: int
+    reuse: str = "block"
 
 
 def run_mrc(cfg: Any, locate: Locator | None = None, plan: MrcPlan | None = None) -> MrcResult:
@@ -318,7 +717,8 @@ def run_mrc(cfg: Any, locate: Locator | None = None, plan: MrcPlan | None = None
     """
     plan = plan or plan_mrc(cfg, locate)
     bb = block_bytes(plan.spec.content, plan.codec, cfg.codec)
-    blocks, reads = references(plan.workload)
+    req = request_arrays(plan.workload)
+    blocks, reads = req.blocks, ~req.writes
     distinct = int(np.unique(blocks).shape[0]) if blocks.shape[0] else 0
     m = cfg.mrc
     if m.capacities_blocks is not None:
@@ -328,16 +728,23 @@ def run_mrc(cfg: Any, locate: Locator | None = None, plan: MrcPlan | None = None
         caps = capacity_grid(int(m.min_blocks), hi, int(m.points), str(m.spacing))
     n_reads = int(np.count_nonzero(reads))
     frames = []
+    spec, reuse = plan.spec, plan.reuse
     for policy in plan.policies:
-        if policy == "lru":
-            hits = lru_hits(blocks, None if n_reads == blocks.shape[0] else reads, caps)
-            frames.append(curve_frame(caps, hits, n_reads, plan.spec, bb, policy, "stack_distance"))
+        if policy == "lru" and reuse == "prefix":
+            res, engine = prefix_lru_hits(cfg, req, spec.block_tokens, caps, plan.codec, plan.jobs)
+            method = np.where(engine, "prefix_stack_distance+engine", "prefix_stack_distance").tolist()
+            frames.append(curve_frame(caps, res.hits, res.accesses, spec, bb, policy, method, reuse,
+                                      res.hits * spec.block_tokens, res.prompt_tokens, res.refused))
+        elif policy == "lru":
+            hits, hit_tokens = _lru_curve(blocks, None if n_reads == blocks.shape[0] else reads, req.tokens, caps)
+            prompt = int(req.tokens[reads].sum())
+            frames.append(curve_frame(caps, hits, n_reads, spec, bb, policy, "stack_distance", reuse,
+                                      hit_tokens, prompt))
         else:
-            pairs = replay_hits(cfg, caps, policy, plan.codec, plan.jobs)
-            frames.append(
-                curve_frame(caps, [h for h, _ in pairs], [a for _, a in pairs], plan.spec, bb, policy, "replay")
-            )
-    return MrcResult(pd.concat(frames, ignore_index=True), distinct, int(blocks.shape[0]), n_reads)
+            pts = np.asarray(replay_points(cfg, caps, policy, plan.codec, plan.jobs), dtype=np.int64).reshape(-1, 5)
+            frames.append(curve_frame(caps, pts[:, 0], pts[:, 1], spec, bb, policy, "replay", reuse,
+                                      pts[:, 2], pts[:, 3], pts[:, 4]))
+    return MrcResult(pd.concat(frames, ignore_index=True), distinct, int(blocks.shape[0]), n_reads, reuse)
 
 
 def plot_mrc(frame: pd.DataFrame, path: str | Path, title: str = "") -> None:

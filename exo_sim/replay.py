@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
+from exo_sim.driver import Driver, resolve_reuse
 from exo_sim.future import with_next_access
 from exo_sim.hierarchy import Hierarchy
-from exo_sim.policies import NEVER
 from exo_sim.results import OccupancySeries, build_summary
 from exo_sim.spec import Locator, Spec, build_spec
 from exo_sim.workloads import make_workload
@@ -36,10 +34,11 @@ class ReplayResult:
 
 
 def prepare(cfg: Any, locate: Locator | None = None) -> tuple[Spec, Workload]:
-    """Validate the whole config and its workload (no work done yet)."""
+    """Validate the whole config and its workload (no work done yet); the spec carries the reuse rule."""
     spec = build_spec(cfg, locate)
     workload = make_workload(cfg.workload, spec.block_tokens, locate)
-    return spec, workload
+    reuse = resolve_reuse(str(cfg.hierarchy.reuse), str(cfg.payload.kind), workload, locate)
+    return replace(spec, reuse=reuse), workload
 
 
 def workload_chunks(workload: Workload, hierarchy: Hierarchy) -> Iterator[RequestChunk]:
@@ -56,35 +55,6 @@ def sample_every(workload: Workload, points: int) -> int:
     if not total or points <= 0:
         return 1024
     return max(1, -(-int(total) // points))
-
-
-def replay_chunk(h: Hierarchy, chunk: RequestChunk, every: int, series: OccupancySeries) -> None:
-    """Apply one chunk's references to ``h``, sampling occupancy every ``every`` reads."""
-    blocks = chunk.blocks.tolist()
-    nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
-    if chunk.writes.any():
-        writes = chunk.writes.tolist()
-        for i, b in enumerate(blocks):
-            if writes[i]:
-                h.write(b, nxt[i] if nxt is not None else NEVER)
-                continue
-            if nxt is not None:
-                h.access_many((b,), (nxt[i],))
-            else:
-                h.access_many((b,))
-            if h.accesses % every == 0:
-                series.sample(h.accesses, h.used)
-        return
-    start, m = 0, len(blocks)
-    while start < m:
-        end = min(m, start + every - h.accesses % every)
-        if nxt is not None:
-            h.access_many(blocks[start:end], nxt[start:end])
-        else:
-            h.access_many(blocks[start:end])
-        if h.accesses % every == 0:
-            series.sample(h.accesses, h.used)
-        start = end
 
 
 def run_replay(
@@ -109,30 +79,23 @@ def run_replay(
     spec, workload = prepared if prepared is not None else prepare(cfg, locate)
     h = Hierarchy(spec)
     series = OccupancySeries()
-    every = sample_every(workload, int(cfg.output.timeseries_points))
     series.sample(0, h.used)
-    requests = 0
-    streamed = 0
-    top_room = spec.tiers[h.top].high_blocks
+    driver = Driver(h, spec.reuse, spec.block_tokens, series, sample_every(workload, int(cfg.output.timeseries_points)))
     t0 = time.perf_counter()
     for chunk in workload_chunks(workload, h):
-        requests += chunk.n_requests
-        streamed += int(np.count_nonzero(np.diff(chunk.offsets) > top_room))
-        replay_chunk(h, chunk, every, series)
+        driver.chunk(chunk)
         if progress is not None:
             progress(chunk.n_refs)
     elapsed = time.perf_counter() - t0
-    if series.access_index[-1] != h.accesses:
-        series.sample(h.accesses, h.used)
+    driver.finish()
 
     summary = build_summary(
         "replay",
         cfg,
         spec,
         h,
+        driver.totals,
         workload=workload.describe(),
-        requests=requests,
-        streamed_requests=streamed,
         elapsed_s=elapsed,
         resolved=resolved,
         notes=workload.notes(),

@@ -24,7 +24,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.spec import Spec
+
+if TYPE_CHECKING:
+    from exo_sim.driver import Totals
 
 SCHEMA_VERSION = 1
 
@@ -91,7 +94,11 @@ class OccupancySeries:
 
 
 def tier_rows(spec: Spec, hierarchy: Hierarchy) -> list[dict[str, Any]]:
-    """Per-tier summary entries: capacities (derived) and counts."""
+    """Per-tier summary entries: capacities (derived) and counts.
+
+    ``capacity_bytes`` is the device's; a GPU tier's blocks come from ``kv_budget_bytes`` (what the
+    model's ``weight_bytes`` and ``workspace_bytes`` leave, see :mod:`exo_sim.kv_budget`).
+    """
     rows = []
     for tier, c in zip(spec.tiers, hierarchy.counters(), strict=True):
         reached = c.hits + c.misses
@@ -103,6 +110,9 @@ def tier_rows(spec: Spec, hierarchy: Hierarchy) -> list[dict[str, Any]]:
                 "codec": tier.codec,
                 "policy": tier.policy,
                 "capacity_bytes": tier.capacity_bytes,
+                "kv_budget_bytes": tier.kv_budget_bytes,  # None: the whole tier holds blocks
+                "weight_bytes": tier.weight_bytes,
+                "workspace_bytes": tier.workspace_bytes,
                 "block_bytes": tier.block_bytes,
                 "capacity_blocks": cap,
                 "capacity_tokens": tier.capacity_tokens,
@@ -116,6 +126,7 @@ def tier_rows(spec: Spec, hierarchy: Hierarchy) -> list[dict[str, Any]]:
                 "demotions": c.demotions,
                 "evictions": c.evictions,
                 "drops": c.drops,
+                "stranded": c.stranded,
                 "writes": c.writes,
                 "final_occupancy_blocks": c.used_blocks,
                 "peak_occupancy_blocks": c.peak_blocks,
@@ -149,24 +160,22 @@ def build_summary(
     cfg: Any,
     spec: Spec,
     hierarchy: Hierarchy,
+    totals: Totals,
     *,
     workload: dict[str, Any],
-    requests: int,
-    streamed_requests: int,
     elapsed_s: float,
     resolved: dict[str, Any] | None = None,
     notes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The summary every source writes; clocked sources then fill latency, makespan and link timing.
+    """The summary every source writes; clocked sources then fill TTFT, latency, makespan and link timing.
 
     Args:
         source: ``replay``, ``sim`` or ``runtime``.
         cfg: the composed root config (embedded, resolved, with its hash).
         spec: the resolved hierarchy.
         hierarchy: the decision core after the run (its counters).
+        totals: the driver's per-run request figures.
         workload: the workload's ``describe()``.
-        requests: requests processed.
-        streamed_requests: requests that referenced more blocks than the top tier holds.
         elapsed_s: wall time of the run itself.
         resolved: the resolved config, if already computed.
         notes: extra notes (the spec's own notes are always included).
@@ -174,12 +183,18 @@ def build_summary(
     resolved = resolved if resolved is not None else resolved_config(cfg)
     all_notes = list(spec.notes) + list(notes or [])
     top = spec.tiers[hierarchy.top]
-    if streamed_requests:
+    if totals.oversized:
         all_notes.append(
-            f"{streamed_requests} requests referenced more blocks than the top tier ({top.name}) holds "
+            f"{totals.oversized} requests referenced more blocks than the top tier ({top.name}) holds "
             f"({top.high_blocks}); their blocks were streamed through it in order"
         )
+    if totals.refused:
+        all_notes.append(
+            f"{totals.refused} requests needed more blocks than the top tier ({top.name}) can give one request "
+            f"({hierarchy.request_room}); a serving engine cannot run them, and they were refused"
+        )
     h = hierarchy
+    prompt = totals.prompt_tokens
     return {
         "schema_version": SCHEMA_VERSION,
         "source": source,
@@ -188,16 +203,28 @@ def build_summary(
         "hardware": spec.hardware,
         "payload": spec.payload,
         "mode": spec.mode,
+        "reuse": spec.reuse,
         "block_tokens": spec.block_tokens,
         "workload": workload,
-        "requests": requests,
+        "requests": totals.requests,
+        "requests_refused": totals.refused,
+        "requests_exceeding_top_tier": totals.oversized,
         "accesses": h.accesses,
         "new_blocks": h.new_blocks,
         "recomputed_blocks": h.recomputed_blocks,
-        "recomputed_tokens": h.recomputed_blocks * spec.block_tokens,
-        "requests_exceeding_top_tier": streamed_requests,
+        "prompt_tokens": prompt,
+        "hit_tokens": totals.hit_tokens,
+        "hit_ratio_tokens": totals.hit_tokens / prompt if prompt else 0.0,
+        "hit_tokens_by_tier": {t.name: n for t, n in zip(spec.tiers, totals.found_tokens, strict=True)},
+        "prefill_tokens": {
+            "new": totals.prefill_new_tokens,
+            "recomputed": totals.prefill_recomputed_tokens,
+            "total": totals.prefill_tokens,
+        },
+        "stranded_blocks": sum(h.stranded),
         "tiers": tier_rows(spec, h),
         "links": link_rows(spec, h),
+        "ttft_s": {"p50": None, "p95": None, "p99": None},
         "latency_s": {"p50": None, "p95": None, "p99": None},
         "makespan_s": None,
         "elapsed_s": elapsed_s,
@@ -241,21 +268,36 @@ REQUEST_COLUMNS = (
     "agent",
     "arrival_s",
     "served_s",
-    "latency_s",
+    "ttft_s",
+    "queue_s",
+    "load_s",
+    "compute_s",
+    "prompt_tokens",
+    "cached_tokens",
+    "prefill_tokens",
+    "recomputed_tokens",
     "blocks_read",
     "blocks_written",
     "recomputed_blocks",
+    "stranded_blocks",
     "bytes_loaded",
     "in_system_at_arrival",
+    "refused",
 )
 """Columns of ``requests.parquet`` before the per-tier ``hits_<tier>`` columns.
 
 ``request``: position in the workload (0-based); ``agent``: the closed-loop agent that issued it (-1
-in open loop); ``arrival_s``: when it reached the decision core; ``served_s``: when all its blocks were
-in the top tier; ``latency_s``: the difference; ``blocks_read`` / ``blocks_written``: its references;
-``hits_<tier>``: reads found in each tier; ``recomputed_blocks``: reads found nowhere; ``bytes_loaded``:
-bytes promoted into the top tier for it (source encoding); ``in_system_at_arrival``: requests
-arrived and not yet served when it arrived.
+in open loop); ``arrival_s``: when it reached the serving engine; ``served_s``: when its first token
+was ready; ``ttft_s``: time to first token, the difference, made of ``queue_s`` (waiting for a compute
+engine), ``load_s`` (loading its cached prefix from lower tiers: links and codec decode) and
+``compute_s`` (prefilling the rest; under layerwise overlap load and compute run together, so the
+parts add up to more than the TTFT); ``prompt_tokens``: tokens it reads; ``cached_tokens``: served from
+cache (its cached prefix, under prefix reuse); ``prefill_tokens``: computed; ``recomputed_tokens``: of
+those, tokens of blocks computed before in the run; ``blocks_read`` / ``blocks_written``: its
+references; ``recomputed_blocks``: reads not served from cache; ``stranded_blocks``: reads resident but
+unusable; ``hits_<tier>``: reads served from each tier (where its prefix was found); ``bytes_loaded``:
+bytes promoted into the top tier for it (source encoding); ``in_system_at_arrival``: requests arrived
+and not yet served when it arrived; ``refused``: a request a serving engine could not hold (no time).
 """
 
 

@@ -14,10 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from exo_sim.architecture import WEIGHT_DTYPES, architecture_of, architecture_problem
 from exo_sim.codecs import CODECS, encoded_bytes
 from exo_sim.config import CodecMixConfig, PayloadConfig
 from exo_sim.errors import ConfigError
-from exo_sim.payloads import PAYLOAD_KINDS, BlockContent, block_content
+from exo_sim.kv_budget import (
+    KvBudget,
+    WeightsDoNotFit,
+    describe_options,
+    fit_options,
+    gpu_of,
+    kv_budget,
+    min_kv_tokens,
+)
+from exo_sim.payloads import PAYLOAD_KINDS, BlockContent, block_content, kv_heads_per_rank
 from exo_sim.policies import policy_names
 
 MEDIA = ("cuda", "pinned", "shm", "ram", "file")
@@ -36,6 +46,11 @@ class TierSpec:
     ``high_blocks`` is the occupancy a new block may not push the tier over (eviction starts);
     ``low_blocks`` the occupancy eviction brings it down to. A tier with ``high_blocks == 0`` cannot
     hold even one block under its watermark: it is bypassed (``usable`` is false) and says so.
+
+    ``capacity_bytes`` is the device's (or the profile's) bytes. A ``cuda`` tier serving a
+    ``kv_cache`` payload also holds the model: ``kv_budget_bytes`` is what is left for the KV cache
+    (``capacity_bytes x hardware.gpu.memory_utilization - weight_bytes - workspace_bytes``, see
+    :mod:`exo_sim.kv_budget`) and sizes ``capacity_blocks``; ``None`` when nothing is deducted.
     """
 
     index: int
@@ -49,6 +64,9 @@ class TierSpec:
     capacity_blocks: int
     high_blocks: int
     low_blocks: int
+    kv_budget_bytes: int | None = None
+    weight_bytes: int = 0
+    workspace_bytes: int = 0
 
     @property
     def capacity_tokens(self) -> int:
@@ -103,6 +121,8 @@ class Spec:
     links: tuple[LinkSpec, ...]
     codec_throughput_bytes_per_s: dict[str, tuple[float, float]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    reuse: str = "block"
+    """``prefix`` or ``block``: how a request reuses cached blocks (see :mod:`exo_sim.driver`)."""
 
     def tier(self, name: str) -> TierSpec:
         """The tier called ``name``."""
@@ -127,6 +147,8 @@ def _check_payload(p: PayloadConfig, block_tokens: int, locate: Locator | None) 
         value = getattr(p, name)
         if value <= 0:
             raise _fail(locate, f"payload.{name}", f"must be > 0 for a {p.kind} payload, got {value}")
+    if p.kind == "kv_cache":
+        _check_architecture(p, locate)
     if p.kind == "rag_chunk" and block_tokens % p.tokens_per_chunk:
         raise _fail(
             locate,
@@ -134,6 +156,50 @@ def _check_payload(p: PayloadConfig, block_tokens: int, locate: Locator | None) 
             f"is {block_tokens}, not a multiple of payload.tokens_per_chunk ({p.tokens_per_chunk}): "
             "a rag_chunk block holds whole chunks",
         )
+
+
+def _check_architecture(p: PayloadConfig, locate: Locator | None) -> None:
+    """A kv_cache payload's weight precision, tensor parallelism and architecture agree."""
+    if p.weight_dtype not in WEIGHT_DTYPES:
+        raise _fail(locate, "payload.weight_dtype",
+                    f"is {p.weight_dtype!r}, not a known weight precision ({', '.join(WEIGHT_DTYPES)})")
+    if p.weight_group_size <= 0:
+        raise _fail(locate, "payload.weight_group_size", f"must be > 0, got {p.weight_group_size}")
+    tp, kv = int(p.tensor_parallel), int(p.kv_heads)
+    if kv % tp and tp % kv:
+        raise _fail(
+            locate,
+            "payload.tensor_parallel",
+            f"is {tp}, which neither divides kv_heads ({kv}) nor is a multiple of it; KV heads are split "
+            "evenly over the ranks, or replicated when there are more ranks than heads",
+        )
+    declared = getattr(p, "bytes_per_token", None)
+    derived = 2 * 2 * int(p.layers) * kv_heads_per_rank(p) * int(p.head_dim)
+    if declared is not None and int(declared) != derived:
+        raise _fail(
+            locate,
+            "payload.bytes_per_token",
+            f"is {declared}, but the architecture gives 2 x layers x kv_heads per rank x head_dim x 2 bytes "
+            f"= 2 x {p.layers} x {kv_heads_per_rank(p)} x {p.head_dim} x 2 = {derived}",
+        )
+    if int(getattr(p, "hidden_size", 0) or 0) < 0:
+        raise _fail(locate, "payload.hidden_size", f"must be > 0 (or 0: KV shape only), got {p.hidden_size}")
+    arch = architecture_of(p)
+    if arch is not None:
+        problem = architecture_problem(arch)
+        if problem is not None:
+            raise _fail(locate, f"payload.{problem[0]}", problem[1])
+
+
+def _check_gpu(gpu: Any, locate: Locator | None) -> None:
+    if not 0 < float(gpu.memory_utilization) <= 1:
+        raise _fail(locate, "hardware.gpu.memory_utilization", f"must be in (0, 1], got {gpu.memory_utilization}")
+    if gpu.workspace_bytes is not None and int(gpu.workspace_bytes) < 0:
+        raise _fail(locate, "hardware.gpu.workspace_bytes",
+                    f"must be >= 0 (or null: derived), got {gpu.workspace_bytes}")
+    for name in ("max_num_batched_tokens", "max_num_seqs"):
+        if int(getattr(gpu, name)) <= 0:
+            raise _fail(locate, f"hardware.gpu.{name}", f"must be > 0, got {getattr(gpu, name)}")
 
 
 def _check_codec_mix(mix: CodecMixConfig, locate: Locator | None) -> None:
@@ -157,6 +223,29 @@ def _check_watermarks(high: float, low: float, key: str, locate: Locator | None)
             f"{key}.low_watermark" if not 0 < low or low > high else f"{key}.high_watermark",
             f"gives watermarks low={low}, high={high}; they must satisfy 0 < low <= high <= 1",
         )
+
+
+def _check_budget(
+    budget: KvBudget, index: int, tier: str, payload: Any, gpu: Any, block_tokens: int, codec: str,
+    mix: CodecMixConfig, bb: int, locate: Locator | None,
+) -> None:
+    """Refuse a GPU tier whose KV budget holds less than one batch, naming what would fit."""
+    need = min_kv_tokens(gpu, block_tokens)
+    if budget.kv_tokens(bb, block_tokens) >= need:
+        return
+    options = fit_options(budget.device_bytes, gpu, payload, block_tokens, codec, mix)
+    key = f"hardware.tiers[{index}].capacity_bytes"
+    raise WeightsDoNotFit(
+        key,
+        f"leaves tier {tier} no room for {payload.name}'s KV cache ({budget.arithmetic()}, less than "
+        f"one batch of hardware.gpu.max_num_batched_tokens={gpu.max_num_batched_tokens} tokens); "
+        f"what would fit: {describe_options(options)}",
+        locate(key) if locate else None,
+        tier,
+        index,
+        budget,
+        options,
+    )
 
 
 def block_bytes(content: BlockContent, codec: str, mix: CodecMixConfig) -> int:
@@ -192,6 +281,8 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
     _check_watermarks(float(hier.high_watermark), float(hier.low_watermark), "hierarchy", locate)
     if not hw.tiers:
         raise _fail(locate, "hardware.tiers", "is empty; a hierarchy needs at least one tier")
+    gpu = gpu_of(hw)
+    _check_gpu(gpu, locate)
 
     content = block_content(payload, block_tokens)
     names = [t.name for t in hw.tiers]
@@ -214,6 +305,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
         codec = mix.per_tier.get(t.name, mix.default)
         policy = pmix.per_tier.get(t.name, pmix.default)
         bb = block_bytes(content, codec, mix)
+        budget: KvBudget | None = None
         if (t.capacity_bytes is None) == (t.capacity_blocks is None):
             raise _fail(locate, f"{key}.capacity_bytes", "and capacity_blocks: give exactly one of them")
         if t.capacity_blocks is not None:
@@ -224,6 +316,11 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
             cap_bytes = int(t.capacity_bytes)  # type: ignore[arg-type]
             if cap_bytes <= 0:
                 raise _fail(locate, f"{key}.capacity_bytes", f"must be > 0, got {cap_bytes}")
+            budget = kv_budget(cap_bytes, gpu, payload) if t.medium == "cuda" else None
+            if budget is not None:
+                _check_budget(budget, i, t.name, payload, gpu, block_tokens, codec, mix, bb, locate)
+                notes.append(f"{t.name}: {budget.arithmetic()} = {budget.kv_tokens(bb, block_tokens):,} "
+                             f"tokens in {codec}")
             if cap_bytes < bb:
                 raise _fail(
                     locate,
@@ -234,7 +331,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
         high = float(hier.high_watermark if t.high_watermark is None else t.high_watermark)
         low = float(hier.low_watermark if t.low_watermark is None else t.low_watermark)
         _check_watermarks(high, low, key, locate)
-        cap_blocks = cap_bytes // bb
+        cap_blocks = cap_bytes // bb if budget is None else budget.kv_budget_bytes // bb
         high_blocks = math.floor(high * cap_blocks + 1e-9)
         low_blocks = math.floor(low * cap_blocks + 1e-9)
         if high_blocks == 0:
@@ -255,6 +352,9 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                 capacity_blocks=cap_blocks,
                 high_blocks=high_blocks,
                 low_blocks=low_blocks,
+                kv_budget_bytes=None if budget is None else budget.kv_budget_bytes,
+                weight_bytes=0 if budget is None else budget.weight_bytes,
+                workspace_bytes=0 if budget is None else budget.workspace_bytes,
             )
         )
     if not any(t.usable for t in tiers):

@@ -1,13 +1,17 @@
 """Tiny hand-sized configs for the timed model's tests, built through the real schema and build_spec.
 
 Every block is 2,048 elements (1 layer x 1 KV head x head_dim 64 x 2 (K, V) x 16 tokens): 4,096
-bytes in fp16, 8,192 in fp32, 2,080 in int8 (16 groups of 128, each with a 2-byte scale). Link
-speeds are given in bytes/s and latencies in seconds so that tests can do the arithmetic by hand.
+bytes in fp16, 8,192 in fp32, 2,080 in int8 (16 groups of 128, each with a 2-byte scale); a payload
+of ``layers`` layers multiplies that. Link speeds are given in bytes/s and latencies in seconds so
+that tests can do the arithmetic by hand. The prefill cost is flat, ``sim.prefill_tokens_per_s`` = 16
+tokens/s (one 16-token block a second), unless ``prefill`` gives fitted coefficients ``(a, b, c, d)``.
+Requests reuse blocks one by one (``block``) unless ``simulate`` is told ``reuse="prefix"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,18 +20,20 @@ from omegaconf import OmegaConf
 from exo_sim.config import (
     CodecMixConfig,
     CodecThroughputConfig,
+    ComputeConfig,
     ExoConfig,
     HardwareConfig,
     HierarchyConfig,
     LinkConfig,
     PayloadConfig,
     PolicyMixConfig,
+    PrefillCoefficientsConfig,
     SimConfig,
     TierConfig,
 )
 from exo_sim.sim.arrivals import arrival_process
 from exo_sim.sim.model import TimedModel
-from exo_sim.sim.settings import sim_settings
+from exo_sim.sim.settings import SimSettings, sim_settings, with_compute
 from exo_sim.spec import build_spec
 from exo_sim.workloads.base import RequestChunk
 
@@ -51,9 +57,16 @@ def make_cfg(
     codecs: Sequence[str] | None = None,
     throughput: dict[str, tuple[float, float]] | None = None,
     mode: str = "exclusive",
+    layers: int = 1,
+    prefill: tuple[float, float, float, float] | None = None,
     **sim: Any,
 ) -> Any:
-    """A root config of tiers t0..tn (LRU everywhere); ``throughput``: codec -> (encode, decode) bytes/s."""
+    """A root config of tiers t0..tn (LRU everywhere); ``throughput``: codec -> (encode, decode) bytes/s;
+    ``prefill``: fitted prefill coefficients ``(a_s, b_s_per_token, c_s_per_token_pair, d_s_per_token)``."""
+    fitted = PrefillCoefficientsConfig()
+    if prefill is not None:
+        a, b, c, d = prefill
+        fitted = PrefillCoefficientsConfig(a_s=a, b_s_per_token=b, c_s_per_token_pair=c, d_s_per_token=d)
     names = [f"t{i}" for i in range(len(capacity_blocks))]
     cfg = ExoConfig(
         hardware=HardwareConfig(
@@ -63,8 +76,9 @@ def make_cfg(
             codec_throughput={
                 c: CodecThroughputConfig(encode_gbps=e / 1e9, decode_gbps=d / 1e9) for c, (e, d) in (throughput or {}).items()
             },
+            compute=ComputeConfig(prefill=fitted),
         ),
-        payload=PayloadConfig(name="tiny", kind="kv_cache", layers=1, kv_heads=1, head_dim=64),
+        payload=PayloadConfig(name="tiny", kind="kv_cache", layers=layers, kv_heads=1, head_dim=64),
         codec=CodecMixConfig(name="mix", default="fp16",
                              per_tier=dict(zip(names, codecs, strict=True)) if codecs else {}),
         policy=PolicyMixConfig(name="lru", default="lru"),
@@ -89,11 +103,28 @@ def chunk(requests: Sequence[tuple[float, Sequence[int]]]) -> RequestChunk:
     )
 
 
-def simulate(cfg: Any, requests: Sequence[tuple[float, Sequence[int]]], seed: int = 0) -> TimedModel:
-    """Run ``requests`` through the timed model of ``cfg`` with its log on; return the model."""
-    spec = build_spec(cfg)
-    settings = sim_settings(cfg.sim)
+def settings_of(cfg: Any) -> SimSettings:
+    """``cfg.sim`` resolved with the hardware's prefill cost and the payload's layers, as ``run_sim`` does."""
+    return with_compute(sim_settings(cfg.sim), cfg)
+
+
+def simulate(
+    cfg: Any,
+    requests: Sequence[tuple[float, Sequence[int]]],
+    seed: int = 0,
+    *,
+    reuse: str = "block",
+    preload: Mapping[int, Sequence[int]] | None = None,
+) -> TimedModel:
+    """Run ``requests`` through the timed model of ``cfg`` with its log on; return the model.
+
+    ``preload``: tier index -> blocks placed there before the first request (nothing counted).
+    """
+    spec = replace(build_spec(cfg), reuse=reuse)
+    settings = settings_of(cfg)
     model = TimedModel(spec, settings, keep_log=True)
+    for tier, blocks in (preload or {}).items():
+        assert model.h.preload(tier, blocks) == []
     model.run(iter([chunk(requests)]), arrival_process(settings, seed).start)
     return model
 
@@ -105,6 +136,11 @@ def timeline(model: TimedModel) -> list[tuple[float, float, str, str]]:
 
 
 def latencies(model: TimedModel) -> list[float]:
-    """Each request's latency, in request order."""
+    """Each request's time to first token, in request order."""
+    return column(model, "ttft_s")
+
+
+def column(model: TimedModel, name: str) -> list[float]:
+    """One per-request column (``queue_s``, ``load_s``, ...) as floats, in request order."""
     cols, _ = model.request_columns()
-    return [float(x) for x in cols["latency_s"]]
+    return [float(x) for x in cols[name]]

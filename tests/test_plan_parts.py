@@ -167,11 +167,21 @@ def test_agent_sessions_sized_to_the_target(make_cfg):
 
 
 def test_miniature_keeps_sessions_in_the_top_tier(make_cfg):
-    spec = build_spec(make_cfg())  # seed workstation, VRAM in int8: 504 blocks
+    # h100_node, Llama-3-8B in bf16: the VRAM's KV budget is 80 GiB x 0.9 = 77,309,411,328 B
+    # - 16,060,522,496 B weights - 341,049,344 B workspace = 60,907,839,488 B = 3,574 int8 blocks
+    spec = build_spec(make_cfg("hardware=h100_node"))
+    assert spec.tiers[0].capacity_blocks == 60_907_839_488 // 17_039_360 == 3574
     assert miniature_scale(10_485_760, 1_048_576, spec, min_blocks=8) == 10
-    # one session's context of 116 blocks: the miniature's top tier must still hold two of them
-    assert miniature_scale(10_485_760, 1_048_576, spec, min_blocks=8, unit_blocks=116) == 504 // 232 == 2
+    # one session's context of 400 blocks: the miniature's top tier must still hold two of them
+    assert miniature_scale(10_485_760, 1_048_576, spec, min_blocks=8, unit_blocks=400) == 3574 // 800 == 4
     assert miniature_scale(262_144, 1_048_576, spec, min_blocks=8) == 1
+
+
+def test_miniature_scale_counts_the_kv_budget_not_the_device(make_cfg):
+    # seed workstation, int4 weights: 1,662,037,196 B of KV budget (test_bytes.py); 8 blocks of the
+    # largest codec (fp32: 65,536 x 256 x 4 = 67,108,864 B) fit in it 3 times, in the 8 GiB device 16 times
+    spec = build_spec(make_cfg("payload.weight_dtype=int4"))
+    assert miniature_scale(10_485_760, 1_048_576, spec, min_blocks=8) == 1_662_037_196 // (8 * 67_108_864) == 3
 
 
 @pytest.mark.parametrize(

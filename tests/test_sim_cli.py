@@ -40,7 +40,8 @@ def test_one_run_writes_the_common_schema(tmp_path: Path) -> None:
         "vram->shared", "shared->vram", "shared->ram", "ram->shared", "ram->nvme", "nvme->ram"}
     req = pd.read_parquet(tmp_path / "sim" / "requests.parquet")
     assert len(req) == 2000 and list(req.columns[:3]) == ["request", "agent", "arrival_s"]
-    assert {"hits_vram", "hits_nvme", "latency_s", "recomputed_blocks"} <= set(req.columns)
+    assert {"hits_vram", "hits_nvme", "ttft_s", "queue_s", "load_s", "compute_s", "recomputed_blocks"} <= set(req.columns)
+    assert "latency_s" not in req.columns and s["latency_s"] == s["ttft_s"]
     ts = pd.read_parquet(tmp_path / "sim" / "timeseries.parquet")
     assert ts["time_s"].notna().all() and ts["time_s"].max() <= s["makespan_s"]
     assert set(ts["tier"]) == {"vram", "shared", "ram", "nvme"}

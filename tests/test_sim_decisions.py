@@ -35,7 +35,8 @@ CONFIGS = {
 
 
 def assert_same_decisions(rep: dict, sim: dict) -> None:
-    for key in ("requests", "accesses", "new_blocks", "recomputed_blocks", "recomputed_tokens",
+    for key in ("requests", "accesses", "new_blocks", "recomputed_blocks", "reuse", "prompt_tokens",
+                "hit_tokens", "hit_tokens_by_tier", "prefill_tokens", "stranded_blocks", "requests_refused",
                 "requests_exceeding_top_tier", "tiers", "links"):
         assert sim[key] == rep[key], key
     assert sim["source"] == "sim" and rep["source"] == "replay"
@@ -56,7 +57,8 @@ def test_sim_decisions_equal_replay(make_cfg: Callable[..., DictConfig], name: s
     req = sim.requests
     assert len(req) == sim.summary["requests"]
     hits = req[[c for c in req.columns if c.startswith("hits_")]].sum()
-    assert int(req["blocks_read"].sum()) == sim.summary["accesses"]
+    assert int(req.loc[~req["refused"], "blocks_read"].sum()) == sim.summary["accesses"]
+    assert int(req["refused"].sum()) == sim.summary["requests_refused"]
     for tier in sim.summary["tiers"]:
         assert int(hits[f"hits_{tier['name']}"]) == tier["hits"]
     assert int(req["recomputed_blocks"].sum()) == sim.summary["recomputed_blocks"]

@@ -16,16 +16,16 @@ from exo_sim.spec import build_spec
         (["codec.default=fp7"], "codec.default", "not a known codec"),
         (["hardware.tiers.0.medium=gpu"], "hardware.tiers[0].medium", "not one of cuda"),
         (["payload.kind=weights"], "payload.kind", "not one of kv_cache"),
-        (["hardware.tiers.1.capacity_bytes=0"], "hardware.tiers[1].capacity_bytes", "must be > 0"),
-        (["hardware.tiers.1.capacity_bytes=-5"], "hardware.tiers[1].capacity_bytes", "must be > 0"),
-        (["hardware.tiers.0.capacity_bytes=1000"], "hardware.tiers[0].capacity_bytes", "smaller than one block"),
+        (["hardware=ci_small", "hardware.tiers.1.capacity_bytes=0"], "hardware.tiers[1].capacity_bytes", "must be > 0"),
+        (["hardware=ci_small", "hardware.tiers.1.capacity_bytes=-5"], "hardware.tiers[1].capacity_bytes", "must be > 0"),
+        (["hardware=ci_small", "hardware.tiers.0.capacity_bytes=1000"], "hardware.tiers[0].capacity_bytes", "smaller than one block"),
         (["hierarchy.low_watermark=0.9", "hierarchy.high_watermark=0.5"], "hierarchy.low_watermark", "0 < low <= high <= 1"),
         (["hierarchy.low_watermark=0"], "hierarchy.low_watermark", "0 < low <= high <= 1"),
         (["hierarchy.high_watermark=1.5"], "hierarchy.high_watermark", "0 < low <= high <= 1"),
         (["hierarchy.mode=inclusive"], "hierarchy.mode", "not one of exclusive"),
-        (["hardware.links.0.dst=gpu2"], "hardware.links[0].dst", "does not have"),
-        (["hardware.links.0.bandwidth_gbps=0"], "hardware.links[0].bandwidth_gbps", "must be > 0"),
-        (["hardware.links.1.latency_us=-1"], "hardware.links[1].latency_us", "must be > 0"),
+        (["hardware=ci_small", "hardware.links.0.dst=gpu2"], "hardware.links[0].dst", "does not have"),
+        (["hardware=ci_small", "hardware.links.0.bandwidth_gbps=0"], "hardware.links[0].bandwidth_gbps", "must be > 0"),
+        (["hardware=ci_small", "hardware.links.1.latency_us=-1"], "hardware.links[1].latency_us", "must be > 0"),
         (["block_tokens=0"], "block_tokens", "must be > 0"),
         (["payload=rag_chunk_minilm", "block_tokens=100"], "block_tokens", "multiple of"),
         (["payload.layers=0"], "payload.layers", "must be > 0"),
@@ -42,8 +42,10 @@ def test_bad_config_names_key(make_cfg, overrides, key, fragment) -> None:  # ty
 
 
 def test_zero_room_tier_is_bypassed_and_said(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    # vram holds 504 int8 blocks; a 0.001 high watermark leaves room for none
-    spec = build_spec(make_cfg("+hardware.tiers.0.high_watermark=0.001", "+hardware.tiers.0.low_watermark=0.001"))
+    # ci_small's vram (a KV pool) holds 268,435,456 // 17,039,360 = 15 int8 blocks; a 0.001 high
+    # watermark leaves room for none
+    spec = build_spec(make_cfg("hardware=ci_small", "+hardware.tiers.0.high_watermark=0.001",
+                               "+hardware.tiers.0.low_watermark=0.001"))
     assert not spec.tiers[0].usable and spec.tiers[1].usable
     assert any("vram is bypassed" in n for n in spec.notes)
 

@@ -35,6 +35,9 @@ the victims for that miss were chosen with the old p.
 
 ``remove(x)`` (a block promoted out of the tier) unlinks x from T1/T2 and does **not** add it to a
 ghost list, like libCacheSim's ``ARC_remove``: a promotion is not an eviction.
+
+Under prefix reuse a release changes nothing: a hit moves a block to T2's MRU end in chain order,
+so within one request the head is less recent than the tail and goes first.
 """
 
 from __future__ import annotations

@@ -57,6 +57,12 @@ class Policy(ABC):
     instead (LRU binds ``OrderedDict.move_to_end``), since the hierarchy calls it on every top-tier
     hit. It must have exactly the effect of ``access(key, NEVER)``."""
 
+    release: Callable[[int], object] | None = None
+    """Optional hook: under prefix reuse, the request that held this resident key has finished. A
+    request's keys arrive tail-first (its chain's last block first), as a serving engine frees them;
+    ``None`` (the default) when the policy's order does not change then. Each policy's docstring
+    says what it makes of that order."""
+
     def __init__(self, capacity_blocks: int) -> None:
         if capacity_blocks <= 0:
             raise ValueError("capacity_blocks must be > 0")

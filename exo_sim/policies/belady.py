@@ -23,6 +23,9 @@ cannot change a hit count (neither block is referenced again).
 The heap is ``heapq`` with lazy deletion: an update pushes a new entry and leaves the old one to be
 skipped; the heap is rebuilt from ``next`` when stale entries outnumber live ones (plus a margin),
 so it stays O(capacity).
+
+Under prefix reuse a release changes nothing: the order is the future, not the past; a chain's
+head is read again no later than its tail, so MIN keeps heads at least as long.
 """
 
 from __future__ import annotations

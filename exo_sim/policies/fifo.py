@@ -7,6 +7,10 @@ Pseudocode::
     victim():   pop the head (oldest insertion)
     remove(x):  unlink x
 
+Under prefix reuse a request's new blocks are inserted head first and a release changes nothing,
+so FIFO evicts a chain's head before its tail: the tail is left resident but unusable (stranded)
+until it ages out. That is FIFO's real cost on prefix caches, and the results count it.
+
 Matches libCacheSim's ``FIFO.c`` exactly (a hit does not touch the queue). The queue is an
 ``OrderedDict`` so that popping the oldest key is O(1). ``touch`` (the hierarchy's hit fast path)
 is ``None``: there is nothing to do on a hit.

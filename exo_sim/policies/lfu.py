@@ -7,6 +7,10 @@ Pseudocode::
     victim():   pop the head (oldest arrival) of bucket[min]
     remove(x):  unlink x from bucket[freq[x]]
 
+Under prefix reuse a release changes nothing: a chain's head is read by every request that shares
+it, so it gathers the highest count and is evicted last; among blocks of equal count the one that
+reached it first goes first (within a new chain, its head).
+
 Reproduces libCacheSim's ``LFU.c`` (the O(1) frequency-list LFU, not ``LFUCpp``):
 
 * a block's count starts at 1 on insertion and is forgotten when it leaves (no history);

@@ -40,6 +40,9 @@ Deviations, on purpose:
   (``S_size == 1``), admits nothing at all that is not a ghost hit (its ``S3FIFO_insert`` returns
   NULL when the object is as large as S), so its miss ratio there is 1.0. Here ``S_size`` is at
   least 1 and a block always fits: below 20 blocks this is a sensible S3-FIFO, not libCacheSim's.
+
+Under prefix reuse a release changes nothing. New blocks enter the small FIFO head first, so a
+one-off chain leaves head first; the shared heads that are read again reach the main FIFO.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Pseudocode::
                 hand = the block newer than h; evict h
     remove(x):  if hand == x: hand = the block newer than x; unlink x
 
+Under prefix reuse a release changes nothing: every block a request used has its visited bit set,
+and the hand sweeps from old to new, so a new chain's head is examined (and evicted) before its tail.
+
 Reproduces libCacheSim's ``Sieve.c``: new blocks go to the head (the new end), the hand moves from
 the tail towards the head and wraps to the tail, survivors never move, and the hand lands on the
 evicted block's newer neighbour. A removed block that the hand points at passes the hand on to its

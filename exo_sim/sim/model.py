@@ -39,14 +39,14 @@ import math
 from array import array
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import simpy
 
+from exo_sim.driver import Driver
 from exo_sim.errors import ConfigError
 from exo_sim.hierarchy import Hierarchy
-from exo_sim.policies import NEVER
 from exo_sim.replay import ProgressFn
 from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries
 from exo_sim.sim.host import PairUsage, SerialHost
@@ -57,6 +57,7 @@ from exo_sim.spec import Spec
 from exo_sim.workloads.base import RequestChunk
 
 Hops = list[tuple[Link, int]]
+Request = tuple[list[int], list[int], list[bool] | None, list[int] | None]
 
 SimEvent = Generator[simpy.Event, Any, None]
 
@@ -103,13 +104,14 @@ class TimedModel:
         ]
         self._codec_s = self._codec_table(pairs, locate)
         self._up_order, self._down_order = self._hop_orders()
-        self.prefill = Server(self.env, settings.prefill_slots, "prefill")
+        self.engine = Server(self.env, settings.compute_engines, "engine")
+        self.cost = settings.prefill_cost
+        self.driver = Driver(self.h, spec.reuse, spec.block_tokens)
         self.codec = Server(self.env, settings.codec_workers, "codec")
         self.host: SerialHost | None = None
         self.host_server = Server(self.env, 1, "host")
         if settings.serial:
             self.host = SerialHost(spec, settings, self.fabric, self.h, self._codec_s, locate)
-        self._prefill_s_per_block = spec.block_tokens / settings.prefill_tokens_per_s
         self.last_end_s = 0.0
         self.log: list[tuple[float, float, str, str]] | None = None
         if keep_log:
@@ -123,6 +125,16 @@ class TimedModel:
         self.recomputed = array("q")
         self.bytes_loaded = array("q")
         self.in_system_seen = array("q")
+        self.prompt_tokens = array("q")
+        self.cached_tokens = array("q")
+        self.prefill_tokens = array("q")
+        self.recomputed_tokens = array("q")
+        self.stranded = array("q")
+        self.refused = array("b")
+        self.queue_s = array("d")
+        self.load_s = array("d")
+        self.compute_s = array("d")
+        self._found: list[list[int]] = []
         self._found_rid = array("q")  # sparse (request, tier, reads found there) for lower tiers
         self._found_tier = array("q")
         self._found_n = array("q")
@@ -132,7 +144,9 @@ class TimedModel:
         self._in_system_since = 0.0
         # set by run()
         self._chunks: Iterator[RequestChunk] = iter(())
-        self._stream: Iterator[tuple[list[int], list[bool] | None, list[int] | None]] = iter(())
+        self._stream: Iterator[Request] = iter(())
+        self._serial_work = [0.0, 0.0]
+        self.prefix = spec.reuse == "prefix"
         self._progress: ProgressFn | None = None
         self._series: OccupancySeries | None = None
         self._every = 1 << 62
@@ -142,7 +156,7 @@ class TimedModel:
         """Log every job: ``(start_s, end_s, server, request)``, e.g. ``(0.0, 1e-5, "t1->t0", "r2")``."""
         log: list[tuple[float, float, str, str]] = []
         self.log = log
-        servers = [self.prefill, self.codec, self.host_server] + [link.server for link in self.fabric.links]
+        servers = [self.engine, self.codec, self.host_server] + [link.server for link in self.fabric.links]
         for server in servers:
             server.log = log  # type: ignore[assignment]
 
@@ -199,12 +213,13 @@ class TimedModel:
     def _issue(
         self,
         blocks: list[int],
+        tokens: list[int],
         writes: list[bool] | None,
         nxt: list[int] | None,
         agent: int,
         waiter: simpy.Event | None,
     ) -> bool:
-        """A request arrives now: hand its references to the core and start its work.
+        """A request arrives now: hand it to the driver (the decisions) and start its work.
 
         Returns whether it is still being served (``waiter``, if given, succeeds when it is).
         """
@@ -214,37 +229,38 @@ class TimedModel:
         self._in_system_since = now
         self.in_system_seen.append(self.in_system)
         self.in_system += 1
-        rec0 = h.recomputed_blocks
-        n = len(blocks)
-        every = self._every
-        written = 0
         work = (0.0, 0.0)
+        between = None
         if self.host is not None:
-            written, work = self._access_serial(blocks, writes, nxt, now)
-        elif writes is None:
-            if n < every - h.accesses % every:  # no occupancy sample falls inside this request
-                if nxt is None:
-                    h.access_many(blocks)
-                else:
-                    h.access_many(blocks, nxt)
-            else:
-                self._access_sampled(blocks, nxt, now)
-        else:
-            written = self._access_with_writes(blocks, writes, nxt, now)
+            self._serial_work = [self.host.request_s(len(blocks), now), 0.0]
+            between = self._serial_batch
+        served = self.driver.request(blocks, tokens, writes, nxt, now, between)
+        if self.host is not None:
+            self._serial_batch(force=True)
+            work = (self._serial_work[0], self._serial_work[1])
 
         rid = len(self.arrival_s)
-        recomputed = h.recomputed_blocks - rec0
         self.agent_of.append(agent)
         self.arrival_s.append(now)
         self.served_s.append(math.nan)
-        self.blocks_read.append(n - written)
-        self.blocks_written.append(written)
-        self.recomputed.append(recomputed)
-        flows = h.take_flows()
-        if not flows and self.host is None:
+        self.blocks_read.append(served.reads)
+        self.blocks_written.append(served.writes)
+        self.recomputed.append(served.reads - served.hit_blocks if not served.refused else 0)
+        self.prompt_tokens.append(served.prompt_tokens)
+        self.cached_tokens.append(served.hit_tokens)
+        self.prefill_tokens.append(served.prefill_tokens)
+        self.recomputed_tokens.append(served.recomputed_tokens)
+        self.stranded.append(served.stranded)
+        self.refused.append(served.refused)
+        self.queue_s.append(0.0)
+        self.load_s.append(0.0)
+        self.compute_s.append(0.0)
+        self._found.append(served.found)
+        if served.refused:
             self.bytes_loaded.append(0)
             self._depart(rid)
             return False
+        flows = h.take_flows()
         kinds = self._flow_kinds
         n_links = len(self._up_order)
         up = [0] * n_links  # bytes per link, by position in the up / down order
@@ -261,9 +277,6 @@ class TimedModel:
             total = count * nbytes
             if promotion:
                 loaded += total
-                self._found_rid.append(rid)
-                self._found_tier.append(key[0])  # type: ignore[arg-type]
-                self._found_n.append(count)
                 for i in hops:
                     up[i] += total
                 up_codec += count * codec_s
@@ -274,64 +287,94 @@ class TimedModel:
         self.bytes_loaded.append(loaded)
         if self.host is not None:
             return self._issue_serial(rid, work, waiter)
-        prefill_s = recomputed * self._prefill_s_per_block
+        compute_s = self.cost.seconds(served.prefill_tokens, served.hit_tokens) if self.prefix else (
+            self.cost.seconds(served.prefill_tokens, 0)
+        )
+        self.compute_s[rid] = compute_s
         up_hops = [(link, b) for link, b in zip(self._up_order, up, strict=True) if b] if any(up) else []
         down_hops = [(link, b) for link, b in zip(self._down_order, down, strict=True) if b] if any(down) else []
-        if not (up_hops or down_hops or up_codec or down_codec or prefill_s):
+        label = f"r{rid}" if self.log is not None else ""
+        if down_hops or down_codec:
+            chain = _Pipeline if self.settings.pipeline else _Chain
+            if self.settings.demotion_sync:
+                done = self.env.event()
+                chain(self, down_hops, down_codec, label, lambda: done.succeed())
+            else:
+                done = None
+                chain(self, down_hops, down_codec, label, self._background_done)
+        else:
+            done = None
+        if not (up_hops or up_codec or compute_s or done is not None):
             self._depart(rid)
             return False
-
-        # carry out the work: chains of transfers (then codec work), and the recompute
-        label = f"r{rid}" if self.log is not None else ""
-        service = _Service(self, rid, waiter)
-        sync = self.settings.demotion_sync
-        service.pending = bool(up_hops or up_codec) + bool(prefill_s) + bool(sync and (down_hops or down_codec))
-        chain = _Pipeline if self.settings.pipeline else _Chain
-        if up_hops or up_codec:  # first: on a link shared by both directions, what the request waits for goes first
-            chain(self, up_hops, up_codec, label, service.part_done)
-        if down_hops or down_codec:
-            chain(self, down_hops, down_codec, label, service.part_done if sync else self._background_done)
-        if prefill_s:
-            self.prefill.job(prefill_s, label).callbacks.append(service.part_done)
-        if not service.pending:  # background demotions only: served now
-            service.part_done()
-            return False
+        self.env.process(self._serve(rid, up_hops, up_codec, compute_s, done, label, waiter))
         return True
 
-    def _access_serial(
-        self, blocks: list[int], writes: list[bool] | None, nxt: list[int] | None, now: float
-    ) -> tuple[int, tuple[float, float]]:
-        """Serial executor: read and write ``blocks`` one by one, timing each batch of moves as it closes.
+    def _serve(
+        self,
+        rid: int,
+        up_hops: Hops,
+        up_codec: float,
+        compute_s: float,
+        demoted: simpy.Event | None,
+        label: str,
+        waiter: simpy.Event | None,
+    ) -> SimEvent:
+        """One request on a compute engine: wait for it, load the cached prefix, prefill the rest.
 
-        Returns how many were writes, and the request's ``(upward, downward)`` seconds of work.
+        ``overlap=none``: the load (links, then codec decode) and then the prefill, one after the
+        other. ``layerwise``: both start together and the prefill of layer i waits for layer i's KV,
+        so the pair takes ``max(load, compute) + min(load, compute) / layers`` (the first layer's
+        load, or the last layer's compute, cannot overlap). The engine is held throughout; with
+        ``demotion=sync`` the request also waits for its victims' demotions.
         """
-        h, every, series, host = self.h, self._every, self._series, self.host
-        assert host is not None
-        moves = h.moves
-        limit = host.batch_limit
-        up, down = host.request_s(len(blocks), now), 0.0
-        written = 0
-        for i, b in enumerate(blocks):
-            if moves and len(moves) > limit:  # the runtime applies its batch before this reference
-                u, d = host.batch_s(moves)
-                moves.clear()
-                up, down = up + u, down + d
-            na = nxt[i] if nxt is not None else NEVER
-            if writes is not None and writes[i]:
-                h.write(b, na)
-                written += 1
-                continue
-            if nxt is not None:
-                h.access_many((b,), (na,))
+        env = self.env
+        arrival = self.arrival_s[rid]
+        if compute_s or up_hops or up_codec:
+            claim = self.engine.claim(label)
+            yield claim
+            start = env.now
+            self.queue_s[rid] = start - arrival
+            loaded = None
+            if up_hops or up_codec:
+                loaded = env.event()
+                chain = _Pipeline if self.settings.pipeline else _Chain
+                chain(self, up_hops, up_codec, label, lambda: loaded.succeed(env.now))
+            if self.settings.layerwise and loaded is not None and compute_s:
+                computed = env.timeout(compute_s)
+                yield loaded & computed
+                load_s = cast(float, loaded.value) - start
+                tail = min(load_s, compute_s) / self.settings.layers
+                if tail > 0:
+                    yield env.timeout(tail)
+                self.load_s[rid] = load_s
             else:
-                h.access_many((b,))
-            if h.accesses % every == 0 and series is not None:
-                series.sample(h.accesses, h.used, now)
-        if moves:
+                if loaded is not None:
+                    yield loaded
+                    self.load_s[rid] = env.now - start
+                if compute_s:
+                    yield env.timeout(compute_s)
+            self.engine.release(claim)
+        if demoted is not None and not demoted.triggered:
+            yield demoted
+        self._depart(rid)
+        if waiter is not None:
+            waiter.succeed()
+
+    def _serial_batch(self, force: bool = False) -> None:
+        """Serial executor: time the moves made so far as one batch when the runtime would apply them.
+
+        The runtime applies a request's pending moves before a block whenever they exceed its
+        staging pool's batch limit, and the rest at the end of the request (``force``).
+        """
+        host = self.host
+        assert host is not None
+        moves = self.h.moves
+        if moves and (force or len(moves) > host.batch_limit):
             u, d = host.batch_s(moves)
             moves.clear()
-            up, down = up + u, down + d
-        return written, (up, down)
+            self._serial_work[0] += u
+            self._serial_work[1] += d
 
     def _issue_serial(self, rid: int, work: tuple[float, float], waiter: simpy.Event | None) -> bool:
         """Serial executor: the request's work is one job on the host server (demotions a second one)."""
@@ -351,40 +394,6 @@ class TimedModel:
             server.job(down_s, label).callbacks.append(self._background_done)
         return True
 
-    def _access_sampled(self, blocks: list[int], nxt: list[int] | None, now: float) -> None:
-        """Read ``blocks``, sampling occupancy every ``every`` reads exactly as the replay does."""
-        h, every, series = self.h, self._every, self._series
-        n = len(blocks)
-        start = 0
-        while start < n:
-            end = min(n, start + every - h.accesses % every)
-            if nxt is None:
-                h.access_many(blocks[start:end])
-            else:
-                h.access_many(blocks[start:end], nxt[start:end])
-            if h.accesses % every == 0 and series is not None:
-                series.sample(h.accesses, h.used, now)
-            start = end
-
-    def _access_with_writes(
-        self, blocks: list[int], writes: list[bool], nxt: list[int] | None, now: float
-    ) -> int:
-        """Read and write ``blocks`` one by one (as the replay does); return how many were writes."""
-        h, every, series = self.h, self._every, self._series
-        written = 0
-        for i, b in enumerate(blocks):
-            if writes[i]:
-                h.write(b, nxt[i] if nxt is not None else NEVER)
-                written += 1
-                continue
-            if nxt is not None:
-                h.access_many((b,), (nxt[i],))
-            else:
-                h.access_many((b,))
-            if h.accesses % every == 0 and series is not None:
-                series.sample(h.accesses, h.used, now)
-        return written
-
     def _depart(self, rid: int) -> None:
         now = self.env.now
         self._in_system_area += self.in_system * (now - self._in_system_since)
@@ -396,10 +405,19 @@ class TimedModel:
     def _background_done(self, _event: simpy.Event | None = None) -> None:
         self.last_end_s = self.env.now
 
-    def _chunk_lists(self, chunk: RequestChunk) -> tuple[list[int], list[int], list[bool] | None, list[int] | None]:
+    def _requests(self, chunk: RequestChunk) -> Iterator[Request]:
+        """The chunk's requests as ``(blocks, tokens, writes, next accesses)`` lists."""
         writes = chunk.writes.tolist() if chunk.writes.any() else None
         nxt = chunk.next_access.tolist() if (self.h.needs_future and chunk.next_access is not None) else None
-        return chunk.blocks.tolist(), chunk.offsets.tolist(), writes, nxt
+        blocks, tokens, offsets = chunk.blocks.tolist(), chunk.tokens.tolist(), chunk.offsets.tolist()
+        for i in range(chunk.n_requests):
+            s, e = offsets[i], offsets[i + 1]
+            yield (
+                blocks[s:e],
+                tokens[s:e],
+                writes[s:e] if writes is not None else None,
+                nxt[s:e] if nxt is not None else None,
+            )
 
     def open_loop(self, arrival_times: Callable[[RequestChunk], np.ndarray]) -> SimEvent:
         """Driver of an open-loop process: each request enters at its arrival time, in workload order."""
@@ -408,32 +426,17 @@ class TimedModel:
         issue = self._issue
         for chunk in self._chunks:
             times = arrival_times(chunk).tolist()
-            blocks, offsets, writes, nxt = self._chunk_lists(chunk)
-            for i, t in enumerate(times):
+            for t, req in zip(times, self._requests(chunk), strict=True):
                 if t > env.now:
                     yield env.timeout(t - env.now)
-                s, e = offsets[i], offsets[i + 1]
-                issue(
-                    blocks[s:e],
-                    writes[s:e] if writes is not None else None,
-                    nxt[s:e] if nxt is not None else None,
-                    -1,
-                    None,
-                )
+                issue(req[0], req[1], req[2], req[3], -1, None)
             if progress is not None:
                 progress(chunk.n_refs)
 
-    def _request_stream(self) -> Iterator[tuple[list[int], list[bool] | None, list[int] | None]]:
+    def _request_stream(self) -> Iterator[Request]:
         progress = self._progress
         for chunk in self._chunks:
-            blocks, offsets, writes, nxt = self._chunk_lists(chunk)
-            for i in range(chunk.n_requests):
-                s, e = offsets[i], offsets[i + 1]
-                yield (
-                    blocks[s:e],
-                    writes[s:e] if writes is not None else None,
-                    nxt[s:e] if nxt is not None else None,
-                )
+            yield from self._requests(chunk)
             if progress is not None:
                 progress(chunk.n_refs)
 
@@ -452,7 +455,7 @@ class TimedModel:
             if req is None:
                 return
             served = env.event()
-            if self._issue(req[0], req[1], req[2], agent, served):
+            if self._issue(req[0], req[1], req[2], req[3], agent, served):
                 yield served
 
     # ------------------------------------------------------------------ running
@@ -477,6 +480,7 @@ class TimedModel:
         self._stream = self._request_stream()
         self._series = series
         self._every = max(1, every)
+        self.driver.sample_into(series, self._every)
         self._progress = progress
         start(self)
         with _fewer_collections():
@@ -484,9 +488,9 @@ class TimedModel:
 
     # ------------------------------------------------------------------ results
     @property
-    def prefill_busy_s(self) -> float:
-        """Engine-seconds of recompute."""
-        return self.host.prefill_busy_s if self.host is not None else self.prefill.busy_s
+    def engine_busy_s(self) -> float:
+        """Compute-engine seconds held by requests (loading their prefix and prefilling)."""
+        return self.host.prefill_busy_s if self.host is not None else self.engine.busy_s
 
     @property
     def codec_busy_s(self) -> float:
@@ -531,29 +535,35 @@ class TimedModel:
     def request_columns(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The per-request columns (:data:`~exo_sim.results.REQUEST_COLUMNS`) and hits per tier."""
         n = len(self.arrival_s)
-        arrival = np.frombuffer(self.arrival_s, dtype=np.float64) if n else np.zeros(0)
-        served = np.frombuffer(self.served_s, dtype=np.float64) if n else np.zeros(0)
+
+        def floats(a: array[float]) -> np.ndarray:
+            return np.frombuffer(a, dtype=np.float64).copy() if len(a) else np.zeros(0)
 
         def ints(a: array[int]) -> np.ndarray:
             return np.frombuffer(a, dtype=np.int64).copy() if len(a) else np.zeros(0, dtype=np.int64)
 
-        read = ints(self.blocks_read)
-        recomputed = ints(self.recomputed)
-        hits = np.zeros((n, len(self.spec.tiers)), dtype=np.int64)
-        f_rid, f_tier, f_n = ints(self._found_rid), ints(self._found_tier), ints(self._found_n)
-        np.add.at(hits, (f_rid, f_tier), f_n)
-        hits[:, self.h.top] = read - hits.sum(axis=1) - recomputed
+        arrival, served = floats(self.arrival_s), floats(self.served_s)
+        hits = np.asarray(self._found, dtype=np.int64).reshape(n, len(self.spec.tiers))
         columns = {
             "request": np.arange(n, dtype=np.int64),
             "agent": ints(self.agent_of),
-            "arrival_s": arrival.copy(),
-            "served_s": served.copy(),
-            "latency_s": served - arrival,
-            "blocks_read": read,
+            "arrival_s": arrival,
+            "served_s": served,
+            "ttft_s": served - arrival,
+            "queue_s": floats(self.queue_s),
+            "load_s": floats(self.load_s),
+            "compute_s": floats(self.compute_s),
+            "prompt_tokens": ints(self.prompt_tokens),
+            "cached_tokens": ints(self.cached_tokens),
+            "prefill_tokens": ints(self.prefill_tokens),
+            "recomputed_tokens": ints(self.recomputed_tokens),
+            "blocks_read": ints(self.blocks_read),
             "blocks_written": ints(self.blocks_written),
-            "recomputed_blocks": recomputed,
+            "recomputed_blocks": ints(self.recomputed),
+            "stranded_blocks": ints(self.stranded),
             "bytes_loaded": ints(self.bytes_loaded),
             "in_system_at_arrival": ints(self.in_system_seen),
+            "refused": np.frombuffer(self.refused, dtype=np.int8).astype(bool) if n else np.zeros(0, dtype=bool),
         }
         assert set(columns) == set(REQUEST_COLUMNS)
         return columns, hits
@@ -608,7 +618,7 @@ class _Chain:
     __slots__ = ("model", "hops", "i", "codec_s", "label", "done")
 
     def __init__(
-        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], None]
+        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], object]
     ) -> None:
         self.model = model
         self.hops = hops
@@ -642,7 +652,7 @@ class _Pipeline:
     """
 
     def __init__(
-        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], None]
+        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], object]
     ) -> None:
         if len(hops) < 2:
             _Chain(model, hops, codec_s, label, done)
@@ -651,7 +661,7 @@ class _Pipeline:
 
     @staticmethod
     def _run(
-        model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], None]
+        model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], object]
     ) -> Generator[simpy.Event, Any, None]:
         env = model.env
         claims = []

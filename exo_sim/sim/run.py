@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from exo_sim.hierarchy import Hierarchy
@@ -28,7 +27,7 @@ from exo_sim.results import (
 )
 from exo_sim.sim.arrivals import arrival_process
 from exo_sim.sim.model import ProgressFn, TimedModel
-from exo_sim.sim.settings import SimSettings, sim_settings
+from exo_sim.sim.settings import SimSettings, sim_settings, with_compute
 from exo_sim.spec import Locator, Spec
 from exo_sim.workloads.base import Workload
 
@@ -61,7 +60,7 @@ def prepare_sim(cfg: Any, locate: Locator | None = None) -> tuple[Spec, Workload
         ExoError: naming the first invalid key (or trace file).
     """
     spec, workload = prepare(cfg, locate)
-    settings = sim_settings(cfg.sim, locate)
+    settings = with_compute(sim_settings(cfg.sim, locate), cfg, locate)
     model = TimedModel(spec, settings, locate)
     return spec, workload, settings, model
 
@@ -93,54 +92,52 @@ def run_sim(
     series = OccupancySeries()
     every = sample_every(workload, int(cfg.output.timeseries_points))
     series.sample(0, h.used, 0.0)
-    top_room = spec.tiers[h.top].high_blocks
-    streamed = 0
-
-    def chunks_counted() -> Any:
-        nonlocal streamed
-        for chunk in workload_chunks(workload, h):
-            streamed += int(np.count_nonzero(np.diff(chunk.offsets) > top_room))
-            yield chunk
 
     t0 = time.perf_counter()
-    model.run(chunks_counted(), arrivals.start, series, every, progress)
+    model.run(workload_chunks(workload, h), arrivals.start, series, every, progress)
     elapsed = time.perf_counter() - t0
     if series.access_index[-1] != h.accesses:
         series.sample(h.accesses, h.used, model.env.now)
 
     columns, hits = model.request_columns()
     requests = requests_frame(spec, columns, hits)
-    latency = columns["latency_s"]
+    ttft = columns["ttft_s"][~columns["refused"]]
     makespan = model.makespan_s
-    n_requests = int(latency.shape[0])
+    n_served = int(ttft.shape[0])
 
     summary = build_summary(
         "sim",
         cfg,
         spec,
         h,
+        model.driver.totals,
         workload=workload.describe(),
-        requests=n_requests,
-        streamed_requests=streamed,
         elapsed_s=elapsed,
         resolved=resolved,
         notes=workload.notes() + arrivals.notes(),
     )
     complete = summary.pop("complete")
-    summary["latency_s"] = latency_percentiles(latency)
+    summary["ttft_s"] = latency_percentiles(ttft)
+    summary["latency_s"] = summary["ttft_s"]
     summary["makespan_s"] = makespan
+    cost = settings.prefill_cost
     summary.update(
         {
-            "latency_mean_s": float(latency.mean()) if n_requests else None,
-            "latency_max_s": float(latency.max()) if n_requests else None,
-            "throughput_requests_per_s": n_requests / makespan if makespan > 0 else None,
+            "ttft_mean_s": float(ttft.mean()) if n_served else None,
+            "ttft_max_s": float(ttft.max()) if n_served else None,
+            "ttft_parts_mean_s": {
+                part: float(columns[f"{part}_s"][~columns["refused"]].mean()) if n_served else None
+                for part in ("queue", "load", "compute")
+            },
+            "throughput_requests_per_s": n_served / makespan if makespan > 0 else None,
             "mean_in_system": model.mean_in_system,
             "link_usage": link_usage_rows(model.link_usage(), makespan),
-            "prefill": {
-                "tokens_per_s": settings.prefill_tokens_per_s,
-                "slots": settings.prefill_slots,
-                "busy_s": model.prefill_busy_s,
-                "utilisation": _share(model.prefill_busy_s, settings.prefill_slots, makespan),
+            "compute": {
+                "engines": settings.compute_engines,
+                "overlap": "layerwise" if settings.layerwise else "none",
+                "prefill_cost": {**cost.as_config(), "source": cost.source, "basis": cost.basis},
+                "busy_s": model.engine_busy_s,
+                "utilisation": _share(model.engine_busy_s, settings.compute_engines, makespan),
             },
             "codec": {
                 "workers": settings.codec_workers,
@@ -154,16 +151,4 @@ def run_sim(
             "complete": complete,
         }
     )
-    if model.host is not None:
-        host = model.host
-        summary["host"] = {
-            "busy_s": model.host_server.busy_s,
-            "utilisation": _share(model.host_server.busy_s, 1, makespan),
-            "checksum_s": host.checksum_busy_s,
-            "bookkeeping_s": host.bookkeeping_s,
-            "batches": host.batches,
-            "commits": host.commits,
-            "commit_s": host.commit_busy_s,
-            "pair_usage": [vars(u) for u in model.pair_usage()],
-        }
     return SimResult(spec=spec, summary=summary, series=series, requests=requests, model=model)

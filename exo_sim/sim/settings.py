@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from exo_sim.compute import PrefillCost
 from exo_sim.errors import ConfigError
 
 DEMOTION_MODES = ("background", "sync")
@@ -20,6 +21,10 @@ DEMOTION_MODES = ("background", "sync")
 
 MULTI_HOP_MODES = ("store_and_forward", "pipeline")
 """``store_and_forward``: one link after the other; ``pipeline``: all links at once."""
+
+OVERLAP_MODES = ("none", "layerwise")
+"""How a request's prefix load and its prefill share time: ``none`` one after the other;
+``layerwise`` pipelined layer by layer."""
 
 EXECUTORS = ("engines", "serial")
 """``engines``: links, codec and prefill engines work in parallel; ``serial``: one host thread does all."""
@@ -57,11 +62,14 @@ class SimSettings:
     demotion_sync: bool
     pipeline: bool
     prefill_tokens_per_s: float
-    prefill_slots: int
+    compute_engines: int
     codec_workers: int
     write_requests: bool
     serial: bool = False
     host: HostCosts = HostCosts()
+    prefill_cost: PrefillCost = PrefillCost(0.0, 1e-4, 0.0, 0.0, "derived", "sim.prefill_tokens_per_s")
+    layerwise: bool = False
+    layers: int = 1
 
 
 def _fail(locate: Locator | None, key: str, problem: str) -> ConfigError:
@@ -83,9 +91,10 @@ def sim_settings(sim: Any, locate: Locator | None = None) -> SimSettings:
 
     demotion = one_of("demotion", str(sim.demotion), DEMOTION_MODES)
     multi_hop = one_of("multi_hop", str(sim.multi_hop), MULTI_HOP_MODES)
+    overlap = one_of("overlap", str(sim.overlap), OVERLAP_MODES)
     if not float(sim.prefill_tokens_per_s) > 0:
         raise _fail(locate, "sim.prefill_tokens_per_s", f"must be > 0, got {sim.prefill_tokens_per_s}")
-    for key in ("prefill_slots", "codec_workers"):
+    for key in ("compute_engines", "codec_workers"):
         if int(getattr(sim, key)) < 1:
             raise _fail(locate, f"sim.{key}", f"must be >= 1, got {getattr(sim, key)}")
     executor = one_of("executor", str(getattr(sim, "executor", "engines")), EXECUTORS)
@@ -100,7 +109,12 @@ def sim_settings(sim: Any, locate: Locator | None = None) -> SimSettings:
         demotion_sync=demotion == "sync",
         pipeline=multi_hop == "pipeline",
         prefill_tokens_per_s=float(sim.prefill_tokens_per_s),
-        prefill_slots=int(sim.prefill_slots),
+        compute_engines=int(sim.compute_engines),
+        prefill_cost=PrefillCost(
+            0.0, 1.0 / float(sim.prefill_tokens_per_s), 0.0, 0.0, "derived",
+            f"sim.prefill_tokens_per_s = {float(sim.prefill_tokens_per_s):g} tokens/s (no architecture)",
+        ),
+        layerwise=overlap == "layerwise",
         codec_workers=int(sim.codec_workers),
         write_requests=bool(sim.write_requests),
         serial=executor == "serial",
@@ -108,6 +122,22 @@ def sim_settings(sim: Any, locate: Locator | None = None) -> SimSettings:
     )
     arrival_process(settings, seed=0, locate=locate)  # checks the arrival knobs
     return settings
+
+
+def with_compute(settings: SimSettings, cfg: Any, locate: Locator | None = None) -> SimSettings:
+    """``settings`` with the prefill cost and layer count of ``cfg``'s hardware and payload.
+
+    The hardware profile's prefill cost (:func:`exo_sim.compute.resolve_prefill_cost`: fitted, or
+    derived from the payload's architecture) when it gives one; otherwise a flat
+    ``sim.prefill_tokens_per_s``.
+    """
+    from dataclasses import replace
+
+    from exo_sim.compute import resolve_prefill_cost
+
+    cost = resolve_prefill_cost(cfg, locate)
+    layers = int(getattr(cfg.payload, "layers", 0) or 1)
+    return replace(settings, prefill_cost=cost or settings.prefill_cost, layers=max(1, layers))
 
 
 def _host_costs(host: Any, executor: str, locate: Locator | None) -> HostCosts:

@@ -55,6 +55,7 @@ class AgentSessionsWorkload(Workload):
 
     kind = "agent_sessions"
     schema = AgentSessionsWorkloadConfig
+    chained = True
 
     def validate(self) -> None:
         """Refuse non-positive counts and rates, negative prefixes and min > max ranges."""

@@ -96,6 +96,10 @@ class Workload(ABC):
     schema: ClassVar[type[WorkloadConfig]] = WorkloadConfig
     has_future: ClassVar[bool] = False
     """Whether :meth:`chunks` fills ``next_access`` itself (oracleGeneral traces do)."""
+    chained: ClassVar[bool] = False
+    """Whether a request's read blocks form a chain (block ``i`` names the whole prefix up to it, so
+    equal ids are equal prefixes): what prefix reuse needs. Mooncake's hash ids and agent sessions'
+    contexts are chains; independent objects (Zipf, cache traces, RAG chunks) are not."""
 
     def __init__(self, cfg: Any, block_tokens: int) -> None:
         self.cfg = cfg

@@ -65,6 +65,7 @@ class MooncakeWorkload(Workload):
 
     kind = "mooncake"
     schema = MooncakeWorkloadConfig
+    chained = True
 
     def validate(self) -> None:
         """Refuse a missing or empty file, bad sizes and a block size that does not divide the trace's."""

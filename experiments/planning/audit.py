@@ -4,7 +4,9 @@ The replaced system published per-tier "token capacities" (256K / 256K / 1M / 10
 shared / RAM / NVMe) and "INT8 = 50 %, FP16 = 25 % reduction". Both were typed, never derived. Here
 each shipped payload is sized on the seed workstation's bytes under its codec mix (INT8 / INT8 /
 FP16 / FP32) with the codecs' exact byte math (scales counted), and each codec's saving is measured
-on a whole block against FP32 and FP16.
+on a whole block against FP32 and FP16. The VRAM tier holds a KV-cache payload's KV budget, not its
+8 GB: the model's weights (as configured, bf16 for the shipped payloads) and workspace come first
+(:mod:`exo_sim.kv_budget`), and where they do not fit the tier holds no KV at all.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exo_sim.codecs import CODECS
+from exo_sim.kv_budget import gpu_of, kv_budget
 from exo_sim.payloads import block_content
 from exo_sim.spec import block_bytes
 from experiments.planning.capacity import uniform_mix
@@ -31,6 +34,12 @@ class ClaimRow:
     blocks: int
     tokens: int
     claimed_tokens: int | None
+    kv_budget_bytes: int | None = None  # a GPU tier serving the model: what its weights leave
+
+    @property
+    def weights_do_not_fit(self) -> bool:
+        """Whether the model's weights and workspace leave the tier no KV at all."""
+        return self.kv_budget_bytes is not None and self.kv_budget_bytes < self.block_bytes
 
     @property
     def ratio(self) -> float | None:
@@ -87,9 +96,12 @@ def run_audit(settings: PlanSettings, block_tokens: int) -> Audit:
             codec = str(mix.per_tier.get(tier.name, mix.default))
             bb = block_bytes(content, codec, mix)
             cap = int(tier.capacity_bytes)
-            blocks = cap // bb
+            budget = kv_budget(cap, gpu_of(hw), payload) if tier.medium == "cuda" else None
+            room = cap if budget is None else max(0, budget.kv_budget_bytes)
+            blocks = room // bb
             out.claims.append(
-                ClaimRow(name, str(tier.name), codec, cap, bb, blocks, blocks * block_tokens, claimed.get(tier.name))
+                ClaimRow(name, str(tier.name), codec, cap, bb, blocks, blocks * block_tokens, claimed.get(tier.name),
+                         None if budget is None else budget.kv_budget_bytes)
             )
         sizes = {c: block_bytes(content, c, uniform_mix(mix, c)) for c in CODECS}
         for codec, bb in sizes.items():
@@ -128,7 +140,10 @@ def _statements(a: Audit, settings: PlanSettings) -> list[str]:
         claim = rows[0].claimed_tokens
         if claim is None:
             continue
-        parts = ", ".join(f"{r.payload} {r.tokens:,} ({r.ratio:.2f}x)" for r in rows)
+        parts = ", ".join(
+            f"{r.payload} {r.tokens:,} ({r.ratio:.2f}x{', its weights do not fit' if r.weights_do_not_fit else ''})"
+            for r in rows
+        )
         held = [r.payload for r in rows if r.tokens >= claim]
         if not held:
             verdict = "no audited payload reaches it"

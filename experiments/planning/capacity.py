@@ -3,6 +3,8 @@
 Every figure comes from :func:`exo_sim.spec.block_bytes` (the codecs' exact byte math, scales
 included) and the profile's bytes: ``blocks = capacity_bytes // block_bytes``, ``tokens = blocks x
 block_tokens``; the usable part is ``floor(high_watermark x blocks)``, as the decision core counts it.
+A GPU tier serving a model holds its KV budget, not its device bytes: ``blocks = kv_budget_bytes //
+block_bytes`` (:mod:`exo_sim.kv_budget`: the device x utilisation, less the weights and workspace).
 
 The hierarchy's *distinct* capacity is what it can hold at once without recomputing: the sum of its
 usable tiers when exclusive; under write-through every block is also persisted to the last tier, so
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from exo_sim.codecs import CODECS, group_size
 from exo_sim.config import CodecMixConfig, HardwareConfig
+from exo_sim.kv_budget import gpu_of, kv_budget
 from exo_sim.payloads import block_content
 from exo_sim.spec import Spec, block_bytes
 from experiments.planning.options import load_option, option_names
@@ -38,7 +41,11 @@ def uniform_mix(base: Any, codec: str) -> Any:
 
 @dataclass(frozen=True)
 class TierCapacity:
-    """One tier under every codec: exact block bytes, whole blocks and tokens, and its configured codec."""
+    """One tier under every codec: exact block bytes, whole blocks and tokens, and its configured codec.
+
+    ``kv_budget_bytes`` (a GPU tier serving a model; ``None`` otherwise) is what holds the blocks, after
+    ``weight_bytes`` and ``workspace_bytes`` are taken from the device's ``capacity_bytes``.
+    """
 
     name: str
     medium: str
@@ -49,6 +56,15 @@ class TierCapacity:
     block_bytes: dict[str, int]
     blocks: dict[str, int]
     tokens: dict[str, int]
+    kv_budget_bytes: int | None = None
+    weight_bytes: int = 0
+    workspace_bytes: int = 0
+    budget_arithmetic: str = ""  # the KV budget as one line of arithmetic (GPU tiers only)
+
+    @property
+    def block_room_bytes(self) -> int:
+        """The bytes that hold blocks: the KV budget of a GPU tier, else the whole capacity."""
+        return self.capacity_bytes if self.kv_budget_bytes is None else self.kv_budget_bytes
 
     def usable_tokens(self, codec: str | None = None) -> int:
         """Tokens the tier holds under its high watermark in ``codec`` (default: its configured one)."""
@@ -105,6 +121,11 @@ class CapacityReport:
         return self.distinct_tokens(DENSEST)
 
 
+def _arithmetic(cfg: Any, medium: str, capacity_bytes: int) -> str:
+    budget = kv_budget(capacity_bytes, gpu_of(cfg.hardware), cfg.payload) if medium == "cuda" else None
+    return "" if budget is None else budget.arithmetic()
+
+
 def capacity_report(cfg: Any, spec: Spec, target_tokens: int) -> CapacityReport:
     """Capacities of ``spec``'s tiers for its payload under every codec (``cfg`` gives group sizes).
 
@@ -118,7 +139,8 @@ def capacity_report(cfg: Any, spec: Spec, target_tokens: int) -> CapacityReport:
     bb = {c: block_bytes(content, c, mixes[c]) for c in CODECS}
     tiers = []
     for t in spec.tiers:
-        blocks = {c: t.capacity_bytes // bb[c] for c in CODECS}
+        room = t.capacity_bytes if t.kv_budget_bytes is None else max(0, t.kv_budget_bytes)
+        blocks = {c: room // bb[c] for c in CODECS}
         high = cfg.hardware.tiers[t.index].high_watermark
         tiers.append(
             TierCapacity(
@@ -131,6 +153,10 @@ def capacity_report(cfg: Any, spec: Spec, target_tokens: int) -> CapacityReport:
                 block_bytes=dict(bb),
                 blocks=blocks,
                 tokens={c: blocks[c] * spec.block_tokens for c in CODECS},
+                kv_budget_bytes=t.kv_budget_bytes,
+                weight_bytes=t.weight_bytes,
+                workspace_bytes=t.workspace_bytes,
+                budget_arithmetic=_arithmetic(cfg, t.medium, t.capacity_bytes) if t.kv_budget_bytes is not None else "",
             )
         )
     scale_share = {}
@@ -164,7 +190,8 @@ class ProfileCapacity:
 def profile_capacities(cfg: Any, block_tokens: int) -> list[ProfileCapacity]:
     """Every hardware option of ``conf/hardware/`` sized in bytes, with its capacity in tokens per codec.
 
-    Options sized in blocks (``single_tier``) are left out: they have no capacity in bytes.
+    Options sized in blocks (``single_tier``) are left out: they have no capacity in bytes. A GPU
+    tier counts its KV budget for the plan's payload (nothing when the weights do not fit it).
     """
     content = block_content(cfg.payload, block_tokens)
     bb = {c: block_bytes(content, c, uniform_mix(cfg.codec, c)) for c in CODECS}
@@ -174,11 +201,15 @@ def profile_capacities(cfg: Any, block_tokens: int) -> list[ProfileCapacity]:
         caps = [t.capacity_bytes for t in hw.tiers]
         if not caps or any(c is None for c in caps):
             continue
+        rooms = []
+        for t in hw.tiers:
+            budget = kv_budget(int(t.capacity_bytes), gpu_of(hw), cfg.payload) if t.medium == "cuda" else None
+            rooms.append(int(t.capacity_bytes) if budget is None else max(0, budget.kv_budget_bytes))
         out.append(
             ProfileCapacity(
                 name=name,
                 description=str(hw.description),
-                tokens={c: sum(int(cap) // bb[c] for cap in caps) * block_tokens for c in CODECS},
+                tokens={c: sum(room // bb[c] for room in rooms) * block_tokens for c in CODECS},
             )
         )
     return out

@@ -3,6 +3,7 @@
 Pseudocode::
 
     check the phase, the plan's knobs, the config, every swept mix and the workload   (before any work)
+    if the weights do not fit the GPU tier: say what would, go on with the first that fits here
     capacities per tier x codec, fits; the audit of the seed workstation's claims
     if the target is over plan.max_overcommit x what the hierarchy holds in int4: stop here, say why
     size the workload to the phase (full size for the replay and curves, a 1:k miniature for the sweep)
@@ -63,6 +64,7 @@ from experiments.planning.ranking import Ranking, rank
 from experiments.planning.settings import PlanSettings, plan_settings
 from experiments.planning.sizers import LiveContext, Sizer, sizer_for
 from experiments.planning.sweep import run_sweep, sweep_command, write_sweep_config
+from experiments.planning.weights import WeightsFit, fit_weights
 
 Say = Callable[[str], None]
 
@@ -103,6 +105,7 @@ class Plan:
     bpt: list[BytesPerToken]
     pin: list[Pinning]
     skip_reason: str = ""
+    weights: WeightsFit | None = None  # set when the configured weights did not fit the GPU tier
     top_tokens: int = 0
     sizing_text: str = ""
     sized: bool = False
@@ -148,15 +151,28 @@ def _apply(cfg: Any, overrides: dict[str, Any]) -> DictConfig:
 
 
 def capacity_overrides(cfg: Any, scale: int) -> dict[str, Any]:
-    """Every tier's capacity divided by ``scale`` (a 1:``scale`` miniature); nothing at scale 1."""
+    """Every tier's capacity divided by ``scale`` (a 1:``scale`` miniature); nothing at scale 1.
+
+    A GPU tier's KV budget is divided, not its device bytes (the weights do not shrink with the
+    miniature): the miniature's GPU tier is that share of the budget, taken as a KV pool
+    (``hardware.gpu.kv_pool``).
+    """
     if scale <= 1:
         return {}
+    spec = build_spec(cfg)
     out: dict[str, Any] = {}
+    pooled = False
     for i, t in enumerate(cfg.hardware.tiers):
-        if t.capacity_bytes is not None:
+        budget = spec.tiers[i].kv_budget_bytes
+        if budget is not None:
+            out[f"hardware.tiers.{i}.capacity_bytes"] = budget // scale
+            pooled = True
+        elif t.capacity_bytes is not None:
             out[f"hardware.tiers.{i}.capacity_bytes"] = int(t.capacity_bytes) // scale
         else:
             out[f"hardware.tiers.{i}.capacity_blocks"] = max(1, int(t.capacity_blocks) // scale)
+    if pooled:
+        out["hardware.gpu.kv_pool"] = True
     return out
 
 
@@ -178,7 +194,8 @@ def miniature_scale(
     largest = max(block_bytes(spec.content, c, uniform_mix({}, c)) for c in CODECS)
     for t in spec.tiers:
         if t.usable:
-            k = min(k, max(1, t.capacity_bytes // (min_blocks * largest)))
+            room = t.capacity_bytes if t.kv_budget_bytes is None else t.kv_budget_bytes
+            k = min(k, max(1, room // (min_blocks * largest)))
     top = next(t for t in spec.tiers if t.usable)
     return max(1, min(k, math.floor(top.high_blocks / (MIN_TOP_UNITS * max(1.0, unit_blocks)))))
 
@@ -238,7 +255,10 @@ def make_plan(
         clock = now
 
     settings = plan_settings(cfg, locate)
+    cfg, weights = fit_weights(cfg, locate)
     spec, sim = _validate(cfg, settings, locate)
+    if weights is not None:
+        say(f"the configured weights do not fit {weights.tier}; going on with {weights.chosen.label}")
     target = settings.target_tokens
     cap = capacity_report(cfg, spec, target)
     audit = run_audit(settings, spec.block_tokens)
@@ -259,6 +279,7 @@ def make_plan(
         profiles=profile_capacities(cfg, spec.block_tokens),
         bpt=bytes_per_token(cap),
         pin=pinning(spec, settings.pin_gbps),
+        weights=weights,
         timings_s=timings,
     )
     say(
@@ -504,6 +525,20 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "distinct_tokens": cap.distinct_tokens(),
         "fits_top_tier": cap.fits_top(),
         "fits_hierarchy": cap.fits_hierarchy(),
+        "gpu_tiers": {
+            t.name: {"capacity_bytes": t.capacity_bytes, "weight_bytes": t.weight_bytes,
+                     "workspace_bytes": t.workspace_bytes, "kv_budget_bytes": t.kv_budget_bytes}
+            for t in plan.spec.tiers
+            if t.kv_budget_bytes is not None
+        },
+        "weights_did_not_fit": None
+        if plan.weights is None
+        else {
+            "tier": plan.weights.tier,
+            "options": {o.label: o.kv_tokens for o in plan.weights.options},
+            "continued_with": plan.weights.chosen.label,
+            "overrides": plan.weights.chosen.override_args(),
+        },
         "simulated": plan.ranking is not None,
         "skip_reason": plan.skip_reason or None,
         "timings_s": plan.timings_s,

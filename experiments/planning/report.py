@@ -22,6 +22,15 @@ from experiments.planning.units import times as _times
 from experiments.planning.units import tokens as _tok
 
 
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.2f} GB"
+
+
+def _block_room(tier: Any) -> int:
+    """The bytes of a resolved tier that hold blocks: a GPU tier's KV budget, else its capacity."""
+    return int(tier.capacity_bytes if tier.kv_budget_bytes is None else tier.kv_budget_bytes)
+
+
 def build_report(plan: Plan) -> Document:
     """The whole report for ``plan``."""
     st = plan.settings
@@ -80,7 +89,7 @@ def _fit_sentences(plan: Plan) -> list[str]:
 
 def _summary(doc: Document, plan: Plan) -> None:
     doc.heading("Summary")
-    items = _fit_sentences(plan)
+    items = (plan.weights.sentences() if plan.weights is not None else []) + _fit_sentences(plan)
     if plan.ranking is None:
         items.append(plan.skip_reason)
         holders = [p for p in plan.profiles if p.tokens[DENSEST] >= plan.settings.target_tokens]
@@ -198,7 +207,7 @@ def _simulated(doc: Document, plan: Plan) -> None:
     items.append(
         f"Assumptions (not measured): the profile's link and codec speeds ({plan.hardware}: see its file in "
         f"conf/hardware/), recompute at `sim.prefill_tokens_per_s` = {plan.sim.prefill_tokens_per_s:,.0f} tokens/s on "
-        f"{plan.sim.prefill_slots} prefill engine(s), {plan.sim.codec_workers} codec engine(s), demotions in the "
+        f"{plan.sim.compute_engines} compute engine(s), {plan.sim.codec_workers} codec engine(s), demotions in the "
         f"{'background' if not plan.sim.demotion_sync else 'request path'}. The model charges codec time only "
         "when a block changes codec between tiers (a uniform mix has none) and does not charge quantising a freshly "
         "computed block."
@@ -212,20 +221,33 @@ def _capacity(doc: Document, plan: Plan) -> None:
     doc.paragraph(
         f"Tokens each tier holds for {plan.payload} at {plan.block_tokens}-token blocks, per codec: "
         "`capacity_bytes // block_bytes` whole blocks x block tokens, from the codecs' exact byte math "
-        "(INT8/INT4 scales counted). **Bold**: the codec the mix as given stores in that tier."
+        "(INT8/INT4 scales counted); a GPU tier holds only its KV budget, what the model's weights and "
+        "activation workspace leave of the serving engine's share (`hardware.gpu`). **Bold**: the codec the mix "
+        "as given stores in that tier."
     )
-    header = ["tier", "medium", "capacity"] + [f"{c} tokens" for c in CODECS]
+    # a GPU tier serving the model shows what holds its blocks; a profile without one (or whose GPU
+    # tier is a KV pool already) keeps the plain table
+    served = any(t.kv_budget_bytes is not None for t in cap.tiers)
+    gpu_cols = ["weights", "workspace", "KV budget"] if served else []
+    header = ["tier", "medium", "capacity", *gpu_cols] + [f"{c} tokens" for c in CODECS]
     rows: list[list[Any]] = []
     for t in cap.tiers:
         cells = [f"**{t.tokens[c]:,}**" if c == t.codec else f"{t.tokens[c]:,}" for c in CODECS]
-        rows.append([t.name, t.medium, _gib(t.capacity_bytes), *cells])
+        gpu = (
+            [_gb(t.weight_bytes), _gb(t.workspace_bytes), _gb(t.kv_budget_bytes)]
+            if t.kv_budget_bytes is not None
+            else [""] * len(gpu_cols)
+        )
+        rows.append([t.name, t.medium, _gib(t.capacity_bytes), *gpu, *cells])
+    room = ["", "", _gib(sum(t.block_room_bytes for t in cap.tiers))] if served else []
     rows.append(
-        ["hierarchy (at once)", cap.mode, _gib(sum(t.capacity_bytes for t in cap.tiers))]
+        ["hierarchy (at once)", cap.mode, _gib(sum(t.capacity_bytes for t in cap.tiers)), *room]
         + [f"{cap.distinct_tokens(c):,}" for c in CODECS]
     )
-    rows.append(["block bytes", "", ""] + [f"{cap.top.block_bytes[c]:,}" for c in CODECS])
+    rows.append(["block bytes", "", "", *[""] * len(gpu_cols)] + [f"{cap.top.block_bytes[c]:,}" for c in CODECS])
     doc.table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))
     notes = [f"Under the mix as given ({plan.mix}) the hierarchy holds {cap.distinct_tokens():,} tokens at once."]
+    notes += [f"{t.name}: {t.budget_arithmetic}." for t in cap.tiers if t.budget_arithmetic]
     reserved = [t for t in cap.tiers if t.high_fraction < 1.0]
     if reserved:
         notes.append(
@@ -322,8 +344,9 @@ def _curve(doc: Document, plan: Plan) -> None:
                 f"For phase **{nxt.name}** ({nxt.target_tokens:,} tokens) the same LRU hit ratio "
                 f"({nxt.hit_ratio_now:.3f}) needs a top tier of **{_gib(nxt.capacity_bytes)}** "
                 f"({nxt.capacity_tokens:,} tokens, {nxt.capacity_blocks:,} blocks of {rk.codec}) - "
-                f"{nxt.capacity_bytes / max(1, plan.spec.tiers[0].capacity_bytes):.2f}x today's "
-                f"{_gib(plan.spec.tiers[0].capacity_bytes)}."
+                f"{nxt.capacity_bytes / max(1, _block_room(plan.spec.tiers[0])):.2f}x today's "
+                f"{_gib(_block_room(plan.spec.tiers[0]))}"
+                + (" of KV budget." if plan.spec.tiers[0].kv_budget_bytes is not None else ".")
             )
         if nxt.note:
             items.append(nxt.note)
