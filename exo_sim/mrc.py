@@ -392,9 +392,14 @@ def _prefix_group(
         inside = reuse > sr
         prior[inside] = run[reuse[inside] - 1]
         odd = np.flatnonzero(before & (prior > p))  # a block released earlier in the request was shallower
-        for j in odd.tolist():
-            i = int(reuse[j])
-            corr[j] = int(np.count_nonzero(prev[int(sr[j]) : i] > p[j]))
+        if odd.shape[0]:
+            bounds = np.flatnonzero(np.r_[True, sr[odd][1:] != sr[odd][:-1], True])
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+                js = odd[a:b]
+                lo_i = int(sr[js[0]])
+                span = prev[lo_i : int(reuse[js[-1]])]
+                cols = np.arange(span.shape[0])
+                corr[js] = ((span[None, :] > p[js, None]) & (cols[None, :] < (reuse[js] - lo_i)[:, None])).sum(axis=1)
     depth[reuse[before]] = (sr - p - eg + corr)[before]
     again = reuse[~before]
     stranding = np.zeros(n_refs, dtype=bool)

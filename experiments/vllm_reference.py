@@ -43,7 +43,9 @@ Counted per (trace, N): hit blocks (the admitted requests' num_computed_tokens /
 ``PrefixCacheStats`` records at admission; refused requests' lookups are reported apart), queried blocks (the
 admitted requests' trace blocks, len(hash_ids)), evictions (blocks that still held a prefix-cache hash when
 ``BlockPool.get_new_blocks`` handed them out again, i.e. ``BlockPool._maybe_evict_cached_block`` returned True),
-refused requests, requests. One JSON object per (trace, N) is printed and all are written to --out.
+refused requests, requests; also how many times a fully cached whole-block prompt put a second copy of its last
+block in the cache (duplicate_cached_blocks) and how many pool blocks hold a hash at the end. One JSON object
+per (trace, N) is printed and all are written to --out.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,8 @@ class Vllm:
 
     def __init__(self) -> None:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # requests (pulled in by vllm's imports) warns that no charset detector is installed; none is needed.
+        warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
         import torch
         import vllm
         from vllm.sampling_params import SamplingParams
@@ -174,12 +179,19 @@ def replay(v: Vllm, trace: list[tuple[int, list[int]]], capacity: int) -> dict[s
 
     pool._maybe_evict_cached_block = counting_evict
 
-    hits = queried = refused = refused_blocks = refused_hit_blocks = 0
+    hits = queried = refused = refused_blocks = refused_hit_blocks = duplicates = 0
     for rid, (length, hash_ids) in enumerate(trace):
         req = v.request(rid, prompt_tokens(length, hash_ids))
         assert len(req.block_hashes) == length // BLOCK  # vLLM hashes full blocks only
         computed, num_computed, _ = kvm.get_computed_blocks(req)
         assert num_computed % BLOCK == 0
+        # A fully cached prompt of whole blocks still recomputes its last block (hits stop at num_tokens - 1):
+        # vLLM caches that new block under the same hash beside the old copy (BlockHashToBlockMap keeps both).
+        recomputes_cached_last = (
+            length % BLOCK == 0
+            and num_computed == length - BLOCK
+            and pool.get_cached_block(req.block_hashes[-1], [0]) is not None
+        )
         new = kvm.allocate_slots(
             req,
             num_new_tokens=length - num_computed,
@@ -195,6 +207,7 @@ def replay(v: Vllm, trace: list[tuple[int, list[int]]], capacity: int) -> dict[s
         req.num_computed_tokens = length
         hits += num_computed // BLOCK
         queried += len(hash_ids)
+        duplicates += recomputes_cached_last
         kvm.free(req)
         assert pool.get_num_free_blocks() == capacity
 
@@ -210,6 +223,8 @@ def replay(v: Vllm, trace: list[tuple[int, list[int]]], capacity: int) -> dict[s
         "evictions": evictions,
         "refused_blocks": refused_blocks,
         "refused_hit_blocks": refused_hit_blocks,
+        "duplicate_cached_blocks": duplicates,
+        "cached_blocks_at_end": sum(b.block_hash is not None for b in pool.blocks),
         "vllm_prefix_cache_stats": {"requests": stats.requests, "queries": stats.queries, "hits": stats.hits},
     }
 

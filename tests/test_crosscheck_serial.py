@@ -51,7 +51,7 @@ def test_one_thread_does_each_request_step_after_step() -> None:
     assert pairs(m) == {"birth->t0": (2, pytest.approx(2 * ONE)), "t0->t1": (2, pytest.approx(2 * ONE)),
                         "t1->t0": (1, pytest.approx(ONE))}
     assert m.host is not None and m.host.batches == 3
-    assert m.prefill_busy_s == pytest.approx(2.0) and m.codec_busy_s == pytest.approx(2.0)
+    assert m.engine_busy_s == pytest.approx(2.0) and m.codec_busy_s == pytest.approx(2.0)
 
 
 def test_requests_queue_for_the_one_thread() -> None:

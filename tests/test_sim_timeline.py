@@ -88,7 +88,7 @@ def test_two_loads_contend_for_the_engine_and_the_channel() -> None:
             (20.0, 20.0 + ONE, "t0->t1", "r2"),  # C, r2's victim, in the background
             (20.0 + ONE, 20.0 + 2 * ONE, "engine", "r3"),  # r3 gets the engine when r2 lets it go
             (20.0 + ONE, 20.0 + 2 * ONE, "t1->t0", "r3"),  # and only then loads B: 21.25 -> 22.5
-            (20.0 + ONE, 20.0 + 2 * ONE, "t0->t1", "r3"),  # D, queued on the channel behind C
+            (20.0 + ONE, 20.0 + 2 * ONE, "t0->t1", "r3"),  # D, demoted once r3 holds the engine
         ]
     )
     assert_parts(m, queue=[0.0, 0.0, 0.0, ONE], load=[0.0, 0.0, ONE, ONE], compute=[2.0, 2.0, 0.0, 0.0],
@@ -107,12 +107,12 @@ def test_two_loads_contend_for_the_engine_and_the_channel() -> None:
     assert latencies(both_two) == pytest.approx([2.0, 2.0, ONE, ONE])  # no wait anywhere
 
     simplex = simulate(make_cfg([2, 4], [link("t0", "t1", BW, LAT, duplex=False)]), requests)
-    # one resource for both directions, FIFO. At 20 both arrivals queue their victims' demotions at
-    # once (C, then D); r2's promotion is queued only when r2 holds the engine, a moment later, so
-    # the link carries C 20 -> 21.25, D -> 22.5, A -> 23.75 (r2 served: 3 x 1.25), and r3, which got
-    # the engine at 23.75, has B 23.75 -> 25 (4 x 1.25, 3 x 1.25 of it queued for the engine)
-    assert_parts(simplex, queue=[0.0, 0.0, 0.0, 3 * ONE], load=[0.0, 0.0, 3 * ONE, ONE],
-                 compute=[2.0, 2.0, 0.0, 0.0], ttft=[2.0, 2.0, 3 * ONE, 4 * ONE])
+    # one resource for both directions, FIFO. A request's victims are demoted once it holds the engine,
+    # after its own load is queued: r2 (engine at 20) queues A, then C: A 20 -> 21.25 (r2 served),
+    # C -> 22.5; r3 gets the engine at 21.25 (queued 1.25) and queues B behind C: B 22.5 -> 23.75 (r3
+    # served: 2 x 1.25 of load), then D -> 25
+    assert_parts(simplex, queue=[0.0, 0.0, 0.0, ONE], load=[0.0, 0.0, ONE, 2 * ONE],
+                 compute=[2.0, 2.0, 0.0, 0.0], ttft=[2.0, 2.0, ONE, 3 * ONE])
     assert [e[2] for e in timeline(simplex)].count("t0<->t1") == 5
 
 

@@ -61,11 +61,12 @@ def main(cfg: DictConfig) -> None:
             sys.exit(130)
         s = result.summary
         top = s["tiers"][0]
-        p99 = s["latency_s"]["p99"]
+        p99 = s["ttft_s"]["p99"]
         print(
             f"sim {s['hardware']}/{OmegaConf.select(cfg, 'policy.name')}/{OmegaConf.select(cfg, 'codec.name')}: "
-            f"{s['requests']} requests, {s['accesses']} accesses, top-tier hit ratio {top['hit_ratio']:.4f}, "
-            f"p99 latency {p99 if p99 is not None else float('nan'):.6g} s, makespan {s['makespan_s']:.6g} s, "
+            f"{s['requests']} requests, {s['accesses']} accesses, {s['reuse']} reuse, top-tier hit ratio "
+            f"{top['hit_ratio']:.4f}, TTFT p99 {p99 if p99 is not None else float('nan'):.6g} s, "
+            f"makespan {s['makespan_s']:.6g} s, "
             f"{s['accesses_per_s'] or 0:,.0f} accesses/s -> {out}/summary.json"
         )
 

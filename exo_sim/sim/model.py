@@ -294,21 +294,25 @@ class TimedModel:
         up_hops = [(link, b) for link, b in zip(self._up_order, up, strict=True) if b] if any(up) else []
         down_hops = [(link, b) for link, b in zip(self._down_order, down, strict=True) if b] if any(down) else []
         label = f"r{rid}" if self.log is not None else ""
-        if down_hops or down_codec:
-            chain = _Pipeline if self.settings.pipeline else _Chain
-            if self.settings.demotion_sync:
-                done = self.env.event()
-                chain(self, down_hops, down_codec, label, lambda: done.succeed())
-            else:
-                done = None
-                chain(self, down_hops, down_codec, label, self._background_done)
-        else:
-            done = None
-        if not (up_hops or up_codec or compute_s or done is not None):
+        demote = bool(down_hops or down_codec)
+        if not (up_hops or up_codec or compute_s or demote):
             self._depart(rid)
             return False
-        self.env.process(self._serve(rid, up_hops, up_codec, compute_s, done, label, waiter))
+        self.env.process(self._serve(rid, up_hops, up_codec, compute_s, (down_hops, down_codec), label, waiter))
         return True
+
+    def _demote(self, down: tuple[Hops, float], label: str) -> simpy.Event | None:
+        """Start a request's demotions; return the event a ``sync`` request waits for (else ``None``)."""
+        hops, codec_s = down
+        if not (hops or codec_s):
+            return None
+        chain = _Pipeline if self.settings.pipeline else _Chain
+        if self.settings.demotion_sync:
+            done = self.env.event()
+            chain(self, hops, codec_s, label, lambda: done.succeed())
+            return done
+        chain(self, hops, codec_s, label, self._background_done)
+        return None
 
     def _serve(
         self,
@@ -316,7 +320,7 @@ class TimedModel:
         up_hops: Hops,
         up_codec: float,
         compute_s: float,
-        demoted: simpy.Event | None,
+        down: tuple[Hops, float],
         label: str,
         waiter: simpy.Event | None,
     ) -> SimEvent:
@@ -325,11 +329,14 @@ class TimedModel:
         ``overlap=none``: the load (links, then codec decode) and then the prefill, one after the
         other. ``layerwise``: both start together and the prefill of layer i waits for layer i's KV,
         so the pair takes ``max(load, compute) + min(load, compute) / layers`` (the first layer's
-        load, or the last layer's compute, cannot overlap). The engine is held throughout; with
-        ``demotion=sync`` the request also waits for its victims' demotions.
+        load, or the last layer's compute, cannot overlap). The engine is held throughout. The
+        victims the request's blocks displaced are demoted once it holds the engine (a serving
+        engine evicts when it schedules a request), after its own loads have started; with
+        ``demotion=sync`` its TTFT also includes waiting for them.
         """
         env = self.env
         arrival = self.arrival_s[rid]
+        demoted = None
         if compute_s or up_hops or up_codec:
             claim = self.engine.claim(label)
             yield claim
@@ -340,6 +347,7 @@ class TimedModel:
                 loaded = env.event()
                 chain = _Pipeline if self.settings.pipeline else _Chain
                 chain(self, up_hops, up_codec, label, lambda: loaded.succeed(env.now))
+            demoted = self._demote(down, label)
             if self.settings.layerwise and loaded is not None and compute_s:
                 computed = env.timeout(compute_s)
                 yield loaded & computed
@@ -355,6 +363,8 @@ class TimedModel:
                 if compute_s:
                     yield env.timeout(compute_s)
             self.engine.release(claim)
+        else:
+            demoted = self._demote(down, label)
         if demoted is not None and not demoted.triggered:
             yield demoted
         self._depart(rid)

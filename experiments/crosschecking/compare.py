@@ -214,7 +214,7 @@ def compare_times(sim: dict[str, Any], runtime: dict[str, Any]) -> list[Metric]:
     measured = runtime.get("measured")
     if measured:
         births = measured.get("births", {})
-        out.append(Metric("recompute_s", float(sim["prefill"]["busy_s"]), float(births.get("generate_s", 0.0)),
+        out.append(Metric("recompute_s", float(sim["compute"]["busy_s"]), float(births.get("generate_s", 0.0)),
                           "component"))
         codec_s = sum(float(c["encode_s"]) + float(c["decode_s"]) for c in measured.get("codecs", []))
         out.append(Metric("codec_s", float(sim["codec"]["busy_s"]), codec_s, "component"))

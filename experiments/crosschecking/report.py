@@ -134,7 +134,7 @@ def _breakdown(p: RunPair) -> list[str]:
     pairs = host.get("pair_usage", [])
     s_links = sum(float(u["busy_s"]) for u in pairs if u["src"] != "birth")
     s_codec = float(s["codec"]["busy_s"])
-    s_birth = float(s["prefill"]["busy_s"]) + sum(float(u["busy_s"]) for u in pairs if u["src"] == "birth")
+    s_birth = float(s["compute"]["busy_s"]) + sum(float(u["busy_s"]) for u in pairs if u["src"] == "birth")
     s_check = float(host.get("checksum_s", 0.0))
     s_book = float(host.get("bookkeeping_s", 0.0))
     s_rest = float(host.get("busy_s", s["makespan_s"])) - s_links - s_codec - s_birth - s_check - s_book
