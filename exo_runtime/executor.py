@@ -761,6 +761,7 @@ class Executor:
         """Free the removals' slots (unless reused) and record every new copy."""
         copies = self.copies
         relist: list[tuple[int, int]] = []
+        left: list[int] = []
         for k, bs in removals.items():
             store = self.stores[k]
             assert store is not None
@@ -775,13 +776,16 @@ class Executor:
                     relist.append((k, block))
                 if not held:
                     del copies[b]
-                    self.birth_crc.pop(b, None)
-                    self.data_of.pop(b, None)
-                    self.transient.discard(b)
+                    left.append(b)
         for p in plans:
             for i, b in enumerate(p.blocks):
                 copies.setdefault(b, {})[p.dst] = Copy(p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
                 self._list(p.dst, b, p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
+        for b in left:  # a block that only changed tiers keeps what is known of it
+            if b not in copies:
+                self.birth_crc.pop(b, None)
+                self.data_of.pop(b, None)
+                self.transient.discard(b)
         for k, block in relist:
             self._relist(k, block)
 

@@ -424,6 +424,15 @@ class Hierarchy:
             del self._copies[b]
         return True
 
+    def _forget(self, v: int) -> None:
+        """``v`` was dropped and is resident nowhere now: it is no longer a copy of its block."""
+        b = self._owner.pop(v, v)
+        keys = self._copies.get(b)
+        if keys is not None and v in keys:
+            keys.remove(v)
+            if not keys or keys == [b]:
+                del self._copies[b]
+
     # ------------------------------------------------------------------ slow path
     def _access_slow(self, b: int, na: int, now: int, t: int | None) -> None:
         """Everything but a top-tier hit (``t``: the tier holding ``b``, or ``None``)."""
@@ -507,6 +516,8 @@ class Hierarchy:
                 if nxt is None or (self._copies and self._other_copy(v)):
                     self.drops[k] += 1
                     del where[v]
+                    if nxt is None and self._copies:  # off the last tier: gone, even if it was the only copy
+                        self._forget(v)
                     if rec:
                         self.moves.append(_new_move(Move, (v, k, None, self._bytes[k], 0)))
                     return
@@ -525,7 +536,9 @@ class Hierarchy:
         """
         below = self._below[k]
         where = self.where
-        if self._copies and self._other_copy(v):  # another copy of the block stays: no need to keep this one
+        # another copy of the block stays: no need to keep this one (unless, under write-through, this
+        # very key stays in another tier: its persisted copy, or the upper one of a last-tier victim)
+        if self._copies and not self._kept_elsewhere(k, v) and self._other_copy(v):
             self.drops[k] += 1
             if where.get(v) == k:
                 del where[v]
@@ -537,6 +550,8 @@ class Hierarchy:
                 self.drops[k] += 1
                 if where.get(v) == last:
                     del where[v]
+                    if self._copies:
+                        self._forget(v)
                 self._drop_move(v, k)
                 return None
             last_policy = self.policies[last]
@@ -549,12 +564,23 @@ class Hierarchy:
         if below is None:
             self.drops[k] += 1
             del where[v]
+            if self._copies:
+                self._forget(v)
             self._drop_move(v, k)
             return None
         self.demotions[k] += 1
         if self.write_through:
             del where[v]  # so that a demotion into the last tier re-indexes it there
         return below
+
+    def _kept_elsewhere(self, k: int, v: int) -> bool:
+        """Write-through: victim ``v`` of tier ``k`` stays resident in another tier under the same key."""
+        if not self.write_through:
+            return False
+        if k == self.last:
+            return self.where.get(v, k) != k
+        last_policy = self.policies[self.last]
+        return last_policy is not None and v in last_policy
 
     def _drop_move(self, v: int, k: int) -> None:
         if self.record_moves:
@@ -653,13 +679,19 @@ class Hierarchy:
             out[key] = out.get(key, 0) + self.persists * self._bytes[self.top]
         return out
 
-    def verify(self) -> None:
+    def verify(self, in_request: bool = False) -> None:
         """Check every invariant; raise :class:`HierarchyInvariantError` on the first broken one.
 
         Bytes used equal the sum of resident blocks (every block in a tier takes that tier's block
         size, so this is ``used`` blocks == the policy's resident count); no tier is over its high
         watermark; in exclusive mode no block is in two tiers; every located block is resident where
         the index says; hits + misses of the top tier equal the accesses.
+
+        Prefix reuse's books: every key a block's copy list names is resident, listed once, and is
+        the block itself or a key (negative) whose owner is that block; a list never names the block
+        alone; every owner entry is a listed copy; every resident negative key is a copy or an
+        uncacheable block's; pinned keys are resident in the top tier. Unless ``in_request`` (a
+        request is in flight), nothing is pinned and no uncacheable block is left.
         """
         def fail(msg: str) -> HierarchyInvariantError:
             return HierarchyInvariantError(msg)
@@ -693,3 +725,37 @@ class Hierarchy:
         top = c[self.top]
         if top.hits + top.misses != self.accesses:
             raise fail("top tier hits + misses != accesses")
+        self._verify_requests(in_request)
+
+    def _verify_requests(self, in_request: bool) -> None:
+        """The prefix-reuse part of :meth:`verify`."""
+        where, owner = self.where, self._owner
+        for b, keys in self._copies.items():
+            if not keys or keys == [b]:
+                raise HierarchyInvariantError(f"block {b}: copy list {keys} names no extra copy")
+            if len(set(keys)) != len(keys):
+                raise HierarchyInvariantError(f"block {b}: copy list {keys} names a key twice")
+            for key in keys:
+                if key not in where:
+                    raise HierarchyInvariantError(f"block {b}: copy {key} is listed but resident nowhere")
+                if key != b and (key >= 0 or owner.get(key) != b):
+                    raise HierarchyInvariantError(f"block {b}: copy {key} has owner {owner.get(key)}")
+        for key, b in owner.items():
+            if key not in self._copies.get(b, ()):
+                raise HierarchyInvariantError(f"key {key} is owned by block {b} but not among its copies")
+        for key in self._transient:
+            if key in owner or where.get(key) != self.top:
+                raise HierarchyInvariantError(f"uncacheable key {key} is a copy or not in the top tier")
+        for key in where:
+            if key < 0 and key not in owner and key not in self._transient:
+                raise HierarchyInvariantError(f"key {key} is neither a copy of a block nor an uncacheable block")
+        if set(self._pinned) != self._pinned_set:
+            raise HierarchyInvariantError("pinned list and set disagree")
+        for key in self._pinned_set:
+            if where.get(key) != self.top:
+                raise HierarchyInvariantError(f"pinned key {key} is not in the top tier")
+        if not in_request and (self._pinned or self._transient):
+            raise HierarchyInvariantError(
+                f"no request is in flight, yet {len(self._pinned)} keys are pinned and "
+                f"{len(self._transient)} uncacheable blocks held"
+            )

@@ -41,9 +41,10 @@ from one sorted array. Two rules break the stack property, and are handled exact
   prompt whose last block is full, reads past a partial block inside a chain, a block repeated in a
   request, ids that are not chains) gets a second copy, and the first one stays as a dead slot at
   exactly the capacities where the block was resident — a capacity-dependent hole. The pass finds,
-  per capacity, the first request where that happens (read ``k`` does it at ``C`` iff
-  ``C - f >= D_k`` and its running maximum or ``cap`` stops the prefix first); up to that request the
-  curve is exact, and from there the capacity is finished by the decision core itself
+  per capacity, the first request where that can happen (read ``k`` past the cached prefix — its
+  running maximum or ``cap`` stopped it — whose block was resident when the request started,
+  ``C - f >= D_k``, or repeats an earlier read of the request); up to that request the curve is
+  exact, and from there the capacity is finished by the decision core itself
   (:class:`~exo_sim.driver.Driver` on a :class:`~exo_sim.hierarchy.Hierarchy` preloaded with the
   stack's top ``C - f`` blocks): ``method`` says ``prefix_stack_distance+engine`` for those rows.
   Neither Mooncake trace ever does it (their ids are chains and no fully cached prompt ends on a
@@ -471,17 +472,22 @@ def _prefix_group(
         preload[out] = order[: max(0, room)][::-1].copy()
 
 
-def _engine_hits(args: tuple[dict[str, Any], int, str, RequestArrays, np.ndarray]) -> int:
-    """Hits of the decision core from ``preload``'s state over ``req`` (one tier of ``capacity``)."""
+def engine_prefix_hits(
+    cfg: Any, req: RequestArrays, capacity: int, codec: str, start_state: np.ndarray | None = None
+) -> int:
+    """Prefix-reuse hits of the decision core on one LRU tier of ``capacity`` blocks over ``req``.
+
+    The cache starts holding ``start_state`` (LRU first; default: empty). From an empty cache this is
+    the single-tier replay's hit count (:func:`~exo_sim.replay.run_replay` makes the same decisions).
+    """
     from exo_sim.driver import Driver
     from exo_sim.hierarchy import Hierarchy
 
-    container, capacity, codec, req, start_state = args
-    cfg = single_tier_config(OmegaConf.create(container), capacity, "lru", codec)
-    spec = build_spec(cfg)
+    spec = build_spec(single_tier_config(cfg, capacity, "lru", codec))
     h = Hierarchy(spec)
-    left = h.preload(h.top, start_state.tolist())
-    assert not left, "the preloaded stack does not fit the tier"
+    if start_state is not None and start_state.shape[0]:
+        left = h.preload(h.top, start_state.tolist())
+        assert not left, "the preloaded stack does not fit the tier"
     driver = Driver(h, "prefix", spec.block_tokens)
     blocks = req.blocks.tolist()
     tokens = req.tokens.tolist()
@@ -491,6 +497,11 @@ def _engine_hits(args: tuple[dict[str, Any], int, str, RequestArrays, np.ndarray
         a, b = off[r], off[r + 1]
         driver.request(blocks[a:b], tokens[a:b], writes[a:b] if writes is not None else None)
     return int(h.hits[h.top])
+
+
+def _engine_hits(args: tuple[dict[str, Any], int, str, RequestArrays, np.ndarray]) -> int:
+    container, capacity, codec, req, start_state = args
+    return engine_prefix_hits(OmegaConf.create(container), req, capacity, codec, start_state)
 
 
 def prefix_lru_hits(

@@ -5,8 +5,9 @@ raw bytes (stored as they are):
 
 * ``kv_cache``: ``2 x layers x kv_heads x head_dim`` elements per token (K and V, per KV head — GQA
   models have far fewer KV heads than attention heads, so the hidden size is the wrong figure).
-  Under tensor parallelism each rank holds ``ceil(kv_heads / tensor_parallel)`` heads; figures are
-  per rank.
+  Under tensor parallelism each rank holds ``kv_heads / tensor_parallel`` heads, or one replicated
+  head when ``tensor_parallel`` is a multiple of ``kv_heads`` (any other ratio is refused by
+  :func:`exo_sim.spec.build_spec`); figures are per rank.
 * ``rag_chunk``: whole chunks of text (``chunk_chars x text_bytes_per_char`` raw bytes) each with one
   ``embedding_dim`` vector; a block holds ``block_tokens / tokens_per_chunk`` chunks.
 """

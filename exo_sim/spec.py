@@ -296,6 +296,8 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                 )
 
     tiers: list[TierSpec] = []
+    # GPU tiers' budgets, checked once every other key is: a typo elsewhere is named first
+    budgets: list[tuple[KvBudget, int, str, str, int]] = []
     for i, t in enumerate(hw.tiers):
         key = f"hardware.tiers[{i}]"
         if names.count(t.name) > 1:
@@ -318,7 +320,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                 raise _fail(locate, f"{key}.capacity_bytes", f"must be > 0, got {cap_bytes}")
             budget = kv_budget(cap_bytes, gpu, payload) if t.medium == "cuda" else None
             if budget is not None:
-                _check_budget(budget, i, t.name, payload, gpu, block_tokens, codec, mix, bb, locate)
+                budgets.append((budget, i, t.name, codec, bb))
                 notes.append(f"{t.name}: {budget.arithmetic()} = {budget.kv_tokens(bb, block_tokens):,} "
                              f"tokens in {codec}")
             if cap_bytes < bb:
@@ -331,7 +333,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
         high = float(hier.high_watermark if t.high_watermark is None else t.high_watermark)
         low = float(hier.low_watermark if t.low_watermark is None else t.low_watermark)
         _check_watermarks(high, low, key, locate)
-        cap_blocks = cap_bytes // bb if budget is None else budget.kv_budget_bytes // bb
+        cap_blocks = cap_bytes // bb if budget is None else max(0, budget.kv_budget_bytes) // bb
         high_blocks = math.floor(high * cap_blocks + 1e-9)
         low_blocks = math.floor(low * cap_blocks + 1e-9)
         if high_blocks == 0:
@@ -357,7 +359,13 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                 workspace_bytes=0 if budget is None else budget.workspace_bytes,
             )
         )
+
+    def check_budgets() -> None:
+        for budget, i, name, codec, bb in budgets:
+            _check_budget(budget, i, name, payload, gpu, block_tokens, codec, mix, bb, locate)
+
     if not any(t.usable for t in tiers):
+        check_budgets()  # the model's weights, if they are why
         raise _fail(locate, "hierarchy.high_watermark", "leaves no tier room for a single block")
 
     links: list[LinkSpec] = []
@@ -409,6 +417,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
             if getattr(tp, part) <= 0:
                 raise _fail(locate, f"{key}.{part}", f"must be > 0, got {getattr(tp, part)}")
         throughput[codec_name] = (float(tp.encode_gbps) * 1e9, float(tp.decode_gbps) * 1e9)
+    check_budgets()
 
     return Spec(
         hardware=str(hw.name),

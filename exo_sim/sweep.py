@@ -7,7 +7,7 @@ the summary of every job under the sweep's folder and writes, at the sweep's roo
 * ``sweep.parquet`` — one row per job: its overrides, source, hardware, payload, policy mix, codec
   mix, workload, per-tier hit ratios, recomputed tokens, bytes moved, latency p50/p95/p99 and makespan;
 * ``hit_ratio.png`` — top-tier hit ratio per policy x codec mix;
-* ``p99_latency.png`` — p99 request latency per policy x codec mix (clocked sources only);
+* ``p99_latency.png`` — p99 time to first token per policy x codec mix (clocked sources only);
 * ``occupancy.png`` — occupancy over time of every tier, one line per job.
 
 A job that left no ``summary.json`` (it failed, or was interrupted) is not a row; the gatherer says
@@ -45,7 +45,8 @@ def _row(root: Path, summary_path: Path) -> dict[str, Any]:
     s = json.loads(summary_path.read_text())
     job_dir = summary_path.parent
     cfg = s.get("config") or {}
-    lat = s.get("latency_s") or {}
+    lat = s.get("ttft_s") or s.get("latency_s") or {}
+    prefill = s.get("prefill_tokens") or {}
     overrides = _overrides(job_dir)
     row: dict[str, Any] = {
         "job": str(job_dir.relative_to(root)),
@@ -60,8 +61,17 @@ def _row(root: Path, summary_path: Path) -> dict[str, Any]:
         "block_tokens": s.get("block_tokens"),
         "requests": s.get("requests"),
         "accesses": s.get("accesses"),
-        "recomputed_tokens": s.get("recomputed_tokens"),
+        "reuse": s.get("reuse"),
+        "prompt_tokens": s.get("prompt_tokens"),
+        "hit_ratio_tokens": s.get("hit_ratio_tokens"),
+        "prefill_tokens": prefill.get("total"),
+        "recomputed_tokens": prefill.get("recomputed"),
+        "stranded_blocks": s.get("stranded_blocks"),
+        "requests_refused": s.get("requests_refused"),
         "bytes_moved": sum(int(link.get("bytes_moved", 0)) for link in s.get("links") or []),
+        "ttft_p50_s": lat.get("p50"),
+        "ttft_p95_s": lat.get("p95"),
+        "ttft_p99_s": lat.get("p99"),
         "latency_p50_s": lat.get("p50"),
         "latency_p95_s": lat.get("p95"),
         "latency_p99_s": lat.get("p99"),
@@ -72,6 +82,7 @@ def _row(root: Path, summary_path: Path) -> dict[str, Any]:
     row["top_hit_ratio"] = tiers[0]["hit_ratio"] if tiers else None
     for tier in tiers:
         row[f"hit_ratio_{tier['name']}"] = tier["hit_ratio"]
+        row[f"stranded_{tier['name']}"] = tier.get("stranded")
         row[f"peak_occupancy_{tier['name']}"] = tier["peak_occupancy"]
     return row
 
@@ -122,7 +133,7 @@ def draw_figures(root: Path, frame: pd.DataFrame) -> list[Path]:
     data = frame.assign(policy=frame["policy"].fillna("?"), codec=frame["codec"].fillna("?"))
     for name, column, title in (
         ("hit_ratio.png", "top_hit_ratio", "top-tier hit ratio"),
-        ("p99_latency.png", "latency_p99_s", "p99 request latency (s)"),
+        ("p99_latency.png", "ttft_p99_s", "p99 time to first token (s)"),
     ):
         fig = Figure(figsize=(max(6.0, 1.2 * data["policy"].nunique() * data["codec"].nunique()), 4.5))
         ax = fig.subplots()

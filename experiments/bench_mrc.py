@@ -8,9 +8,16 @@ On Mooncake's conversation trace (288,500 block references, one block per 512-to
   * 100 separate libCacheSim LRU runs (C ``process_trace``) at the same capacities over an
     oracleGeneral file written from the same references (object size ignored, hash table sized to
     the trace: hashpower = ceil(log2(distinct)) + 1, faster than libCacheSim's default of 24);
-  * their ratio (target >= 10x) and whether the 100 miss counts are identical.
+  * their ratio (target >= 10x) and whether the 100 miss counts are identical;
+  * under prefix reuse (``hierarchy.reuse=prefix``, the default for Mooncake on a KV-cache payload),
+    at 512-token blocks: the one-pass exact prefix-hit LRU curve (``exo_sim.mrc.prefix_lru_hits``) at
+    the same 100 capacities, best of --repeat, against 100 single-tier replays (``run_replay``, the
+    Driver-based replay of ``exo-replay experiment=single_tier``, each reading the trace as it does),
+    run one after another in this process; their ratio (target >= 10x), and the largest difference
+    between the two curves (hits, and hit ratio). ``--replays N`` times N of the 100 (evenly spaced)
+    and scales their time to 100, saying so.
 
-    python experiments/bench_mrc.py [--trace PATH] [--capacities 100] [--repeat 3]
+    python experiments/bench_mrc.py [--trace PATH] [--capacities 100] [--repeat 3] [--replays 100]
 """
 
 from __future__ import annotations
@@ -23,8 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from exo_sim.cli.entry import default_traces_dir
-from exo_sim.mrc import capacity_grid, lru_hits, references
+from exo_sim.cli.entry import CONF_DIR, default_traces_dir, setup
+from exo_sim.mrc import (
+    capacity_grid,
+    lru_hits,
+    plan_mrc,
+    prefix_lru_hits,
+    references,
+    request_arrays,
+    single_tier_config,
+)
 from exo_sim.workloads.mooncake import MooncakeWorkload, MooncakeWorkloadConfig
 
 
@@ -46,6 +61,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--lcs-hashpower", type=int, default=None,
                     help="libCacheSim hash table log2 size; default ceil(log2(distinct)) + 1 (its own: 24)")
+    ap.add_argument("--replays", type=int, default=None,
+                    help="prefix section: time this many of the replays and scale to all (default: all)")
     args = ap.parse_args()
     import libcachesim as lcs
 
@@ -100,6 +117,58 @@ def main() -> None:
         bad = np.flatnonzero(ours != theirs)[:5]
         print("  first differences (capacity, exo, libCacheSim):",
               [(int(caps[i]), int(ours[i]), int(theirs[i])) for i in bad])
+    prefix_section(args.trace, caps, args.repeat, args.replays)
+
+
+def prefix_section(trace: str, caps: np.ndarray, repeat: int, n_replays: int | None) -> None:
+    """The one-pass prefix-hit LRU curve against single-tier replays (see the module docstring)."""
+    from hydra import compose, initialize_config_dir
+
+    from exo_sim.replay import run_replay
+
+    setup()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=["experiment=single_tier", "workload=mooncake", f"workload.path={trace}",
+                                           "block_tokens=512"])
+    plan = plan_mrc(cfg)
+    print(f"\nprefix reuse ({plan.reuse}), {plan.spec.block_tokens}-token blocks, {plan.spec.payload}/{plan.codec}:")
+    read_s = one_pass_s = math.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        req = request_arrays(plan.workload)
+        read_s = min(read_s, time.perf_counter() - t)
+        t = time.perf_counter()
+        res, engine = prefix_lru_hits(cfg, req, plan.spec.block_tokens, caps, plan.codec)
+        one_pass_s = min(one_pass_s, time.perf_counter() - t)
+    sizes = np.diff(req.offsets)
+    print(f"one-pass prefix LRU curve, {len(caps)} capacities: {one_pass_s * 1e3:.1f} ms "
+          f"({(one_pass_s + read_s) * 1e3:.1f} ms with the trace read); "
+          f"{int(np.count_nonzero(caps < sizes.max()))} capacities below the largest request "
+          f"({int(sizes.max())} blocks) refuse some requests; {int(engine.sum())} needed the engine "
+          f"(a duplicate copy)")
+    n = len(caps) if n_replays is None else max(1, min(len(caps), n_replays))
+    pick = np.unique(np.round(np.linspace(0, len(caps) - 1, n)).astype(np.int64))
+    theirs = np.zeros((len(pick), 3), dtype=np.int64)
+    t = time.perf_counter()
+    for j, i in enumerate(pick):
+        s = run_replay(single_tier_config(cfg, int(caps[i]), "lru", plan.codec)).summary
+        theirs[j] = (s["tiers"][0]["hits"], s["accesses"], s["requests_refused"])
+    replay_s = (time.perf_counter() - t) * len(caps) / len(pick)
+    scaled = "" if len(pick) == len(caps) else f" (timed {len(pick)}, scaled to {len(caps)})"
+    print(f"single-tier replays (run_replay), {len(caps)} capacities one after another: "
+          f"{replay_s:.1f} s{scaled}, {replay_s / len(caps) * 1e3:.0f} ms each")
+    print(f"ratio one-pass prefix / {len(caps)} replays: {replay_s / one_pass_s:.1f}x faster (target >= 10x); "
+          f"with the trace read: {replay_s / (one_pass_s + read_s):.1f}x")
+    ours = np.stack([res.hits[pick], res.accesses[pick], res.refused[pick]], axis=1)
+    hit_diff = int(np.abs(ours[:, 0] - theirs[:, 0]).max())
+    ratio = np.divide(ours[:, 0], ours[:, 1], out=np.zeros(len(pick)), where=ours[:, 1] > 0)
+    their_ratio = np.divide(theirs[:, 0], theirs[:, 1], out=np.zeros(len(pick)), where=theirs[:, 1] > 0)
+    print(f"identical (hits, read blocks, refused) at all {len(pick)} capacities replayed: "
+          f"{bool(np.array_equal(ours, theirs))}; largest difference: {hit_diff} hit blocks, "
+          f"{float(np.abs(ratio - their_ratio).max()):.6f} in prefix-hit ratio (hit blocks / read blocks)")
+    for i in (0, len(caps) // 2, len(caps) - 1):
+        print(f"  {int(caps[i]):>7,} blocks: prefix-hit ratio {res.hits[i] / max(1, res.accesses[i]):.4f} "
+              f"({int(res.hits[i]):,} / {int(res.accesses[i]):,}), {int(res.refused[i]):,} requests refused")
 
 
 if __name__ == "__main__":

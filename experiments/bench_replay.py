@@ -76,6 +76,7 @@ def main() -> None:
                     "config",
                     overrides=[
                         f"payload={payload}",
+                        "payload.weight_dtype=int4",  # bf16 Llama-3-8B weights do not fit the 8 GiB vram
                         f"workload.objects={args.objects}",
                         f"workload.accesses={args.accesses}",
                     ],

@@ -34,7 +34,9 @@ def main() -> None:
     if not Path(args.trace).is_file():
         sys.exit(f"error: the Mooncake trace {args.trace} is absent (give --trace PATH)")
     setup()
-    overrides = ["workload=mooncake", f"workload.path={args.trace}", "block_tokens=512", *args.overrides]
+    # int4 weights: the default seed workstation's 8 GiB vram does not hold bf16 Llama-3-8B
+    overrides = ["workload=mooncake", f"workload.path={args.trace}", "block_tokens=512", "payload.weight_dtype=int4",
+                 *args.overrides]
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         cfg = compose("config", overrides=overrides)
     print("config: " + " ".join(overrides))

@@ -49,7 +49,10 @@ def main(cfg: DictConfig) -> None:
             sys.exit(1)
         if plan.ranking is not None:
             r = plan.ranking.recommended
-            head = f"recommended policy={r.policy} codec={r.codec} (p99 {r.latency_p99_s:.4g} s); {plan.bottleneck}"
+            head = (
+                f"recommended policy={r.policy} codec={r.codec} (TTFT p99 {r.ttft_p99_s:.4g} s, "
+                f"p50 {r.ttft_p50_s:.4g} s); {plan.bottleneck}"
+            )
         else:
             head = plan.skip_reason
         print(f"plan {plan.settings.phase_name} on {plan.hardware}/{plan.payload}: {head}")

@@ -96,11 +96,17 @@ def test_capacity_grid(lo: int, span: int, points: int, spacing: str) -> None:
 
 
 # ------------------------------------------------------------------ against the replay
+# Block reuse (each resident block a hit on its own); prefix reuse is tests/test_mrc_prefix.py's.
 REPLAY_CASES = [
-    ("mooncake", ["workload=mooncake", "workload.path={synthetic}"], [1, 300, 5000, 30_000, 50_000]),
+    (
+        "mooncake",
+        ["workload=mooncake", "workload.path={synthetic}", "hierarchy.reuse=block"],
+        [1, 300, 5000, 30_000, 50_000],
+    ),
     (
         "agent_sessions",
-        ["workload=agent_sessions", "workload.sessions=60", "workload.concurrency=8", "workload.turns_max=12"],
+        ["workload=agent_sessions", "workload.sessions=60", "workload.concurrency=8", "workload.turns_max=12",
+         "hierarchy.reuse=block"],
         [1, 40, 400, 2000, 10_000],
     ),
     ("repo_scan", ["workload=repo_scan", "workload.files=300"], [10, 500, 2100, 5000]),
@@ -125,6 +131,8 @@ def test_lru_curve_equals_the_single_tier_replay(
         assert row["hit_ratio"] == pytest.approx(s["tiers"][0]["hit_ratio"])
         assert row["capacity_bytes"] == s["tiers"][0]["capacity_bytes"]
         assert row["capacity_tokens"] == s["tiers"][0]["capacity_tokens"]
+        assert (row["hit_tokens"], row["prompt_tokens"]) == (s["hit_tokens"], s["prompt_tokens"])
+        assert row["reuse"] == s["reuse"] == "block" and row["refused_requests"] == 0
 
 
 def test_scan_curve_is_a_cliff(make_cfg: Callable[..., Any]) -> None:
@@ -166,7 +174,7 @@ def test_parallel_replays_equal_serial_ones(make_cfg: Callable[..., Any]) -> Non
 )
 def test_bad_mrc_settings_are_refused(make_cfg: Callable[..., Any], override: str, key: str) -> None:
     with pytest.raises(ConfigError) as err:
-        plan_mrc(make_cfg("workload=scan", override))
+        plan_mrc(make_cfg("experiment=single_tier", "workload=scan", override))
     assert f"`{key}`" in str(err.value)
 
 
@@ -203,12 +211,13 @@ def test_exo_mrc_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"timestamp": 0, "input_length": 600, "output_length": 1, "hash_ids": [1, -2]}\n')
     out = tmp_path / "mrc"
-    r = run("exo-mrc", "workload=mooncake", f"workload.path={bad}", "block_tokens=512", f"hydra.run.dir={out}",
-            cwd=tmp_path)
+    r = run("exo-mrc", "experiment=single_tier", "workload=mooncake", f"workload.path={bad}", "block_tokens=512",
+            f"hydra.run.dir={out}", cwd=tmp_path)
     assert r.returncode == 2
     assert f"error: trace {bad} line 1: hash id -2 is outside" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (out / "mrc.parquet").exists() and not (out / "mrc.png").exists()
-    r = run("exo-mrc", "workload=scan", "mrc.policies=[lru,optimal]", f"hydra.run.dir={out}", cwd=tmp_path)
+    r = run("exo-mrc", "experiment=single_tier", "workload=scan", "mrc.policies=[lru,optimal]", f"hydra.run.dir={out}",
+            cwd=tmp_path)
     assert r.returncode == 2
     assert "config key `mrc.policies[1]`" in r.stderr and "'optimal', not a known policy" in r.stderr

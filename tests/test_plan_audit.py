@@ -21,10 +21,14 @@ def test_llama3_8b_on_the_seed_workstation_by_hand(make_cfg):
     cfg = make_cfg("phase=256k")
     audit = run_audit(plan_settings(cfg), 256)
     rows = {r.tier: r for r in audit.claims if r.payload == "llama3_8b_kv"}
-    # VRAM 8 GiB in INT8: 8,589,934,592 / 17,039,360 = 504.1 -> 504 blocks -> 129,024 tokens (claimed 256K)
+    # VRAM 8 GiB: the device would hold 8,589,934,592 / 17,039,360 = 504 INT8 blocks, but a server holds
+    # Llama-3-8B's bf16 weights there first: 8 GiB x 0.9 = 7,730,941,132 B - 16,060,522,496 B weights
+    # - 341,049,344 B workspace = -8,670,630,708 B: no KV at all (claimed 256K)
     assert (rows["vram"].codec, rows["vram"].block_bytes) == ("int8", int8_block)
-    assert rows["vram"].blocks == 504 and rows["vram"].tokens == 504 * 256 == 129_024
-    assert rows["vram"].claimed_tokens == 262_144 and rows["vram"].ratio == pytest.approx(129_024 / 262_144)
+    assert rows["vram"].kv_budget_bytes == 7_730_941_132 - 16_060_522_496 - 341_049_344 == -8_670_630_708
+    assert rows["vram"].weights_do_not_fit
+    assert rows["vram"].blocks == 0 and rows["vram"].tokens == 0
+    assert rows["vram"].claimed_tokens == 262_144 and rows["vram"].ratio == 0
     # shared 32 GiB in INT8: 2,016 blocks; RAM 64 GiB in FP16: exactly 2,048 blocks
     assert rows["shared"].blocks == 32 * GIB // int8_block == 2016 and rows["shared"].tokens == 516_096
     assert rows["ram"].block_bytes == fp16_block and rows["ram"].tokens == 2048 * 256 == 524_288
@@ -38,10 +42,13 @@ def test_llama3_70b_and_rag_chunks_by_hand(make_cfg):
     by = {(r.payload, r.tier): r for r in audit.claims}
     # 70B: 2 x 80 x 8 x 128 = 163,840 values/token -> 41,943,040 per block; INT8 + 327,680 scales x 2 B
     assert by["llama3_70b_kv", "vram"].block_bytes == 41_943_040 + 327_680 * 2 == 42_598_400
-    assert by["llama3_70b_kv", "vram"].tokens == (8 * GIB // 42_598_400) * 256 == 201 * 256
+    assert by["llama3_70b_kv", "vram"].tokens == 0  # 141 GB of bf16 weights in 8 GiB: no KV at all
+    assert by["llama3_70b_kv", "shared"].tokens == (32 * GIB // 42_598_400) * 256 == 806 * 256
     # RAG: one 1024-char chunk (1,024 raw bytes) + a 384-d embedding per 256-token block;
     # INT8 = 384 B + 3 scales x 2 B; FP16 = 768 B; FP32 = 1,536 B
     assert by["rag_chunk_minilm", "vram"].block_bytes == 1024 + 384 + 6 == 1414
+    # no model on the GPU for a RAG store: the whole 8 GiB holds chunks
+    assert by["rag_chunk_minilm", "vram"].blocks == 8 * GIB // 1414 and by["rag_chunk_minilm", "vram"].kv_budget_bytes is None
     assert by["rag_chunk_minilm", "ram"].block_bytes == 1024 + 768
     assert by["rag_chunk_minilm", "nvme"].block_bytes == 1024 + 1536
     assert by["rag_chunk_minilm", "nvme"].blocks == 2_000_000_000_000 // 2560 == 781_250_000
@@ -63,7 +70,8 @@ def test_codec_savings_against_the_claims(make_cfg):
     assert "the claim matches it only against FP16" in text
     assert "**FP16** (claimed 25.0 % reduction): on a KV-cache block it saves 50.0 % against FP32; " \
            "the claim matches no baseline" in text
-    assert "**vram** (claimed 262,144 tokens, stored as int8): exo computes llama3_8b_kv 129,024 (0.49x)" in text
+    assert ("**vram** (claimed 262,144 tokens, stored as int8): exo computes llama3_8b_kv 0 (0.00x, its weights "
+            "do not fit), llama3_70b_kv 0 (0.00x, its weights do not fit)") in text
 
 
 def test_capacity_table_and_fit_on_ci_small(make_cfg):

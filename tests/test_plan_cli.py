@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.planning.units import seconds
+
 # a small phase on the small profile, two policies x two codec mixes, few sessions: a quick sweep
 SMALL = [
     "hardware=ci_small",
@@ -82,6 +84,24 @@ def test_small_phase_end_to_end(small_plan):
     assert [t["capacity_bytes"] for t in job["tiers"]] == [268435456, 1073741824, 2147483648, 8589934592]
     # the measured live context is stated against the target
     assert "Measured steady-state live context of the active sessions: mean" in md
+    # ranked by TTFT: the recommendation cites TTFT p99 / p50, the prefix hit ratio per tier and refusals
+    assert "latency p99" not in md and "p99 latency" not in md and "request latency" not in md
+    assert f"TTFT (time to first token) p99 {seconds(rec['ttft_p99_s'])}, p50 {seconds(rec['ttft_p50_s'])}" in md
+    assert "| TTFT p50 | TTFT p99 | prefix hit ratio | by tier (vram / shared / ram / nvme) |" in md
+    by_tier = rec["hit_ratio_tokens_by_tier"]
+    assert list(by_tier) == ["vram", "shared", "ram", "nvme"]
+    assert sum(by_tier.values()) == pytest.approx(rec["hit_ratio_tokens"])
+    if rec["requests_refused"]:
+        assert f"**{rec['requests_refused']:,} of" in md and "were refused** in that run" in md and "a server could not run them" in md
+    # the assumptions state the prefill cost's coefficients and source, the engines and the overlap
+    cost = plan["prefill_cost"]
+    assert cost["source"] == "derived" and plan["compute_engines"] == 1 and plan["overlap"] == "none"
+    assert f"a = {cost['a_s']:.4g} s, b = {cost['b_s_per_token']:.4g} s/token" in md
+    assert "derived from the payload's architecture x the device's peak x an assumed efficiency" in md
+    assert "on 1 compute engine(s)" in md and "overlap `none`" in md
+    # load versus recompute with the real prefill cost, per tier below the top, stating n
+    assert [b["tier"] for b in plan["break_even"]] == ["shared", "ram", "nvme"]
+    assert f"it is taken as {plan['break_even'][0]['new_tokens']:,} tokens" in md
 
 
 def test_unknown_phase_is_hydras_one_message(tmp_path):
@@ -113,10 +133,11 @@ def test_a_target_no_profile_holds_is_reported_not_simulated(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (out / "report.md").read_text()
     assert "nothing was simulated" in md
-    # h100_node in int4 (9,437,184 B blocks of Llama-3-8B): its VRAM holds the KV budget only,
-    # 60,907,839,488 B (test_plan_parts.py) // 9,437,184 = 6,454 blocks, not the 80 GiB's 9,102:
-    # 853,414,656 - (9,102 - 6,454) x 256 = 852,736,768 tokens
-    assert "No profile in conf/hardware/ holds it either: the largest, h100_node, holds 852,736,768 tokens" in md
+    # h100_node in int4 (9,437,184 B blocks of Llama-3-8B): its VRAM holds the KV budget only, with the
+    # default payload's int4 weights 80 GiB x 0.9 = 77,309,411,328 B - 5,727,854,592 B weights
+    # - 341,049,344 B workspace = 71,240,507,392 B // 9,437,184 = 7,548 blocks, not the 80 GiB's 9,102:
+    # 853,414,656 - (9,102 - 7,548) x 256 = 853,016,832 tokens
+    assert "No profile in conf/hardware/ holds it either: the largest, h100_node, holds 853,016,832 tokens" in md
     assert "The whole hierarchy does **not** hold the target" in md
     assert json.loads((out / "plan.json").read_text())["simulated"] is False
     assert not (out / "sweep").exists()

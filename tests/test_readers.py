@@ -416,7 +416,12 @@ def test_replay_refuses_a_bad_line_mid_stream_and_writes_no_summary(tmp_path: Pa
 
 
 def test_single_tier_check_on_mooncake_matches_libcachesim(tmp_path: Path) -> None:
-    """``exo-replay experiment=single_tier ... workload=mooncake workload.path=F``: one block per hash id."""
+    """``exo-replay experiment=single_tier ... workload=mooncake workload.path=F``: one block per hash id.
+
+    libCacheSim counts every resident object as a hit, so this runs under ``hierarchy.reuse=block``;
+    the same command under prefix reuse (the default for a KV cache) is checked against vLLM in
+    tests/test_vllm_prefix.py.
+    """
     lcs = pytest.importorskip("libcachesim", reason="libcachesim (dev extra) is not installed")
     path = trace_path("mooncake/synthetic_trace.jsonl")
     with open(path) as f:
@@ -430,7 +435,8 @@ def test_single_tier_check_on_mooncake_matches_libcachesim(tmp_path: Path) -> No
         out = tmp_path / f"{policy}-{capacity}"
         r = run(
             "exo-replay", "experiment=single_tier", f"capacity_blocks={capacity}", f"policy={policy}",
-            "workload=mooncake", f"workload.path={path}", f"hydra.run.dir={out}", cwd=tmp_path,
+            "workload=mooncake", f"workload.path={path}", "hierarchy.reuse=block", f"hydra.run.dir={out}",
+            cwd=tmp_path,
         )
         assert r.returncode == 0, r.stderr
         s = json.loads((out / "summary.json").read_text())

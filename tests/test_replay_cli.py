@@ -84,12 +84,18 @@ def test_single_tier_matches_libcachesim(policy: str, tmp_path: Path) -> None:
 
 
 def test_default_run_writes_results(tmp_path: Path) -> None:
-    r = exo("workload.accesses=20000", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    # the default profile and payload, with int4 weights: bf16 ones do not fit the 8 GiB vram
+    r = exo("workload.accesses=20000", "payload.weight_dtype=int4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["source"] == "replay" and s["complete"] and s["accesses"] == 20000
     assert [t["name"] for t in s["tiers"]] == ["vram", "shared", "ram", "nvme"]
-    assert s["tiers"][0]["capacity_tokens"] == 504 * 256
+    # 8 GiB x 0.9 - 5,727,854,592 B weights - 341,049,344 B workspace = 1,662,037,196 B of KV:
+    # 97 int8 blocks of 17,039,360 B (test_capacity_server.py), not the whole device's 504
+    assert s["tiers"][0]["capacity_tokens"] == 97 * 256
+    assert (s["tiers"][0]["capacity_bytes"], s["tiers"][0]["kv_budget_bytes"]) == (8 * 2**30, 1_662_037_196)
+    assert (s["tiers"][0]["weight_bytes"], s["tiers"][0]["workspace_bytes"]) == (5_727_854_592, 341_049_344)
+    assert s["tiers"][1]["kv_budget_bytes"] is None and s["tiers"][1]["weight_bytes"] == 0
     ts = pd.read_parquet(tmp_path / "run" / "timeseries.parquet")
     assert set(ts["tier"]) == {"vram", "shared", "ram", "nvme"}
     assert ts["access_index"].max() == 20000
@@ -122,7 +128,8 @@ def test_multirun_sweep(tmp_path: Path) -> None:
         (["hierarchy.low_watermark=0.9", "hierarchy.high_watermark=0.8"], "0 < low <= high <= 1"),
         (["payload.kind=weights"], "`payload.kind`"),
         (["hierarchy=pressure", "hierarchy.high_watermark=2"], "`hierarchy.high_watermark`"),
-        (["workload=oracle_general", "workload.path=/nonexistent/x.bin"], "trace /nonexistent/x.bin: no such file"),
+        (["hardware=ci_small", "workload=oracle_general", "workload.path=/nonexistent/x.bin"],
+         "trace /nonexistent/x.bin: no such file"),
     ],
 )
 def test_bad_input_one_sentence(args: list[str], fragment: str, tmp_path: Path) -> None:
@@ -150,7 +157,8 @@ def test_unknown_policy_option_is_refused(tmp_path: Path) -> None:
 def test_truncated_trace_names_the_record(tmp_path: Path) -> None:
     bad = tmp_path / "short.bin"
     bad.write_bytes(b"\0" * (24 * 3 + 5))
-    r = exo("workload=oracle_general", f"workload.path={bad}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    r = exo("hardware=ci_small", "workload=oracle_general", f"workload.path={bad}", f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path)
     assert r.returncode == 2
     assert f"trace {bad} record 4: size 77 bytes is not a multiple of the 24-byte" in r.stderr
     assert not (tmp_path / "run" / "summary.json").exists()

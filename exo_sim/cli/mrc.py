@@ -3,8 +3,10 @@
 ``exo-mrc experiment=single_tier workload=mooncake mrc.policies=[lru,fifo,s3fifo]``.
 
 Writes ``mrc.parquet`` (capacity_blocks, capacity_bytes, capacity_tokens, hit_ratio, miss_ratio,
-policy, method, hits, accesses) and the figure ``mrc.png`` into Hydra's run folder; the table is
-written last, atomically, so a failed run leaves none.
+policy, method, hits, accesses, reuse, hit_tokens, prompt_tokens, token_hit_ratio, refused_requests;
+see :data:`exo_sim.mrc.COLUMNS`) and the figure ``mrc.png`` into Hydra's run folder; the table is
+written last, atomically, so a failed run leaves none. Under ``hierarchy.reuse=prefix`` (Mooncake on a
+KV-cache payload) the hit ratio is the prefix-hit ratio: hit blocks / read blocks of served requests.
 """
 
 from __future__ import annotations
@@ -50,14 +52,19 @@ def main(cfg: DictConfig) -> None:
         f = result.frame
         print(
             f"mrc: {result.references:,} references ({result.reads:,} reads), "
-            f"{result.distinct_blocks:,} distinct blocks, {f['capacity_blocks'].nunique()} capacities"
+            f"{result.distinct_blocks:,} distinct blocks, {f['capacity_blocks'].nunique()} capacities, "
+            f"{result.reuse} reuse"
         )
+        label = "prefix-hit ratio (hit blocks / read blocks)" if result.reuse == "prefix" else "hit ratio"
         for policy, g in f.groupby("policy", sort=False):
-            top = g.iloc[-1]
+            first, top = g.iloc[0], g.iloc[-1]
+            counts = g["method"].value_counts(sort=False)
+            methods = ", ".join(f"{m} x{n}" if len(counts) > 1 else str(m) for m, n in counts.items())
             print(
-                f"  {policy:<8} ({g['method'].iloc[0]}): hit ratio {g['hit_ratio'].iloc[0]:.4f} at "
-                f"{int(g['capacity_blocks'].iloc[0]):,} blocks .. {top['hit_ratio']:.4f} at "
-                f"{int(top['capacity_blocks']):,} blocks"
+                f"  {policy:<8} ({methods}): {label} {first['hit_ratio']:.4f} at "
+                f"{int(first['capacity_blocks']):,} blocks .. {top['hit_ratio']:.4f} at "
+                f"{int(top['capacity_blocks']):,} blocks; tokens {first['token_hit_ratio']:.4f} .. "
+                f"{top['token_hit_ratio']:.4f}"
             )
         print(f"-> {out}/mrc.parquet, {out}/mrc.png")
 

@@ -4,13 +4,14 @@ Resources, from the timed model's summary of one run:
 
 * each **link** direction: busy channel-seconds (latency included) over ``channels x makespan``;
 * the **codec** engines (re-encoding blocks that change codec between tiers) and the **prefill**
-  engines (recomputing missing blocks): busy seconds over ``servers x makespan``;
+  engines (the summary's ``compute``: prefilling what was not found cached): busy seconds over
+  ``servers x makespan``;
 * the hierarchy's **capacity**: the peak live context (whole blocks) over what the hierarchy holds
   at once in the configuration's codec mix.
 
 *Utilisation* is over the makespan, so it cannot pass 1. *Demand* is the same busy time over the span
 of arrivals — the work offered per second of requests: above 1 the resource cannot keep up, requests
-queue for as long as the run lasts and the p99 latency grows with the run's length.
+queue for as long as the run lasts and the TTFT p99 grows with the run's length.
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ def resources(
                 f"{link['bandwidth_gbps']:g} GB/s x {ch}",
             )
         )
-    for key, servers_key, what in (("codec", "workers", "codec engines"), ("prefill", "slots", "prefill engines")):
-        part = summary.get(key) or {}
-        busy, n = float(part.get("busy_s") or 0.0), int(part.get(servers_key) or 1)
+    compute = summary.get("compute") or summary.get("prefill") or {}  # "prefill" {slots}: older summaries
+    for key, part, servers, what in (
+        ("codec", summary.get("codec") or {}, "workers", "codec engines"),
+        ("prefill", compute, "engines" if "engines" in compute else "slots", "prefill engines"),
+    ):
+        busy, n = float(part.get("busy_s") or 0.0), int(part.get(servers) or 1)
         out.append(
             Resource(
                 name=what,
@@ -104,8 +108,8 @@ def verdict(ranked: list[Resource]) -> str:
     if top.demand > 1:
         return (
             f"The bottleneck is the {top.name}: it is offered {top.demand:.2f}x the work it can do per second of "
-            f"arrivals (utilisation {100 * top.utilisation:.0f} % over the run), so requests queue and the p99 "
-            "latency grows with the length of the run."
+            f"arrivals (utilisation {100 * top.utilisation:.0f} % over the run), so requests queue and the TTFT "
+            "p99 grows with the length of the run."
         )
     if top.demand >= 0.5:
         return (
@@ -114,8 +118,8 @@ def verdict(ranked: list[Resource]) -> str:
         )
     return (
         f"No resource is near saturation; the busiest is the {top.name} at {100 * top.demand:.0f} % of what it can "
-        "do: requests wait for their own missing blocks to load (set by the top tier's hit ratio and the links' "
-        "bandwidth), not for each other."
+        "do: a request's time to first token is its own prefix's load and prefill (set by the prefix hit ratio, "
+        "the links' bandwidth and the prefill cost), not waiting for others."
     )
 
 

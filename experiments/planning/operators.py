@@ -4,12 +4,16 @@
   rank and per node.
 * **What each lower tier buys**: its share of reads against its size; under write-through a last tier
   no larger than the tiers above it is flagged (it holds copies of what they hold).
-* **Does a hit pay off**: per tier, the prompt length above which loading its blocks over the links
-  beats recomputing them. Loading ``n`` blocks found in tier ``i`` costs the links' latencies once
-  plus ``n x (bytes / bandwidth summed over the links + codec time)``; recomputing costs ``n x
-  block_tokens / prefill rate``. Loading wins above ``n* = latencies / (recompute - load) per block``
-  blocks, and never when a block loads slower than it recomputes. A prompt shorter than one block
-  caches nothing, so the answer is at least one block.
+* **Does a hit pay off**: per tier, the cached prefix length above which loading it over the links
+  beats recomputing it, with the profile's prefill cost (:mod:`exo_sim.compute`). A request of ``n``
+  new tokens whose ``p``-token prefix lies in tier ``i`` either loads the prefix (the links'
+  latencies once plus ``p / block_tokens x (bytes / bandwidth over the route + codec time)``) and
+  prefills ``n`` tokens after it, ``prefill_s(n, p)``, or prefills everything, ``prefill_s(n + p, 0)``.
+  Without overlap, loading wins when its time is under ``prefill_s(n + p, 0) - prefill_s(n, p)``
+  (``= (b - d) p + c p^2 / 2`` for the model's terms: attention makes recompute superlinear in ``p``,
+  and ``n`` cancels); under ``layerwise`` overlap the pair takes ``max + min / layers`` as in the
+  timed model. Solved over every whole-block prefix up to a horizon: loading wins from the answer on,
+  or never within it.
 * **Start-up**: pinning a page-locked tier at an assumed ``cudaHostRegister`` speed.
 * **Headroom under bursts**: the peak live context against the hierarchy, and each tier's peak
   occupancy in the timed run.
@@ -21,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import simpy
 
 from exo_sim.codecs import CODECS
@@ -111,55 +116,137 @@ def tier_shares(summary: dict[str, Any], mode: str, negligible: float = 0.005) -
     return out
 
 
+BREAK_EVEN_HORIZON_TOKENS = 2_097_152
+"""How long a cached prefix :func:`break_even` considers (2M tokens): "never" means not within it."""
+
+
+@dataclass(frozen=True)
+class TierPrefix:
+    """Where a run's cached prefixes were found: one tier's hit tokens against all prompt tokens."""
+
+    tier: str
+    hit_tokens: int
+    hit_ratio_tokens: float  # hit tokens in this tier / prompt tokens of the served requests
+    stranded_blocks: int  # resident here, past the break of their request's prefix (not usable)
+
+
+def prefix_by_tier(summary: dict[str, Any]) -> list[TierPrefix]:
+    """Per tier of a run's ``summary.json``: prefix hit tokens over prompt tokens, and stranded blocks."""
+    prompt = int(summary.get("prompt_tokens") or 0)
+    by_tier = summary.get("hit_tokens_by_tier") or {}
+    out = []
+    for t in summary["tiers"]:
+        hit = int(by_tier.get(t["name"], 0) or 0)
+        out.append(TierPrefix(str(t["name"]), hit, hit / prompt if prompt else 0.0, int(t.get("stranded") or 0)))
+    return out
+
+
 @dataclass(frozen=True)
 class BreakEven:
-    """Load-versus-recompute for blocks found in one tier."""
+    """Load-versus-recompute for a cached prefix found in one tier (times in seconds)."""
 
     tier: str
     links: str
-    latency_s: float
-    load_s_per_block: float
-    recompute_s_per_block: float
-    breakeven_tokens: int | None  # None: loading never beats recomputing
+    latency_s: float  # the route's latencies, paid once per load
+    load_s_per_block: float  # bytes over the route (+ codec time when the codec changes), per block
+    recompute_s_one_block: float  # prefill_s(n + B, 0) - prefill_s(n, B): recomputing a one-block prefix
+    breakeven_tokens: int | None  # loading wins for every prefix from here on; None: never within the horizon
+    new_tokens: int  # n, the request's tokens after the prefix
+    horizon_tokens: int
+    load_s_at_breakeven: float | None = None
+    recompute_s_at_breakeven: float | None = None
 
 
-def break_even(spec: Spec, settings: SimSettings) -> list[BreakEven]:
-    """Per tier below the top: the prompt length above which loading beats recomputing (module docstring).
-
-    Uses the timed model's costs: the links' latency and bandwidth along the route to the top (each
-    link carries the block in its source tier's codec), the profile's codec throughputs when the
-    codec changes, and ``sim.prefill_tokens_per_s`` for the recompute.
-    """
+def _route_costs(spec: Spec, settings: SimSettings) -> list[tuple[Any, str, float, float]]:
+    """Per usable tier below the top: ``(tier, route, latency_s, load_s_per_block)`` up to the top tier."""
     fabric = Fabric(simpy.Environment(), spec)
     usable = [t for t in spec.tiers if t.usable]
     top = usable[0]
-    recompute = spec.block_tokens / settings.prefill_tokens_per_s
     tp = spec.codec_throughput_bytes_per_s
     work = 4 * spec.content.elements
     out = []
     for t in usable[1:]:
         route = fabric.route(t.index, top.index) or ()
         latency = sum(link.latency_s for link in route)
-        load = sum(t.block_bytes / link.bandwidth_bytes_per_s for link in route)
+        per_link = [t.block_bytes / link.bandwidth_bytes_per_s for link in route]
+        # store-and-forward crosses the links one after the other; a pipeline holds them all at once
+        load = (max(per_link) if settings.pipeline else sum(per_link)) if per_link else 0.0
         if t.codec != top.codec and t.codec in tp and top.codec in tp and work:
             load += work / tp[t.codec][1] + work / tp[top.codec][0]
-        saving = recompute - load
-        if saving <= 0:
-            tokens = None
+        out.append((t, " -> ".join(link.name for link in route) or "(none)", latency, load))
+    return out
+
+
+def break_even(
+    spec: Spec,
+    settings: SimSettings,
+    new_tokens: int | None = None,
+    horizon_tokens: int = BREAK_EVEN_HORIZON_TOKENS,
+) -> list[BreakEven]:
+    """Per tier below the top: the cached prefix length from which loading beats recomputing it.
+
+    Uses the timed model's costs (module docstring): the links' latency and bandwidth along the route
+    to the top (each link carries the block in its source tier's codec; ``sim.multi_hop`` decides
+    whether the links add or pipeline), the profile's codec throughputs when the codec changes, and
+    ``settings.prefill_cost`` with ``settings.layerwise`` / ``settings.layers`` for the prefill.
+
+    Args:
+        spec: the resolved hierarchy.
+        settings: the timed model's settings, with the prefill cost bound
+            (:func:`exo_sim.sim.settings.with_compute`).
+        new_tokens: ``n``, the request's tokens after its prefix (default: one block; at least 1, as
+            a fully cached prompt still recomputes its last token).
+        horizon_tokens: the longest prefix considered.
+    """
+    bt = spec.block_tokens
+    n = max(1, int(new_tokens if new_tokens is not None else bt))
+    cost = settings.prefill_cost
+    k = np.arange(1, max(1, horizon_tokens // bt) + 1, dtype=np.float64)
+    p = k * bt
+    with_prefix = np.asarray(cost.seconds(n, p), dtype=np.float64)  # prefill n tokens after the loaded prefix
+    without = np.asarray(cost.seconds(n + p, 0), dtype=np.float64)  # prefill the prefix and the n tokens
+    out = []
+    for t, links, latency, load_per_block in _route_costs(spec, settings):
+        load = latency + k * load_per_block
+        if settings.layerwise:
+            total = np.maximum(load, with_prefix) + np.minimum(load, with_prefix) / max(1, settings.layers)
         else:
-            blocks = max(1, math.ceil(latency / saving))
-            tokens = blocks * spec.block_tokens
+            total = load + with_prefix
+        wins = total < without
+        tokens = None
+        at: int | None = None
+        if wins[-1]:
+            losing = np.flatnonzero(~wins)
+            at = int(losing[-1]) + 1 if len(losing) else 0
+            tokens = int(p[at])
         out.append(
             BreakEven(
                 tier=t.name,
-                links=" -> ".join(link.name for link in route) or "(none)",
+                links=links,
                 latency_s=latency,
-                load_s_per_block=load,
-                recompute_s_per_block=recompute,
+                load_s_per_block=load_per_block,
+                recompute_s_one_block=float(without[0] - with_prefix[0]),
                 breakeven_tokens=tokens,
+                new_tokens=n,
+                horizon_tokens=int(p[-1]),
+                load_s_at_breakeven=None if at is None else float(load[at]),
+                recompute_s_at_breakeven=None if at is None else float(without[at] - with_prefix[at]),
             )
         )
     return out
+
+
+def typical_new_tokens(requests: Any, block_tokens: int) -> int:
+    """``n`` for :func:`break_even`: the median tokens a served request prefilled in a timed run.
+
+    ``requests`` is the run's ``requests.parquet`` (``prefill_tokens``, ``refused``); one block when
+    no request was served or none prefilled anything.
+    """
+    served = requests[~requests["refused"].astype(bool)] if "refused" in requests else requests
+    if not len(served):
+        return block_tokens
+    n = int(np.median(served["prefill_tokens"]))
+    return n if n > 0 else block_tokens
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from exo_sim.codecs import CODECS
 from exo_sim.errors import ConfigError
 from exo_sim.replay import run_replay
 from exo_sim.sim.model import TimedModel
-from exo_sim.sim.settings import SimSettings, sim_settings
+from exo_sim.sim.settings import SimSettings, sim_settings, with_compute
 from exo_sim.spec import Locator, Spec, block_bytes, build_spec
 from exo_sim.workloads import make_workload
 from experiments.planning import figures
@@ -54,11 +54,14 @@ from experiments.planning.operators import (
     BytesPerToken,
     Headroom,
     Pinning,
+    TierPrefix,
     TierShare,
     break_even,
     bytes_per_token,
     pinning,
+    prefix_by_tier,
     tier_shares,
+    typical_new_tokens,
 )
 from experiments.planning.ranking import Ranking, rank
 from experiments.planning.settings import PlanSettings, plan_settings
@@ -129,6 +132,7 @@ class Plan:
     resources: list[Resource] = field(default_factory=list)
     bottleneck: str = ""
     breakeven: list[BreakEven] = field(default_factory=list)
+    prefix: list[TierPrefix] = field(default_factory=list)  # the recommended run's prefix hits per tier
     headroom: Headroom | None = None
     figures: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -210,7 +214,7 @@ def _with_group_sizes(mix: Any, cfg: Any) -> DictConfig:
 def _validate(cfg: Any, settings: PlanSettings, locate: Locator | None) -> tuple[Spec, SimSettings]:
     """Check the config, the timed model's settings, every swept mix and the workload."""
     spec = build_spec(cfg, locate)
-    sim = sim_settings(cfg.sim, locate)
+    sim = with_compute(sim_settings(cfg.sim, locate), cfg, locate)  # the prefill cost exo-sim's jobs use
     TimedModel(spec, sim, locate)
     for name, mix in settings.codecs.items():
         mixed = _replace(cfg, codec=_with_group_sizes(mix, cfg))
@@ -356,6 +360,7 @@ def _simulate(
         + (f" (a 1:{plan.k_sweep} miniature)" if plan.k_sweep > 1 else "")
     )
     frame = run_sweep(plan.sweep_command, sweep_dir, plan.out_dir / "sweep.log", settings.sweep_timeout_s, on_job)
+    frame = with_prefix_columns(frame, sweep_dir, [t.name for t in spec.tiers if t.usable])
     busiest = [busiest_resource(sweep_dir / str(job)) for job in frame["job"]]
     frame["busiest"] = [b.name for b in busiest]
     frame["max_demand"] = [b.demand for b in busiest]
@@ -372,7 +377,11 @@ def _simulate(
     plan.sweep_requests = int(rec.requests)
     plan.sweep_accesses = int(rec.accesses)
     plan.sweep_span_s = arrival_span_s(requests)
-    say(f"recommended: policy={rec.policy} codec={rec.codec} (p99 {rec.latency_p99_s:.4g} s)")
+    plan.prefix = prefix_by_tier(plan.rec_summary)
+    say(
+        f"recommended: policy={rec.policy} codec={rec.codec} (TTFT p99 {rec.ttft_p99_s:.4g} s, "
+        f"p50 {rec.ttft_p50_s:.4g} s)"
+    )
 
     # ---- the recommended configuration at full size
     rec_mix = _with_group_sizes(settings.codecs[str(rec.codec)], cfg)
@@ -400,7 +409,7 @@ def _simulate(
         plan.rec_summary, plan.sweep_span_s, peak_full, plan.rec_capacity.distinct_tokens(), live.footprint
     )
     plan.bottleneck = verdict(plan.resources)
-    plan.breakeven = break_even(rec_spec, sim)
+    plan.breakeven = break_even(rec_spec, sim, typical_new_tokens(requests, bt))
     plan.headroom = Headroom(
         mean_slot_tokens=live.mean_slot_tokens * plan.k_replay,
         peak_slot_tokens=peak_full,
@@ -408,6 +417,27 @@ def _simulate(
         tier_peak_occupancy={t["name"]: float(t["peak_occupancy"]) for t in plan.rec_summary["tiers"]},
         max_in_system=int(requests["in_system_at_arrival"].max()) + 1 if len(requests) else None,
     )
+
+
+def with_prefix_columns(frame: pd.DataFrame, sweep_dir: Path, tiers: list[str]) -> pd.DataFrame:
+    """``frame`` (``sweep.parquet``) with ``hit_tokens_<tier>`` and ``hit_ratio_tokens_<tier>`` per job.
+
+    From each job's ``summary.json`` (``hit_tokens_by_tier``, ``prompt_tokens``): the prompt tokens
+    found cached in each tier over all prompt tokens of the served requests.
+    """
+    out = frame.copy()
+    hits: dict[str, list[float]] = {t: [] for t in tiers}
+    for job in out["job"]:
+        s = json.loads((sweep_dir / str(job) / "summary.json").read_text())
+        by_tier = s.get("hit_tokens_by_tier") or {}
+        for t in tiers:
+            v = by_tier.get(t)
+            hits[t].append(math.nan if v is None else float(v))
+    prompt = pd.to_numeric(out["prompt_tokens"], errors="coerce")
+    for t in tiers:
+        out[f"hit_tokens_{t}"] = hits[t]
+        out[f"hit_ratio_tokens_{t}"] = (out[f"hit_tokens_{t}"] / prompt).where(prompt > 0, 0.0)
+    return out
 
 
 def _next_phase(
@@ -541,6 +571,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         },
         "simulated": plan.ranking is not None,
         "skip_reason": plan.skip_reason or None,
+        "prefill_cost": asdict(plan.sim.prefill_cost),
+        "compute_engines": plan.sim.compute_engines,
+        "overlap": "layerwise" if plan.sim.layerwise else "none",
         "timings_s": plan.timings_s,
     }
     if plan.ranking is not None:
@@ -548,11 +581,17 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         out["recommended"] = {
             "policy": r.policy,
             "codec": r.codec,
-            "latency_p99_s": float(r.latency_p99_s),
+            "ttft_p99_s": float(r.ttft_p99_s),
+            "ttft_p50_s": float(r.ttft_p50_s),
+            "hit_ratio_tokens": float(r.hit_ratio_tokens),
+            "hit_ratio_tokens_by_tier": {x.tier: x.hit_ratio_tokens for x in plan.prefix},
+            "stranded_blocks_by_tier": {x.tier: x.stranded_blocks for x in plan.prefix},
+            "requests_refused": int(r.requests_refused),
             "top_hit_ratio": float(r.top_hit_ratio),
             "recomputed_tokens": int(r.recomputed_tokens),
             "bytes_moved": int(r.bytes_moved),
         }
+        out["break_even"] = [asdict(b) for b in plan.breakeven]
         out["bottleneck"] = plan.bottleneck
         out["miniature_scale"] = {"sweep": plan.k_sweep, "replay": plan.k_replay}
         if plan.live is not None:

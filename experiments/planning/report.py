@@ -87,6 +87,46 @@ def _fit_sentences(plan: Plan) -> list[str]:
     return out
 
 
+def _prefix_text(plan: Plan) -> str:
+    """The recommended run's prefix hit ratio per tier: ``vram 0.412, shared 0.087, ...``."""
+    return ", ".join(f"{x.tier} {x.hit_ratio_tokens:.3f}" for x in plan.prefix) or "per tier: not reported"
+
+
+def _refused_text(r: Any) -> str:
+    """A note on a run's refused requests (``""`` when none)."""
+    refused, n = int(r.requests_refused), int(r.requests)
+    if not refused:
+        return ""
+    return (
+        f"**{refused:,} of {n:,} requests ({100 * refused / max(1, n):.1f} %) were refused** in that run: each needs "
+        "more blocks than the top tier can give one request, so a server could not run them at all (they have no "
+        "TTFT, and the figures above are over the requests that ran). A larger top tier, a denser codec there, "
+        "fewer weight bytes or more tensor-parallel ranks would run them."
+    )
+
+
+def _prefill_text(plan: Plan) -> str:
+    """The prefill cost the timed model used: coefficients, source, engines and overlap."""
+    sim, c = plan.sim, plan.sim.prefill_cost
+    source = (
+        "calibrated: fitted to measured prefills"
+        if c.source == "calibrated"
+        else "derived from the payload's architecture x the device's peak x an assumed efficiency - an assumption, "
+        "not a measurement"
+    )
+    return (
+        f"prefill of n new tokens after p cached ones costs a + b·n + c·n·(p + n/2) + d·p seconds with "
+        f"a = {c.a_s:.4g} s, b = {c.b_s_per_token:.4g} s/token, c = {c.c_s_per_token_pair:.4g} s/token pair, "
+        f"d = {c.d_s_per_token:.4g} s/cached token ({source}; {c.basis}), on {sim.compute_engines} compute "
+        f"engine(s) - one prefill at a time each, no batching - with overlap "
+        + (
+            f"`layerwise` (the prefix load and the prefill pipelined over {sim.layers} layers)"
+            if sim.layerwise
+            else "`none` (the prefix is loaded, then the rest prefilled)"
+        )
+    )
+
+
 def _summary(doc: Document, plan: Plan) -> None:
     doc.heading("Summary")
     items = (plan.weights.sentences() if plan.weights is not None else []) + _fit_sentences(plan)
@@ -107,10 +147,14 @@ def _summary(doc: Document, plan: Plan) -> None:
     else:
         r = plan.ranking.recommended
         items.append(
-            f"**Recommended: policy={r.policy}, codec={r.codec}** - p99 latency {_s(r.latency_p99_s)}, top-tier hit "
-            f"ratio {r.top_hit_ratio:.3f}, {int(r.recomputed_tokens):,} tokens recomputed in the timed run "
-            "(reasons below)."
+            f"**Recommended: policy={r.policy}, codec={r.codec}** - TTFT (time to first token) p99 "
+            f"{_s(r.ttft_p99_s)}, p50 {_s(r.ttft_p50_s)}; prefix hit ratio {r.hit_ratio_tokens:.3f} of prompt "
+            f"tokens ({_prefix_text(plan)}), {int(r.recomputed_tokens):,} tokens recomputed and "
+            f"{int(r.stranded_blocks):,} blocks stranded in the timed run (reasons below)."
         )
+        refused = _refused_text(r)
+        if refused:
+            items.append(refused)
         items.append(plan.bottleneck)
         nxt = plan.next_phase
         if nxt is not None and nxt.capacity_bytes:
@@ -121,10 +165,10 @@ def _summary(doc: Document, plan: Plan) -> None:
         elif nxt is not None and nxt.note:
             items.append(nxt.note)
         never = [b.tier for b in plan.breakeven if b.breakeven_tokens is None]
-        if never:
+        if never and plan.breakeven:
             items.append(
-                f"Loading a block from {', '.join(never)} is slower than recomputing it at "
-                f"{plan.sim.prefill_tokens_per_s:,.0f} tokens/s: those hits do not pay."
+                f"Loading a cached prefix from {', '.join(never)} is slower than recomputing it at any length up to "
+                f"{plan.breakeven[0].horizon_tokens:,} tokens (the profile's prefill cost): those hits do not pay."
             )
         flags = [s for s in plan.shares if s.flag]
         for s in flags:
@@ -205,12 +249,11 @@ def _simulated(doc: Document, plan: Plan) -> None:
             f"and {full_top:.3f} replayed at full size ({plan.full_summary['accesses']:,} reads)."
         )
     items.append(
-        f"Assumptions (not measured): the profile's link and codec speeds ({plan.hardware}: see its file in "
-        f"conf/hardware/), recompute at `sim.prefill_tokens_per_s` = {plan.sim.prefill_tokens_per_s:,.0f} tokens/s on "
-        f"{plan.sim.compute_engines} compute engine(s), {plan.sim.codec_workers} codec engine(s), demotions in the "
-        f"{'background' if not plan.sim.demotion_sync else 'request path'}. The model charges codec time only "
-        "when a block changes codec between tiers (a uniform mix has none) and does not charge quantising a freshly "
-        "computed block."
+        f"Assumptions: the profile's link and codec speeds ({plan.hardware}: see its file in conf/hardware/); "
+        f"{_prefill_text(plan)}; {plan.sim.codec_workers} codec engine(s); demotions in the "
+        f"{'background' if not plan.sim.demotion_sync else 'request path'}. TTFT = waiting for an engine + loading "
+        "the cached prefix from lower tiers + prefilling the rest. The model charges codec time only when a block "
+        "changes codec between tiers (a uniform mix has none) and does not charge quantising a freshly computed block."
     )
     doc.bullets(items)
 
@@ -275,13 +318,24 @@ def _sweep(doc: Document, plan: Plan) -> None:
         doc.paragraph("Not simulated: " + plan.skip_reason)
         return
     rk = plan.ranking
+    tiers = list(rk.tiers)
     doc.paragraph(
         "Every policy x codec mix through the timed model (`exo-sim -m`, run in parallel by Hydra's joblib "
-        "launcher), ranked by p99 request latency, then recomputed tokens, then top-tier hit ratio. Among the "
-        f"configurations within {100 * rk.tolerance:g} % of the best p99 (eligible), the one storing the most "
-        "precise data (its coarsest tier's codec) is recommended: lossy compression must buy latency to be chosen."
+        "launcher), ranked by refused requests (fewer first: a request a server cannot run has no time to first "
+        "token, so a TTFT over fewer requests is not comparable), then TTFT (time to first token) p99, then TTFT p50, "
+        "then recomputed tokens, then the prefix hit ratio. Among the configurations refusing no more requests than "
+        f"the best and within {100 * rk.tolerance:g} % of its TTFT p99 (eligible), the one storing the most precise "
+        "data (its coarsest tier's codec) is recommended: lossy compression must buy TTFT to be chosen. The prefix "
+        "hit ratio is the prompt tokens found cached over all prompt tokens of the requests that ran, also split by "
+        f"the tier they were found in ({' / '.join(tiers)}); stranded blocks are resident but past the break of "
+        "their request's prefix, so they are recomputed anyway."
         + (f" Figures are from the 1:{plan.k_sweep} miniature's run." if plan.k_sweep > 1 else "")
     )
+
+    def split(r: Any, prefix: str, fmt: str) -> str:
+        vals = [r.get(f"{prefix}{t}") for t in tiers]
+        return " / ".join("?" if v is None or v != v else format(float(v), fmt) for v in vals)
+
     rows = []
     for _, r in rk.table.iterrows():
         mark = " **(recommended)**" if r.job == rk.recommended.job else ""
@@ -290,9 +344,12 @@ def _sweep(doc: Document, plan: Plan) -> None:
                 int(r["rank"]),
                 f"{r.policy}{mark}",
                 r.codec,
-                f"{r.top_hit_ratio:.3f}",
-                _s(r.latency_p50_s),
-                _s(r.latency_p99_s),
+                _s(r.ttft_p50_s),
+                _s(r.ttft_p99_s),
+                f"{r.hit_ratio_tokens:.3f}",
+                split(r, "hit_ratio_tokens_", ".3f"),
+                f"{int(r.stranded_blocks):,} ({split(r, 'stranded_', ',.0f')})",
+                f"{int(r.requests_refused):,}",
                 f"{int(r.recomputed_tokens):,}",
                 f"{r.bytes_moved / 1e9:,.1f}",
                 f"{int(r.coarsest_bits)}",
@@ -301,26 +358,60 @@ def _sweep(doc: Document, plan: Plan) -> None:
             ]
         )
     doc.table(
-        ["rank", "policy", "codec mix", "top hit ratio", "p50", "p99", "recomputed tokens", "GB moved",
-         "coarsest bits", "busiest resource (demand)", "eligible"],
+        ["rank", "policy", "codec mix", "TTFT p50", "TTFT p99", "prefix hit ratio", f"by tier ({' / '.join(tiers)})",
+         "stranded blocks (by tier)", "refused requests", "recomputed tokens", "GB moved", "coarsest bits",
+         "busiest resource (demand)", "eligible"],
         rows,
-        ["r", "l", "l", "r", "r", "r", "r", "r", "r", "l", "l"],
+        ["r", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l", "l"],
     )
+    refusing = rk.table[rk.table["requests_refused"] > 0]
+    if len(refusing):
+        doc.paragraph(
+            f"{len(refusing)} of {len(rk.table)} configurations refused requests (from "
+            f"{int(refusing['requests_refused'].min()):,} to {int(refusing['requests_refused'].max()):,} of "
+            f"{int(rk.table['requests'].max()):,}): a request whose context needs more blocks than the top tier can "
+            "give one request cannot be run by a server at all - it is counted, not timed. A mix that stores the top "
+            "tier in fewer bits gives a request more blocks and refuses fewer."
+        )
     saturated = rk.table[rk.table["max_demand"] > 1]
     if len(saturated) == len(rk.table):
         doc.paragraph(
             "**Every configuration is saturated**: some resource is offered more work than it can do (demand > 1), "
-            "so requests queue for as long as the run lasts and the p99 latencies above grow with the run's length "
+            "so requests queue for as long as the run lasts and the TTFTs above grow with the run's length "
             "- read them as an order, not as values; the demand column says by how much each one is overloaded."
         )
     elif len(saturated):
         doc.paragraph(
-            f"{len(saturated)} of {len(rk.table)} configurations are saturated (demand > 1): their p99 grows with "
-            "the run's length."
+            f"{len(saturated)} of {len(rk.table)} configurations are saturated (demand > 1): their TTFT p99 grows "
+            "with the run's length."
         )
     doc.heading("Recommended configuration and why", 3)
     doc.bullets(rk.reasons())
-    doc.figure(plan.figures["sweep"], "Top-tier hit ratio and p99 latency per policy and codec mix.")
+    if plan.prefix:
+        tiers_by_name = {t["name"]: t for t in plan.rec_summary.get("tiers", [])}
+        doc.paragraph(
+            f"Where the recommended configuration found its cached prefixes (timed run, "
+            f"{int(plan.rec_summary.get('prompt_tokens') or 0):,} prompt tokens of the requests that ran; reuse "
+            f"`{plan.rec_summary.get('reuse', '?')}`):"
+        )
+        doc.table(
+            ["tier", "codec", "prefix hit tokens", "prefix hit ratio (of prompt tokens)", "stranded blocks",
+             "block hit ratio (of reads reaching it)"],
+            [
+                [x.tier, str(tiers_by_name.get(x.tier, {}).get("codec", "")), f"{x.hit_tokens:,}",
+                 f"{x.hit_ratio_tokens:.3f}", f"{x.stranded_blocks:,}",
+                 f"{float(tiers_by_name.get(x.tier, {}).get('hit_ratio') or 0.0):.3f}"]
+                for x in plan.prefix
+            ]
+            + [["all", "", f"{sum(x.hit_tokens for x in plan.prefix):,}",
+                f"{sum(x.hit_ratio_tokens for x in plan.prefix):.3f}",
+                f"{sum(x.stranded_blocks for x in plan.prefix):,}", ""]],
+            ["l", "l", "r", "r", "r", "r"],
+        )
+    doc.figure(
+        plan.figures["sweep"],
+        "Prefix hit ratio and TTFT p99 per policy and codec mix, over the requests that ran (refusals: the table).",
+    )
 
 
 def _curve(doc: Document, plan: Plan) -> None:
@@ -430,21 +521,19 @@ def _operators(doc: Document, plan: Plan) -> None:
         )
         doc.figure(plan.figures["tiers"], "Share of reads served per tier, and each tier's capacity.")
         doc.heading("Does a hit pay off? Load versus recompute", 3)
-        doc.paragraph(
-            "Per tier below the top: loading n blocks costs the links' latencies once plus n x (bytes / bandwidth on "
-            "each link + re-encoding when the codec changes); recomputing costs n x block tokens / "
-            f"{plan.sim.prefill_tokens_per_s:,.0f} tokens/s (a linear prefill, an assumption: real prefill grows "
-            "faster than linearly with prompt length, which favours loading). A prompt shorter than one block caches "
-            "nothing."
-        )
+        doc.paragraph(_break_even_text(plan))
         doc.table(
-            ["tier", "route", "latency", "load per block", "recompute per block", "loading wins above"],
+            ["tier", "route", "latency", "load per block", "recompute a 1-block prefix", "loading wins from",
+             "load / recompute there"],
             [
-                [b.tier, b.links, _s(b.latency_s), _s(b.load_s_per_block), _s(b.recompute_s_per_block),
-                 f"{b.breakeven_tokens:,} tokens" if b.breakeven_tokens is not None else "never: recompute is faster"]
+                [b.tier, b.links, _s(b.latency_s), _s(b.load_s_per_block), _s(b.recompute_s_one_block),
+                 f"{b.breakeven_tokens:,} tokens" if b.breakeven_tokens is not None
+                 else f"never within {b.horizon_tokens:,} tokens: recompute is faster",
+                 f"{_s(b.load_s_at_breakeven)} / {_s(b.recompute_s_at_breakeven)}"
+                 if b.load_s_at_breakeven is not None and b.recompute_s_at_breakeven is not None else ""]
                 for b in plan.breakeven
             ],
-            ["l", "l", "r", "r", "r", "l"],
+            ["l", "l", "r", "r", "r", "l", "r"],
         )
     doc.heading("Start-up: pinning the shared tier", 3)
     lo, hi = plan.settings.pin_gbps
@@ -486,6 +575,29 @@ def _operators(doc: Document, plan: Plan) -> None:
                 "so the tiers fill up with them and they leave only when evicted.",
             ]
         )
+
+
+def _break_even_text(plan: Plan) -> str:
+    """How the load-versus-recompute break-even was computed, with the n it used."""
+    c = plan.sim.prefill_cost
+    n = plan.breakeven[0].new_tokens if plan.breakeven else plan.block_tokens
+    overlap = (
+        f"Under `layerwise` overlap loading takes max(load, prefill) + min / {plan.sim.layers} layers alongside the "
+        f"rest's prefill, so n matters: here n = {n:,} tokens"
+        if plan.sim.layerwise
+        else f"n, the request's other tokens, cancels out of the difference; it is taken as {n:,} tokens"
+    )
+    return (
+        "Per tier below the top, for a request whose first p tokens are cached there: loading them costs the links' "
+        "latencies once plus p / block tokens x (bytes / bandwidth over the route + re-encoding when the codec "
+        "changes); recomputing them costs prefill_s(n + p, 0) - prefill_s(n, p) = "
+        f"(b - d)·p + c·p²/2 with the profile's prefill cost (b = {c.b_s_per_token:.4g} s/token, "
+        f"c = {c.c_s_per_token_pair:.4g} s/token pair, d = {c.d_s_per_token:.4g} s/cached token, {c.source}): "
+        "attention makes recompute grow faster than linearly in p, which favours loading long prefixes. "
+        f"{overlap} (the median tokens a request that ran prefilled in the recommended timed run). Solved over every "
+        "whole-block prefix: loading wins for every prefix from the length given on. Only whole blocks are cached, "
+        "so the answer is at least one block."
+    )
 
 
 def _audit(doc: Document, plan: Plan) -> None:
