@@ -29,7 +29,7 @@ def summary(makespan_s: float = 2.0, p99_s: float = 0.1, **extra: Any) -> dict[s
         "links": [{"src": "ram", "dst": "shared", "bytes_moved": 3072}],
         "makespan_s": makespan_s,
         "latency_s": {"p50": p99_s / 4, "p95": p99_s / 2, "p99": p99_s},
-        "prefill": {"busy_s": 0.5}, "codec": {"busy_s": 0.25},
+        "compute": {"busy_s": 0.5}, "codec": {"busy_s": 0.25},
         "link_usage": [{"src": "ram", "dst": "shared", "bytes_moved": 3072, "busy_s": 0.2}],
     }
     out.update(extra)

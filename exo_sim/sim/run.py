@@ -151,4 +151,16 @@ def run_sim(
             "complete": complete,
         }
     )
+    if model.host is not None:
+        host = model.host
+        summary["host"] = {
+            "busy_s": model.host_server.busy_s,
+            "utilisation": _share(model.host_server.busy_s, 1, makespan),
+            "checksum_s": host.checksum_busy_s,
+            "bookkeeping_s": host.bookkeeping_s,
+            "batches": host.batches,
+            "commits": host.commits,
+            "commit_s": host.commit_busy_s,
+            "pair_usage": [vars(u) for u in model.pair_usage()],
+        }
     return SimResult(spec=spec, summary=summary, series=series, requests=requests, model=model)
