@@ -155,7 +155,7 @@ class Executor:
         self.manifest_interval_s = manifest_interval_s
         self.usable = [k for k, s in enumerate(stores) if s is not None]
         self.durable = [s is not None and s.durable for s in stores]
-        self.policies = [hierarchy.policies[k] for k in range(len(stores))]
+        self.hierarchy = hierarchy
         self.elements = factory.elements
         self.raw_bytes = factory.raw_bytes
         self.cuda = any(s is not None and s.device == "cuda" for s in stores)
@@ -300,12 +300,12 @@ class Executor:
                 o[dst] = BIRTH if src is None else o[src]
         groups: dict[tuple[int, int], list[int]] = {}
         removals: dict[int, list[int]] = {}
-        policies = self.policies
+        holds = self.hierarchy.holds
         empty: dict[int, Copy] = {}
         for b, o in origin.items():
             before = copies.get(b, empty)
             for k in self.usable:
-                if b in policies[k]:  # type: ignore[operator]
+                if holds(k, b):
                     if k not in before:
                         if b < 0 and o[k] == BIRTH:
                             self._register(b)
@@ -349,7 +349,7 @@ class Executor:
             self.staging.reset()
         self._record(plans, removals, reused)
         for s, b in repairs:
-            if b in self.policies[s] and s in copies.get(b, {}):  # type: ignore[operator]
+            if self.hierarchy.holds(s, b) and s in copies.get(b, {}):
                 self._repair(s, b)
         self._maybe_commit()
 
@@ -819,13 +819,13 @@ class Executor:
         for b, copies in self.copies.items():
             for k in copies:
                 per_tier[k] += 1
-                if b not in self.policies[k]:  # type: ignore[operator]
+                if not self.hierarchy.holds(k, b):
                     raise AssertionError(f"block {b} is stored in tier {k} but the core has it elsewhere")
         for k in self.usable:
             store = self.stores[k]
             assert store is not None
             store.verify()
-            held = len(self.policies[k])  # type: ignore[arg-type]
+            held = self.hierarchy.held(k)
             if per_tier[k] != held or store.in_use != held:
                 raise AssertionError(
                     f"tier {store.name}: the core holds {held} blocks, the executor {per_tier[k]}, "

@@ -166,6 +166,14 @@ class Hierarchy:
         self._change_time = [0] * n
         self.now = 0
 
+    def holds(self, k: int, key: int) -> bool:
+        """Whether tier ``k`` holds ``key`` (a block, or a copy's key) now."""
+        return key in self._active[k]
+
+    def held(self, k: int) -> int:
+        """How many keys tier ``k`` holds now."""
+        return len(self._active[k])
+
     @property
     def top_room(self) -> int:
         """Blocks the top tier holds under its high watermark."""

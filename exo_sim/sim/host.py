@@ -327,13 +327,13 @@ class SerialHost:
                 o = origin[b] = {k: k for k in self.usable if mask >> k & 1}
             if dst is not None:
                 o[dst] = BIRTH if src is None else o[src]
-        policies = self.h.policies
+        holds = self.h.holds
         additions: dict[tuple[int, int], int] = {}
         removals: dict[int, int] = {}
         for b, o in origin.items():
             after = 0
             for k in self.usable:
-                if b in policies[k]:  # type: ignore[operator]
+                if holds(k, b):
                     after |= 1 << k
             before = held.get(b, 0)
             for k in self.usable:
