@@ -85,7 +85,7 @@ def test_weight_bytes_by_hand() -> None:
 
 def test_seed_workstation_refuses_bf16_llama3_8b(make_cfg) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(WeightsDoNotFit) as err:
-        build_spec(make_cfg())
+        build_spec(make_cfg("payload=llama3_8b_kv"))
     msg = str(err.value)
     assert err.value.key == "hardware.tiers[0].capacity_bytes" and "\n" not in msg
     # 7,730,941,132 - 16,060,522,496 - 341,049,344 = -8,670,630,708 B
@@ -99,7 +99,7 @@ def test_seed_workstation_refuses_bf16_llama3_8b(make_cfg) -> None:  # type: ign
 
 
 def test_seed_workstation_refusal_through_the_cli(tmp_path: Path) -> None:
-    r = subprocess.run(["exo-replay", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True,
+    r = subprocess.run(["exo-replay", "payload=llama3_8b_kv", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
@@ -186,7 +186,7 @@ def test_fit_options_on_h100_for_llama3_70b(make_cfg) -> None:  # type: ignore[n
 
 
 def test_plan_goes_on_with_int4_and_says_so(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    cfg, fit = fit_weights(make_cfg())
+    cfg, fit = fit_weights(make_cfg("payload=llama3_8b_kv"))
     assert fit is not None and cfg.payload.weight_dtype == "int4"
     text = " ".join(fit.sentences())
     assert "**The configured weights do not fit.** llama3_8b_kv's bf16 weights on tier vram" in text
@@ -202,7 +202,7 @@ def test_plan_goes_on_with_int4_and_says_so(make_cfg) -> None:  # type: ignore[n
     )
     assert vram.tokens["int8"] == 97 * 256
     assert "5.73 GB int4 weights - 0.34 GB workspace = 1.66 GB of KV" in vram.budget_arithmetic
-    unchanged, none = fit_weights(make_cfg("hardware=ci_small"))
+    unchanged, none = fit_weights(make_cfg("hardware=ci_small", "payload=llama3_8b_kv"))
     assert none is None and unchanged.payload.weight_dtype == "bf16"
 
 

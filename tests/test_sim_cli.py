@@ -64,7 +64,7 @@ def test_one_run_writes_the_common_schema(tmp_path: Path) -> None:
          "`hardware.tiers.0.capacity_bytes=1000`) is 1000 bytes, smaller than one block"),
         (["sim=poisson", "sim.arrival_rate_per_s=0"], "`sim.arrival_rate_per_s` (command-line override "
          "`sim.arrival_rate_per_s=0`) must be > 0 for sim.arrival=poisson, got 0.0"),
-        (["sim.arrival=poisson"], "`sim.arrival_rate_per_s` (conf/sim/default.yaml line 10) must be set (> 0) "
+        (["sim.arrival=poisson"], "`sim.arrival_rate_per_s` (conf/sim/default.yaml line 11) must be set (> 0) "
          "for sim.arrival=poisson"),
         (["sim=closed_loop", "sim.agents=0"], "`sim.agents` (command-line override `sim.agents=0`) must be >= 1 "
          "for sim.arrival=closed_loop"),
