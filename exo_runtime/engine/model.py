@@ -171,7 +171,7 @@ class DecoderModel:
                 )
             )
         half = torch.arange(0, d, 2, dtype=torch.float64, device=self.device) / d
-        self._inv_freq = (1.0 / (ROPE_THETA**half)).to(torch.float32)
+        self._inv_freq = 1.0 / (ROPE_THETA**half)  # float64: angles at large positions stay exact
 
     # ------------------------------------------------------------------ weights
     def _draw(self, index: int, shape: tuple[int, int], std: float) -> torch.Tensor:
@@ -298,9 +298,9 @@ class DecoderModel:
         return k.to(self.device, self.dtype), v.to(self.device, self.dtype)
 
     def _rotary(self, position: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin ``[n, head_dim]`` for absolute positions ``position .. position + n - 1``."""
+        """The cosines and sines ``[n, head_dim]`` for absolute positions ``position .. position + n - 1``."""
         pos = torch.arange(position, position + n, device=self.device, dtype=torch.float64)
-        angles = torch.outer(pos, self._inv_freq.double()).float()
+        angles = torch.outer(pos, self._inv_freq).float()
         angles = torch.cat((angles, angles), dim=1)
         return angles.cos().to(self.dtype), angles.sin().to(self.dtype)
 

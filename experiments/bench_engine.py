@@ -1,0 +1,153 @@
+"""Engine prefill throughput: the engine's model vs a bare forward pass of the same model, same process.
+
+For each case ``(n, p)`` — ``n`` new tokens after ``p`` cached ones — times
+:meth:`~exo_runtime.engine.model.DecoderModel.prefill` as the runtime calls it (the cached prefix
+handed over layer by layer through ``past_loader``, from KV already in memory, so no load is timed)
+and a bare forward pass written here without the engine's plumbing (a plain loop over the same
+weights with torch ops: no argument checks, no hook, no result object), both computing only the last
+token's logits. Prints new tokens/s for each and their ratio (engine / bare: the median over adjacent pairs of
+runs), then ``worst ratio``.
+Threads are pinned as the runtime pins them (``--threads``, default 1); each figure is the median of
+``--repeats`` samples after ``--warmup`` runs, the two alternating; a sample repeats a short prefill
+back to back for at least ``--min-sample-s`` and counts the time per call.
+
+    python experiments/bench_engine.py                       # tiny_llama_kv on the CPU, 1 thread
+    python experiments/bench_engine.py --threads 2 --cases 512:0,512:1536
+    python experiments/bench_engine.py --device cuda         # on a GPU host (bf16)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from exo_runtime.engine.fit import check_engine_fits
+from exo_runtime.engine.model import RMS_EPS, DecoderModel, PastKV, default_compute_dtype
+from exo_sim.architecture import architecture_of
+from exo_sim.cli.entry import CONF_DIR, setup
+
+DEFAULT_CASES = "64:0,512:0,512:512,128:1536,2048:0"
+
+
+def bare_prefill(m: DecoderModel, ids: torch.Tensor, past: PastKV | None) -> torch.Tensor:
+    """The same forward pass with nothing but torch ops: the last token's logits."""
+    n, p, d = ids.numel(), (past[0][0].shape[1] if past else 0), m.head_dim
+    pos = torch.arange(p, p + n, device=m.device, dtype=torch.float64)
+    ang = torch.outer(pos, 1.0 / (500_000.0 ** (torch.arange(0, d, 2, device=m.device, dtype=torch.float64) / d)))
+    ang = torch.cat((ang, ang), dim=1).float()
+    cos, sin = ang.cos().to(m.dtype), ang.sin().to(m.dtype)
+    mask = torch.ones((n, p + n), dtype=torch.bool, device=m.device).tril(p) if p else None
+    x = F.embedding(ids, m.embed)
+    for i, w in enumerate(m.layers):
+        h = F.rms_norm(x, (m.hidden_size,), w.attn_norm, RMS_EPS)
+        q, k, v = F.linear(h, w.qkv).split([m.heads * d, m.kv_heads * d, m.kv_heads * d], dim=1)
+        q = q.view(n, m.heads, d).transpose(0, 1)
+        k = k.view(n, m.kv_heads, d).transpose(0, 1)
+        q = q * cos + torch.cat((-q[..., d // 2 :], q[..., : d // 2]), dim=-1) * sin
+        k = k * cos + torch.cat((-k[..., d // 2 :], k[..., : d // 2]), dim=-1) * sin
+        v = v.view(n, m.kv_heads, d).transpose(0, 1)
+        if past:
+            k, v = torch.cat((past[i][0], k), dim=1), torch.cat((past[i][1], v), dim=1)
+        a = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, is_causal=mask is None,
+                                           enable_gqa=True)[0]
+        x = x + F.linear(a.transpose(0, 1).reshape(n, m.heads * d), w.o)
+        h = F.rms_norm(x, (m.hidden_size,), w.mlp_norm, RMS_EPS)
+        gate, up = F.linear(h, w.gate_up).chunk(2, dim=1)
+        x = x + F.linear(F.silu(gate) * up, w.down)
+    return F.linear(F.rms_norm(x[-1:], (m.hidden_size,), m.final_norm, RMS_EPS), m.lm_head)[0].float()
+
+
+def timed(fn: Callable[[], object], device: torch.device, calls: int = 1) -> float:
+    """Seconds per call of ``fn`` over ``calls`` back-to-back calls."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--payload", default="tiny_llama_kv")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the runtime pins them)")
+    ap.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated n:p (new:cached tokens)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--min-sample-s", type=float, default=0.1, help="a sample repeats a short prefill this long")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    setup()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=[f"payload={args.payload}"])
+    arch = architecture_of(cfg.payload)
+    if arch is None:
+        print(f"payload {args.payload} has no model architecture", file=sys.stderr)
+        return 2
+    device = torch.device(args.device)
+    dtype = default_compute_dtype(device)
+    fit = check_engine_fits(arch, dtype, device, payload_name=args.payload)
+    model = DecoderModel(arch, seed=args.seed, device=device, dtype=dtype)
+    print(f"{args.payload} on {device} ({str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} thread(s)); "
+          f"matmul {fit.flops_per_s / 1e9:.0f} GFLOP/s ({fit.flops_basis})")
+    print(f"weights: {model.weights_note}")
+    print(f"{'n':>6} {'p':>6} {'engine tok/s':>13} {'bare tok/s':>11} {'ratio':>6}")
+
+    gen = torch.Generator().manual_seed(args.seed)
+    worst = float("inf")
+    for case in args.cases.split(","):
+        n, p = (int(x) for x in case.split(":"))
+        ids = torch.randint(0, arch.vocab_size, (p + n,), generator=gen).to(device)
+        past = model.prefill(ids[:p]).kv if p else None
+        new = ids[p:]
+
+        def engine(new: torch.Tensor = new, past: PastKV | None = past, p: int = p) -> torch.Tensor:
+            if past is None:
+                return model.prefill(new).logits
+            return model.prefill(new, position=p, past_loader=past.__getitem__).logits
+
+        def bare(new: torch.Tensor = new, past: PastKV | None = past) -> torch.Tensor:
+            with torch.no_grad():
+                return bare_prefill(model, new, past)
+
+        gap = (engine() - bare()).abs().max().item()
+        if gap > (1e-4 if dtype == torch.float32 else 5e-2):
+            print(f"n={n} p={p}: the engine and the bare pass disagree by {gap:g}", file=sys.stderr)
+            return 1
+        once = min(timed(engine, device) for _ in range(max(1, args.warmup)))
+        for _ in range(args.warmup):
+            bare()
+        calls = max(1, math.ceil(args.min_sample_s / once))
+        t_engine, t_bare = [], []
+        for r in range(args.repeats):
+            # adjacent pairs, order alternating, so a change in the host's load hits both alike
+            if r % 2:
+                t_bare.append(timed(bare, device, calls))
+                t_engine.append(timed(engine, device, calls))
+            else:
+                t_engine.append(timed(engine, device, calls))
+                t_bare.append(timed(bare, device, calls))
+        tps_engine = n / statistics.median(t_engine)
+        tps_bare = n / statistics.median(t_bare)
+        ratio = statistics.median(b / e for e, b in zip(t_engine, t_bare, strict=True))
+        worst = min(worst, ratio)
+        print(f"{n:>6} {p:>6} {tps_engine:>13,.0f} {tps_bare:>11,.0f} {ratio:>6.3f}")
+    print(f"worst ratio: {worst:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
