@@ -278,6 +278,7 @@ def run_runtime(
         data_dir=data_dir,
         prefault=bool(rc.prefault),
         resume=bool(rc.resume),
+        persist=bool(rc.data_dir),  # otherwise the slabs are nameless: nothing outlives the run, even killed
         spare_fraction=float(rc.file_spare_fraction),
         tag=f"exo-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         io_threads=int(rc.file_io_threads),
@@ -411,7 +412,10 @@ def run_runtime(
         sampler = TelemetrySampler(float(rc.telemetry_interval_s))
         sampler.start()
         loop = _drive(cfg, spec, workload, h, executor, staging_bytes, reserve, progress)
-        executor.commit()
+        try:
+            executor.commit()
+        except DiskFullError as err:  # the disk is still full: the manifest on disk stays the last one committed
+            loop.fault = loop.fault or err
         telemetry = sampler.stop()
         sampler = None
         if loop.fault is None:

@@ -5,6 +5,13 @@ into the numbers every clock (replay, SimPy model, runtime) uses. Every problem 
 :class:`~exo_sim.errors.ConfigError` naming the key, before any work starts. Capacities in blocks and
 tokens are always derived from bytes and the codec's exact block size, never typed (except a tier
 given ``capacity_blocks`` for libCacheSim-style experiments, whose bytes are then derived instead).
+
+A tier's blocks are what its slab holds within its bytes, by the medium's own layout
+(:func:`slab_bytes`, used by the runtime's stores too, so the plan and the runtime agree on blocks per
+tier by construction): a memory slab packs blocks end to end, but a ``file`` slab gives each block a
+whole number of :data:`FILE_ROW_BYTES` rows (``O_DIRECT`` moves only aligned rows) and keeps
+copy-on-write spare rows (``runtime.file_spare_fraction``, at least :data:`FILE_SPARE_SLOTS_MIN`), so an
+8 GiB file tier holds fewer blocks than 8 GiB / block bytes, and the spec's notes say how many.
 """
 
 from __future__ import annotations
@@ -34,6 +41,59 @@ MEDIA = ("cuda", "pinned", "shm", "ram", "file")
 """Storage media a tier may use; ``cuda`` and ``pinned`` need a GPU in the runtime."""
 
 MODES = ("exclusive", "write_through")
+
+FILE_ROW_BYTES = 4096
+"""A ``file`` tier's slot is a whole number of these rows: ``O_DIRECT`` reads and writes only whole,
+aligned rows, so a block's padding to the next row is disk the tier spends."""
+FILE_SPARE_SLOTS_MIN = 8
+"""Fewest copy-on-write spare slots a ``file`` tier keeps (a freed slot is reused only after a manifest
+commit; see ``exo_runtime.stores.file``)."""
+DEFAULT_FILE_SPARE_FRACTION = 0.05
+"""``runtime.file_spare_fraction`` when a config has no ``runtime`` section."""
+
+
+def row_bytes(medium: str, block_bytes: int) -> int:
+    """Bytes one slot of a ``medium`` slab takes: the block, rounded up to whole rows for ``file``."""
+    if medium == "file":
+        return -(-block_bytes // FILE_ROW_BYTES) * FILE_ROW_BYTES
+    return block_bytes
+
+
+def spare_slots(medium: str, capacity_blocks: int, spare_fraction: float) -> int:
+    """Slots a ``medium`` slab keeps beyond its ``capacity_blocks`` (copy-on-write spares, ``file`` only)."""
+    if medium != "file":
+        return 0
+    return max(FILE_SPARE_SLOTS_MIN, math.ceil(capacity_blocks * spare_fraction))
+
+
+def slab_slots(medium: str, capacity_blocks: int, spare_fraction: float) -> int:
+    """Slots of the slab of a ``medium`` tier holding ``capacity_blocks`` blocks (spares included)."""
+    return capacity_blocks + spare_slots(medium, capacity_blocks, spare_fraction)
+
+
+def slab_bytes(medium: str, block_bytes: int, capacity_blocks: int, spare_fraction: float) -> int:
+    """Bytes of that slab: every slot, padding and spares included (a file tier's size on disk)."""
+    return slab_slots(medium, capacity_blocks, spare_fraction) * row_bytes(medium, block_bytes)
+
+
+def blocks_in(medium: str, capacity_bytes: int, block_bytes: int, spare_fraction: float) -> int:
+    """The most blocks a ``medium`` slab of at most ``capacity_bytes`` bytes holds (0 if not one)."""
+    rows = capacity_bytes // row_bytes(medium, block_bytes)
+    if medium != "file":
+        return rows
+    n = max(0, min(rows - FILE_SPARE_SLOTS_MIN, math.floor(rows / (1.0 + spare_fraction))))
+    while n > 0 and slab_slots(medium, n, spare_fraction) > rows:
+        n -= 1
+    while slab_slots(medium, n + 1, spare_fraction) <= rows:
+        n += 1
+    return n
+
+
+def file_spare_fraction(cfg: Any) -> float:
+    """``runtime.file_spare_fraction`` of a root config (the default when it has no ``runtime``)."""
+    runtime = getattr(cfg, "runtime", None)
+    value = getattr(runtime, "file_spare_fraction", None) if runtime is not None else None
+    return DEFAULT_FILE_SPARE_FRACTION if value is None else float(value)
 
 Locator = Callable[[str], "str | None"]
 """Maps a dotted config key to where its value came from (file and line, or the command line)."""
@@ -295,6 +355,10 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                     f"{tier_name!r} (tiers: {', '.join(names)})"
                 )
 
+    spare_fraction = file_spare_fraction(cfg)
+    if any(t.medium == "file" for t in hw.tiers) and not 0 <= spare_fraction <= 1:
+        raise _fail(locate, "runtime.file_spare_fraction", f"must be between 0 and 1, got {spare_fraction}")
+
     tiers: list[TierSpec] = []
     # GPU tiers' budgets, checked once every other key is: a typo elsewhere is named first
     budgets: list[tuple[KvBudget, int, str, str, int]] = []
@@ -313,7 +377,8 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
         if t.capacity_blocks is not None:
             if t.capacity_blocks <= 0:
                 raise _fail(locate, f"{key}.capacity_blocks", f"must be > 0, got {t.capacity_blocks}")
-            cap_bytes = int(t.capacity_blocks) * bb
+            # a file tier's bytes are its slab's: rows and spares included
+            cap_bytes = slab_bytes(t.medium, bb, int(t.capacity_blocks), spare_fraction)
         else:
             cap_bytes = int(t.capacity_bytes)  # type: ignore[arg-type]
             if cap_bytes <= 0:
@@ -333,7 +398,30 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
         high = float(hier.high_watermark if t.high_watermark is None else t.high_watermark)
         low = float(hier.low_watermark if t.low_watermark is None else t.low_watermark)
         _check_watermarks(high, low, key, locate)
-        cap_blocks = cap_bytes // bb if budget is None else max(0, budget.kv_budget_bytes) // bb
+        if budget is not None:
+            cap_blocks = max(0, budget.kv_budget_bytes) // bb
+        elif t.capacity_blocks is not None:
+            cap_blocks = int(t.capacity_blocks)
+        else:
+            cap_blocks = blocks_in(t.medium, cap_bytes, bb, spare_fraction)
+        if t.medium == "file":
+            rb, spares = row_bytes(t.medium, bb), spare_slots(t.medium, cap_blocks, spare_fraction)
+            if cap_blocks == 0:
+                raise _fail(
+                    locate,
+                    f"{key}.capacity_bytes",
+                    f"is {cap_bytes} bytes, too small for one block of {payload.name} in {codec} in a file "
+                    f"tier: its {rb}-byte row and {FILE_SPARE_SLOTS_MIN} copy-on-write spare rows take "
+                    f"{(1 + FILE_SPARE_SLOTS_MIN) * rb} bytes",
+                )
+            notes.append(
+                f"tier {t.name} (file): each {bb:,}-byte block takes a {rb:,}-byte row of its slab "
+                f"(O_DIRECT moves whole {FILE_ROW_BYTES}-byte rows) and {spares:,} rows are copy-on-write "
+                f"spares (runtime.file_spare_fraction={spare_fraction:g}, at least {FILE_SPARE_SLOTS_MIN}), so "
+                f"its slab of {slab_bytes(t.medium, bb, cap_blocks, spare_fraction):,} bytes (capacity "
+                f"{cap_bytes:,}) holds {cap_blocks:,} blocks"
+                + ("" if t.capacity_blocks is not None else f", not {cap_bytes // bb:,}")
+            )
         high_blocks = math.floor(high * cap_blocks + 1e-9)
         low_blocks = math.floor(low * cap_blocks + 1e-9)
         if high_blocks == 0:

@@ -5,12 +5,13 @@ A ``rag_chunk`` payload's block holds ``block_tokens / tokens_per_chunk`` chunks
 prose so that an encoder (:mod:`exo_runtime.engine.encoder`) re-embeds it as it would a document:
 
 * **Corpus**: the Python reference documentation that CPython ships as ``pydoc_data.topics`` (the
-  text behind ``help("if")`` and friends, ~465K characters on 3.11), topics in sorted order, folded
-  to ASCII (NFKD, non-ASCII dropped) and every whitespace run collapsed to one space, then read as a
-  ring. Where ``pydoc_data`` is missing (some distributions split it off) the docstrings of a fixed
-  list of standard-library modules stand in. :data:`CORPUS` names the source with its Python version
-  and a SHA-256 of the text: the same id gives the same text for one corpus (one Python version);
-  another Python version may give other text.
+  text behind ``help("if")`` and friends), topics in sorted order, folded to ASCII (NFKD, non-ASCII
+  dropped), its tables' rule lines (``+----+``, ``====``) and cell bars (``|``) dropped, every
+  whitespace run collapsed to one space (~414K characters on Python 3.11), then read as a ring.
+  Where ``pydoc_data`` is missing (some distributions split it off) the docstrings of a fixed list of
+  standard-library modules stand in. :func:`corpus` names the source with its Python version and a
+  SHA-256 of the text: the same id gives the same text for one corpus (one Python version); another
+  Python version may give other text.
 * **Chunk id → text**: a splitmix64 hash of the id picks a start in the ring, moved forward to the
   next word's start; the chunk is the next ``chunk_chars`` characters (wrapping round the ring).
 * **Raw bytes** (the block's text bytes): the text UTF-8 encoded — plain ASCII here, so one byte per
@@ -85,8 +86,13 @@ class Corpus:
         return f"{self.source}, {len(self.text):,} chars, sha256 {self.sha256[:12]}"
 
 
+_RULE_LINE = re.compile(r"(?m)^[ \t]*[-+=|~^*]{3,}[-+=|~^* \t]*$")
+_CELL_BAR = re.compile(r"(?m)(?:^|(?<=\s))\|(?=\s|$)")
+
+
 def _normalise(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    folded = _CELL_BAR.sub(" ", _RULE_LINE.sub(" ", folded))
     return re.sub(r"\s+", " ", folded).strip()
 
 

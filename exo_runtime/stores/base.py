@@ -59,6 +59,9 @@ class StoreSettings:
         data_dir: where durable stores keep their files.
         prefault: touch every page of a memory slab at creation (no page fault in a timed copy).
         resume: reuse an existing file (its blocks are recovered by the caller).
+        persist: keep a durable store's slab after the process, under its name in ``data_dir``, for a
+            later ``resume`` (``exo-run`` sets it when ``runtime.data_dir`` is given). Otherwise the slab
+            has no name from its creation on and goes with the process, even one killed with ``kill -9``.
         spare_fraction: extra slots a durable store keeps for copy-on-write reuse.
         tag: a name unique to this process, for named resources (shared memory).
         io_threads: positioned I/O calls a durable store keeps in flight at once.
@@ -67,6 +70,7 @@ class StoreSettings:
     data_dir: Path
     prefault: bool = True
     resume: bool = False
+    persist: bool = False
     spare_fraction: float = 0.05
     tag: str = "exo"
     io_threads: int = 4
@@ -102,7 +106,10 @@ class Store(ABC):
     row_align: ClassVar[int] = 1
     """Alignment the store needs of staging rows (address and stride)."""
     durable: ClassVar[bool] = False
-    """Whether blocks survive the process (a manifest then records them)."""
+    """Whether blocks can survive the process (a manifest then records them)."""
+    persistent: bool = False
+    """Whether this slab does outlive the process (a durable store created with ``settings.persist``);
+    one that does not is nameless from its creation on, so nothing of it is left after any exit."""
     description: ClassVar[str] = ""
 
     def __init__(self, tier: TierSpec, settings: StoreSettings) -> None:
