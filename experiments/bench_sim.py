@@ -56,8 +56,8 @@ def main() -> None:
     print(f"sim:    {sim_rate:12,.0f} refs/s  (runs: {', '.join(f'{t:.3f}' for t in sim_s)} s)")
     print(f"ratio sim/replay: {sim_rate / replay_rate:.3f}   (targets: sim >= 250,000 refs/s, ratio >= 0.25)")
     print(
-        f"simulated: makespan {s['makespan_s']:.1f} s, latency p50 {s['latency_s']['p50']:.4g} s "
-        f"p99 {s['latency_s']['p99']:.4g} s, top-tier hit ratio {s['tiers'][0]['hit_ratio']:.4f}"
+        f"simulated: makespan {s['makespan_s']:.1f} s, TTFT p50 {s['ttft_s']['p50']:.4g} s "
+        f"p99 {s['ttft_s']['p99']:.4g} s, {s['reuse']} reuse, top-tier hit ratio {s['tiers'][0]['hit_ratio']:.4f}"
     )
 
 
