@@ -45,13 +45,14 @@ import torch
 
 from exo_runtime.buffers import StagingPool, align_up
 from exo_runtime.codecs import codec_names, make_codec
+from exo_runtime.engine.calibrate_compute import PrefillCalibration, calibrate_prefill
 from exo_runtime.hostcosts import HostFigures, measure_host, sim_yaml
 from exo_runtime.integrity import row_crcs
 from exo_runtime.nvml import GpuMemoryProbe
 from exo_runtime.stores import Store, StoreSettings, store_class
 from exo_runtime.stores.transfer import copy_path
 from exo_sim.config import CodecMixConfig
-from exo_sim.errors import ConfigError
+from exo_sim.errors import ConfigError, ExoError
 from exo_sim.spec import TierSpec
 
 ProgressFn = Callable[[str], None]
@@ -303,6 +304,9 @@ class Calibration:
     host: HostFigures | None = None
     sim_path: Path | None = None
     sim_text: str = ""
+    prefill: PrefillCalibration | None = None
+    """The engine's measured prefill cost (``None``: not calibrated, see ``prefill_note``)."""
+    prefill_note: str = ""
 
 
 def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Calibration:
@@ -382,13 +386,22 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
         progress("codecs")
     threads = torch.get_num_threads()
     torch.set_num_threads(int(cfg.runtime.codec_threads))  # as exo-run runs its codecs
+    prefill: PrefillCalibration | None = None
+    prefill_note = ""
     try:
         codecs = measure_codecs(int(cal.codec_elements), max(sizes) // 4, cfg.codec, int(cal.repeats))
+        if progress:
+            progress("prefill compute")
+        try:
+            prefill = calibrate_prefill(cfg.payload, int(cfg.block_tokens), int(cfg.seed), int(cal.repeats))
+        except ExoError as err:
+            prefill_note = f"compute not calibrated: {err}"
     finally:
         torch.set_num_threads(threads)
-    text = profile_yaml(name, hw, links, copies, codecs)
+    compute_lines = prefill.yaml_lines() if prefill is not None else [f"# {prefill_note}"]
+    text = profile_yaml(name, hw, links, copies, codecs, compute_lines)
     path = _write(target / f"{name}.yaml", text)
-    result = Calibration(name, path, copies, links, codecs, text)
+    result = Calibration(name, path, copies, links, codecs, text, prefill=prefill, prefill_note=prefill_note)
     scratch = Path(tempfile.mkdtemp(prefix="exo-calibrate-", dir=base))
     try:
         result.host = measure_host(cfg, links, codecs, scratch, progress)
@@ -421,8 +434,13 @@ def profile_yaml(
     links: list[dict[str, Any]],
     copies: list[CopyMeasurement],
     codecs: dict[str, tuple[float, float]],
+    compute_lines: list[str] | None = None,
 ) -> str:
-    """The calibrated profile as YAML, every measured figure in its header comments."""
+    """The calibrated profile as YAML, every measured figure in its header comments.
+
+    ``compute_lines``: the ``compute:`` section measured by
+    :func:`~exo_runtime.engine.calibrate_compute.calibrate_prefill` (or a comment saying why not).
+    """
     gpu = GpuMemoryProbe().name()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -482,4 +500,5 @@ def profile_yaml(
             f"max_num_batched_tokens: {int(gpu.max_num_batched_tokens)}, max_num_seqs: {int(gpu.max_num_seqs)}, "
             f"weights_on_gpu: {str(bool(gpu.weights_on_gpu)).lower()}, kv_pool: {str(bool(gpu.kv_pool)).lower()}}}"
         )
+    lines += compute_lines or []
     return "\n".join(lines) + "\n"

@@ -31,3 +31,9 @@ class DiskFullError(RunFault):
 
 class IntegrityFault(RunFault):
     """Blocks were found corrupted on read, or lost on resume; none was served."""
+
+
+class Interrupted(ExoError):
+    """The run was interrupted (Ctrl-C): the message says what was kept and what was removed."""
+
+    exit_code = 130

@@ -53,7 +53,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -62,7 +62,6 @@ from exo_runtime.codecs import Codec
 from exo_runtime.errors import DiskFullError
 from exo_runtime.integrity import birth_crcs, row_crcs
 from exo_runtime.manifest import Manifest
-from exo_runtime.payload_data import BlockFactory
 from exo_runtime.stores import Store
 from exo_runtime.stores.base import runs
 from exo_runtime.stores.file import NO_SPACE_ERRNOS
@@ -79,6 +78,17 @@ STREAM_BYTES = 1 << 20
 Entry = tuple[int, int, int, int, float, bool]
 
 
+class BirthSource(Protocol):
+    """Where a computed block's data comes from: the engine's model, or seeded data (``compute=seeded``).
+
+    ``fill(blocks, x, raw)`` writes block ``blocks[i]``'s float32 elements into ``x[i]`` and its raw
+    bytes (RAG text) into ``raw[i, :raw_bytes]``; a block's data must depend on the block alone.
+    """
+
+    def birth(self, blocks: Sequence[int], x: torch.Tensor, raw: torch.Tensor | None) -> None:
+        """Fill ``x[i]`` and ``raw[i]`` with block ``blocks[i]``'s data."""
+
+
 @dataclass(slots=True)
 class Copy:
     """One tier's copy of a block: its slot, the CRC-32 of its stored bytes, and its fidelity.
@@ -91,6 +101,9 @@ class Copy:
     crc: int
     bound: float
     lossless: bool
+    stale: bool = False
+    """Its bytes are not the block's data (its KV is not computed yet, or it was copied from a
+    corrupted source with nothing to regenerate it from): never served, never listed in a manifest."""
 
 
 @dataclass
@@ -105,6 +118,7 @@ class _Plan:
     crcs: list[int] = field(default_factory=list)
     bounds: list[float] = field(default_factory=list)
     lossless: list[bool] = field(default_factory=list)
+    stale: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -124,7 +138,10 @@ class Executor:
         hierarchy: the decision core (``record_moves=True``), shared with the driver.
         stores: one store per tier index, ``None`` for a bypassed tier.
         codecs: one codec per tier index, ``None`` for a bypassed tier.
-        factory: the blocks' birth data.
+        factory: where a computed block's data comes from, written as its move is applied; ``None``
+            when it is known only after the batch (a prefix's KV, computed by the model after the
+            cached prefix is loaded): the batch then gives such a block its slot, marked pending,
+            and :meth:`store_births` writes its data once computed.
         staging: the host staging pool (for sources whose slots a batch reuses).
         scratch_bytes: float32 scratch for decoded elements (at least one block's worth is used).
         integrity: ``off``, ``checksum`` or ``full``.
@@ -137,7 +154,7 @@ class Executor:
         hierarchy: Hierarchy,
         stores: list[Store | None],
         codecs: list[Codec | None],
-        factory: BlockFactory,
+        factory: BirthSource | None,
         staging: StagingPool,
         scratch_bytes: int,
         integrity: str,
@@ -156,8 +173,8 @@ class Executor:
         self.usable = [k for k, s in enumerate(stores) if s is not None]
         self.durable = [s is not None and s.durable for s in stores]
         self.hierarchy = hierarchy
-        self.elements = factory.elements
-        self.raw_bytes = factory.raw_bytes
+        self.elements = self.spec.content.elements
+        self.raw_bytes = self.spec.content.raw_bytes
         self.cuda = any(s is not None and s.device == "cuda" for s in stores)
         rows = max(1, scratch_bytes // (4 * self.elements))
         self.scratch_rows = rows
@@ -184,6 +201,8 @@ class Executor:
         self.birth_write: dict[int, Meter] = {}
         self.codec_meters: dict[str, CodecMeter] = {}
         self.corruptions: list[Corruption] = []
+        self.pending: set[int] = set()
+        """Keys given slots whose data is not written yet (``factory=None``): see :meth:`store_births`."""
         self.reads_checked = 0
         self.births = 0
         self.batches = 0
@@ -265,7 +284,7 @@ class Executor:
         keys = self.h._copies.get(block) or [block]
         for key in keys:
             c = self.copies.get(key, {}).get(k)
-            if c is not None and self.data_of.get(key, key) == block:
+            if c is not None and not c.stale and self.data_of.get(key, key) == block:
                 self._list(k, key, c.slot, c.crc, c.bound, c.lossless)
                 return
 
@@ -328,7 +347,7 @@ class Executor:
             for plan in plans:
                 n = len(plan.blocks)
                 plan.slots = self._allocate(plan.dst, n, vacating, reused, removals, unlisted)
-                plan.crcs, plan.bounds, plan.lossless = [0] * n, [0.0] * n, [False] * n
+                plan.crcs, plan.bounds, plan.lossless, plan.stale = [0] * n, [0.0] * n, [False] * n, [False] * n
             self._schedule(plans, reused, repairs)
         except OSError as err:
             plan = self._active or plan  # the plan whose write failed (or whose slots were sought)
@@ -503,6 +522,10 @@ class Executor:
     ) -> None:
         """Carry out additions ``idx`` of ``p``: born, written from staging, or streamed."""
         self._active = p
+        if p.src == BIRTH and self.factory is None:  # its data comes later (store_births)
+            for i in idx:
+                p.stale[i] = True
+            return
         if p.src == BIRTH:
             stride = self._stride(p.dst)
             per = max(1, min(self.scratch_rows, self.bounce_bytes // stride))
@@ -565,7 +588,7 @@ class Executor:
             cps = [copies[b][s] for b in blocks]
             for j, i in enumerate(part):
                 c = cps[j]
-                p.crcs[i], p.bounds[i], p.lossless[i] = c.crc, c.bound, c.lossless
+                p.crcs[i], p.bounds[i], p.lossless[i], p.stale[i] = c.crc, c.bound, c.lossless, c.stale
             bad = self._check(s, blocks, cps, view, [c.slot for c in cps]) if self.integrity != "off" else []
             bad_set = set(bad)
             good = [j for j in range(len(part)) if j not in bad_set]
@@ -609,7 +632,7 @@ class Executor:
         if cs.name == ck.name:
             for j, i in enumerate(idx):
                 c = cps[j]
-                p.crcs[i], p.bounds[i], p.lossless[i] = c.crc, c.bound, c.lossless
+                p.crcs[i], p.bounds[i], p.lossless[i], p.stale[i] = c.crc, c.bound, c.lossless, c.stale
             if not bad:
                 if not written:
                     self._write(p, [p.slots[i] for i in idx], rows_in)
@@ -639,11 +662,14 @@ class Executor:
                     rows_in[a:z, cs.nbytes : cs.nbytes + self.raw_bytes]
                 )
             reborn = [j for j in range(a, z) if j in bad_set]
-            if reborn:  # the corrupted blocks' data is regenerated, never used
+            if reborn:  # the corrupted blocks' data is regenerated (or left stale), never used
                 raw = rows_out[:, ck.nbytes : ck.nbytes + self.raw_bytes] if self.raw_bytes else None
                 for j in reborn:
                     one_raw = raw[j - a : j - a + 1] if raw is not None else None
-                    self.factory.birth(self._data([blocks[j]]), xs[j - a : j - a + 1], one_raw)
+                    if self.factory is None:
+                        xs[j - a].zero_()
+                    else:
+                        self.factory.birth(self._data([blocks[j]]), xs[j - a : j - a + 1], one_raw)
             with Span(False) as sp:
                 got = ck.encode(xs, rows_out).tolist()
             enc.encode.add(4 * self.elements * (z - a), sp.ns, z - a)
@@ -655,6 +681,7 @@ class Executor:
                 p.crcs[i] = crcs[j - a]
                 p.bounds[i] = e if new else cps[j].bound + e
                 p.lossless[i] = ck.lossless and (new or cps[j].lossless)
+                p.stale[i] = (new and self.factory is None) or (not new and cps[j].stale)
             self._write(p, [p.slots[idx[j]] for j in range(a, z)], rows_out)
 
     def _fill_births(self, k: int, blocks: list[int], rows: torch.Tensor, p: _Plan, idx: list[int]) -> None:
@@ -664,6 +691,15 @@ class Executor:
         n = len(blocks)
         xs = self.scratch[:n] if n <= self.scratch_rows else torch.empty((n, self.elements))
         raw = rows[:, ck.nbytes : ck.nbytes + self.raw_bytes] if self.raw_bytes else None
+        if self.factory is None:  # nothing to regenerate from: the copy stays stale until recomputed
+            xs.zero_()
+            if raw is not None:
+                raw.zero_()
+            got = ck.encode(xs, rows).tolist()
+            crcs = row_crcs(rows, dst.slot_bytes)
+            for j, i in enumerate(idx):
+                p.crcs[i], p.bounds[i], p.lossless[i], p.stale[i] = crcs[j], got[j], False, True
+            return
         with Span(False) as sp:
             self.factory.birth(self._data(blocks), xs, raw)
         self.birth_meter.add(4 * self.elements * n, sp.ns, n)
@@ -676,7 +712,7 @@ class Executor:
         crcs = [self.birth_crc[b] for b in blocks] if ck.lossless else row_crcs(rows, dst.slot_bytes)
         for j, i in enumerate(idx):
             enc.max_error_bound = max(enc.max_error_bound, got[j])
-            p.crcs[i], p.bounds[i], p.lossless[i] = crcs[j], got[j], ck.lossless
+            p.crcs[i], p.bounds[i], p.lossless[i], p.stale[i] = crcs[j], got[j], ck.lossless, False
         self.births += n
 
     def _repair(self, s: int, b: int) -> None:
@@ -684,7 +720,11 @@ class Executor:
         store = self.stores[s]
         assert store is not None
         c = self.copies[b][s]
-        p = _Plan(BIRTH, s, [b], [c.slot], crcs=[0], bounds=[0.0], lossless=[False])
+        if self.factory is None:  # recomputed when next used (the engine's load finds it stale)
+            c.stale = True
+            self._unlist(s, b)
+            return
+        p = _Plan(BIRTH, s, [b], [c.slot], crcs=[0], bounds=[0.0], lossless=[False], stale=[False])
         rows = self._view(self.bounce_out, 1, self._stride(s))
         self._fill_births(s, [b], rows, p, [0])
         store.write([c.slot], rows)
@@ -714,6 +754,8 @@ class Executor:
         bad: list[int] = []
         for j, b in enumerate(blocks):
             c = cps[j]
+            if c.stale:  # known not to hold the block's data: carried along, never served
+                continue
             if crcs[j] != c.crc:
                 reason = "stored bytes fail their checksum"
             elif c.lossless and codec.lossless and c.crc != self.birth_crc.get(b, c.crc):
@@ -732,6 +774,7 @@ class Executor:
         """Decode and compare with regenerated birth data against each copy's error bound."""
         codec, store = self.codecs[s], self.stores[s]
         assert codec is not None and store is not None and self.scratch2 is not None
+        assert self.factory is not None, "integrity=full needs a birth source (runtime.compute=seeded)"
         meter = self._codec_meter(codec.name)
         bad: list[int] = []
         raw_ref = torch.empty((self.scratch_rows, max(1, self.raw_bytes)), dtype=torch.uint8)
@@ -779,13 +822,19 @@ class Executor:
                     left.append(b)
         for p in plans:
             for i, b in enumerate(p.blocks):
-                copies.setdefault(b, {})[p.dst] = Copy(p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
-                self._list(p.dst, b, p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
+                stale = p.stale[i]
+                copies.setdefault(b, {})[p.dst] = Copy(p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i], stale)
+                if stale:
+                    if p.src == BIRTH and self.factory is None:
+                        self.pending.add(b)
+                else:
+                    self._list(p.dst, b, p.slots[i], p.crcs[i], p.bounds[i], p.lossless[i])
         for b in left:  # a block that only changed tiers keeps what is known of it
             if b not in copies:
                 self.birth_crc.pop(b, None)
                 self.data_of.pop(b, None)
                 self.transient.discard(b)
+                self.pending.discard(b)
         for k, block in relist:
             self._relist(k, block)
 

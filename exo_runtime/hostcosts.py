@@ -345,6 +345,7 @@ def measure_bookkeeping(
             cfg = _calibration_cfg(template, objects, accesses, per, links, codecs, host, integrity,
                                    folder / f"data-{i}")
             cfg.seed = seed
+            cfg.runtime.compute = "seeded"  # the executor's own costs: no model runs
             cfg.sim.prefill_tokens_per_s = 16 / measure_births(cfg.payload, 16, seed, 1, 2**20)
             cfg.sim.host.batch_moves = batch_move_limit(cfg, build_spec(cfg))
             rt = run_runtime(cfg, folder / f"run-{i}").summary
@@ -446,6 +447,7 @@ def measure_in_run(cfg: Any, data_dir: Path, accesses: int = 240) -> InRunRates:
             for key in ("integrity", "codec_threads", "file_io_threads", "file_spare_fraction", "manifest_interval_s"):
                 run_cfg.runtime[key] = cfg.runtime[key]
             run_cfg.runtime.data_dir = str(folder / f"data-{r}")
+            run_cfg.runtime.compute = "seeded"  # codecs and drives as the executor meets them: no model runs
             summary = run_runtime(run_cfg, folder / f"run-{r}").summary
             shutil.rmtree(folder / f"data-{r}", ignore_errors=True)
             measured = summary["measured"]

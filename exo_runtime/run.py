@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,28 +33,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from exo_runtime.buffers import ALIGN_BYTES, StagingPool, align_up
 from exo_runtime.codecs import Codec, make_codec
-from exo_runtime.errors import DataDirError, DiskFullError, IntegrityFault, MachineError, RunFault
+from exo_runtime.engine.compute import Compute, birth_source, prepare_compute
+from exo_runtime.engine.serve import HitReader, PrefixEngine, ServeResult, serve_workload
+from exo_runtime.engine.tierio import TierIO
+from exo_runtime.errors import DataDirError, DiskFullError, IntegrityFault, Interrupted, MachineError, RunFault
 from exo_runtime.executor import STREAM_BYTES, Corruption, Executor, recovered_copy
 from exo_runtime.fit import check_fit, machine_room
-from exo_runtime.integrity import INTEGRITY_MODES, row_crcs
+from exo_runtime.integrity import row_crcs
 from exo_runtime.manifest import Manifest, load_manifest, manifest_path
 from exo_runtime.nvml import GpuMemoryProbe
-from exo_runtime.payload_data import BlockFactory
+from exo_runtime.settings import RuntimeSettings, check_runtime_keys, resolve_settings
 from exo_runtime.stores import Footprint, Store, StoreSettings, store_class
 from exo_runtime.telemetry import TelemetrySampler
-from exo_sim.driver import Driver, Totals
 from exo_sim.errors import ConfigError, ExoError
 from exo_sim.hierarchy import Hierarchy
-from exo_sim.replay import ProgressFn, prepare, sample_every, workload_chunks
+from exo_sim.replay import ProgressFn, prepare
 from exo_sim.results import (
-    REQUEST_COLUMNS,
-    LinkUsage,
     OccupancySeries,
     build_summary,
     config_hash,
     latency_percentiles,
-    link_usage_rows,
-    requests_frame,
     resolved_config,
     write_results,
 )
@@ -77,29 +75,6 @@ class RuntimeResult:
 
 
 # ---------------------------------------------------------------------------- checks before work
-def check_runtime_keys(rc: Any, locate: Locator | None = None) -> None:
-    """Refuse bad ``runtime.*`` values with one sentence naming the key."""
-
-    def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"runtime.{key}", problem, locate(f"runtime.{key}") if locate else None)
-
-    if rc.integrity not in INTEGRITY_MODES:
-        raise fail("integrity", f"is {rc.integrity!r}, not one of {', '.join(INTEGRITY_MODES)}")
-    for key in ("staging_bytes", "codec_scratch_bytes"):
-        value = getattr(rc, key)
-        if value is not None and int(value) <= 0:
-            raise fail(key, f"must be > 0, got {value}")
-    for key in ("telemetry_interval_s", "manifest_interval_s"):
-        if float(getattr(rc, key)) <= 0:
-            raise fail(key, f"must be > 0, got {getattr(rc, key)}")
-    if int(rc.codec_threads) < 1:
-        raise fail("codec_threads", f"must be >= 1, got {rc.codec_threads}")
-    if int(rc.file_io_threads) < 1:
-        raise fail("file_io_threads", f"must be >= 1, got {rc.file_io_threads}")
-    if not 0 <= float(rc.file_spare_fraction) <= 1:
-        raise fail("file_spare_fraction", f"must be between 0 and 1, got {rc.file_spare_fraction}")
-
-
 def check_media(spec: Spec) -> None:
     """Refuse a tier whose medium this machine lacks (never emulated: host memory is not VRAM)."""
     for t in spec.tiers:
@@ -264,24 +239,23 @@ def run_runtime(
         ExoError: bad input, or a config this machine cannot hold — before anything is allocated.
     """
     spec, workload = prepare(cfg, locate)
-    rc = cfg.runtime
-    check_runtime_keys(rc, locate)
+    rc = resolve_settings(cfg.runtime, locate)
     check_media(spec)
     out = Path(out_dir)
     prepare_dir(out, "the output folder")
-    data_dir = Path(str(rc.data_dir)) if rc.data_dir else out / "data"
+    data_dir = rc.data_dir if rc.data_dir is not None else out / "data"
     usable = [t for t in spec.tiers if t.usable]
     durable = [t for t in usable if store_class(t.medium).durable]
     if durable:
         prepare_dir(data_dir, "runtime.data_dir")
     settings = StoreSettings(
         data_dir=data_dir,
-        prefault=bool(rc.prefault),
-        resume=bool(rc.resume),
-        persist=bool(rc.data_dir),  # otherwise the slabs are nameless: nothing outlives the run, even killed
-        spare_fraction=float(rc.file_spare_fraction),
+        prefault=rc.prefault,
+        resume=rc.resume,
+        persist=rc.data_dir is not None,  # otherwise the slabs are nameless: nothing outlives the run, even killed
+        spare_fraction=rc.file_spare_fraction,
         tag=f"exo-{os.getpid()}-{uuid.uuid4().hex[:8]}",
-        io_threads=int(rc.file_io_threads),
+        io_threads=rc.file_io_threads,
     )
     notes: list[str] = []
 
@@ -318,7 +292,7 @@ def run_runtime(
 
     # fit, before allocating anything
     pinned = torch.cuda.is_available()
-    scratch_bytes = int(rc.codec_scratch_bytes)
+    scratch_bytes = rc.codec_scratch_bytes
     elements = spec.content.elements
     scratch_total = max(scratch_bytes, 4 * elements) * (2 if rc.integrity == "full" else 1)
     strides = [store_class(t.medium).row_bytes_for(t.block_bytes) for t in usable]
@@ -328,7 +302,7 @@ def run_runtime(
     if rc.staging_bytes is None:
         staging_bytes = max(64 * 2**20, 4 * widest + reserve)
     else:
-        staging_bytes = int(rc.staging_bytes)
+        staging_bytes = rc.staging_bytes
         if staging_bytes < least:
             raise ConfigError(
                 "runtime.staging_bytes",
@@ -343,6 +317,14 @@ def run_runtime(
     parts.append(("staging and bounce buffers", buffers))
     parts.append(("codec scratch", Footprint(host_bytes=scratch_total)))
     check_fit(spec.hardware, parts, machine_room(data_dir if durable else out), reusable_disk)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(rc.codec_threads)  # pinned before the fit check measures the model's rate
+    try:
+        vram = sum(t.capacity_bytes for t in usable if t.medium == "cuda")
+        compute = prepare_compute(cfg, spec, rc, vram)
+    except BaseException:
+        torch.set_num_threads(threads_before)
+        raise
 
     # allocate
     codec_by_name: dict[str, Codec] = {}
@@ -358,8 +340,8 @@ def run_runtime(
         stale.unlink()
     stores: list[Store | None] = [None] * len(spec.tiers)
     sampler: TelemetrySampler | None = None
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(int(rc.codec_threads))
+    progress_at = [0]
+    summary: dict[str, Any] = {}
     try:
         for t in usable:
             stores[t.index] = store_class(t.medium)(t, settings)
@@ -377,17 +359,16 @@ def run_runtime(
                 "row_bytes": st.row_bytes,
             }
             manifests[t.index] = Manifest(manifest_path(data_dir, t.name), header, st)
-        factory = BlockFactory(cfg.payload, spec.block_tokens, int(cfg.seed))
         executor = Executor(
             h,
             stores,
             codecs,
-            factory,
+            birth_source(compute, cfg, spec),
             staging,
             scratch_bytes,
-            str(rc.integrity),
+            rc.integrity,
             manifests,
-            float(rc.manifest_interval_s),
+            rc.manifest_interval_s,
         )
         recovery: dict[str, Any] = {}
         lost: list[Corruption] = []
@@ -409,9 +390,30 @@ def run_runtime(
                     "watermark and were dropped"
                 )
         preloaded = list(h.used)
-        sampler = TelemetrySampler(float(rc.telemetry_interval_s))
+        sampler = TelemetrySampler(rc.telemetry_interval_s)
         sampler.start()
-        loop = _drive(cfg, spec, workload, h, executor, staging_bytes, reserve, progress)
+        io = TierIO(executor, pinned=compute.device.type == "cuda")
+        prefix = hits = None
+        if compute.model is not None and spec.reuse == "prefix":
+            prefix = PrefixEngine(compute.model, spec, h, io, compute.clock, rc.prefill_chunk_tokens)
+        else:
+            hits = HitReader(h, io)
+        loop = serve_workload(
+            spec,
+            workload,
+            h,
+            executor,
+            rc,
+            int(cfg.output.timeseries_points),
+            staging_bytes,
+            reserve,
+            worst_moves_per_access(spec),
+            compute.clock if compute.mode == "model" else None,
+            prefix,
+            hits,
+            progress,
+            lambda n: progress_at.__setitem__(0, n),
+        )
         try:
             executor.commit()
         except DiskFullError as err:  # the disk is still full: the manifest on disk stays the last one committed
@@ -421,15 +423,18 @@ def run_runtime(
         if loop.fault is None:
             executor.verify()
             h.verify()
-        summary = _summary(cfg, spec, workload, h, executor, loop, stores, notes, preloaded)
+        summary = _summary(cfg, spec, workload, h, executor, io, compute, loop, stores, notes, preloaded)
         summary["runtime"]["data_dir"] = str(data_dir) if durable else None
         summary["runtime"]["persistence"] = {
             "manifests": {manifests[k].store.name: str(m.path) for k, m in manifests.items()},
             "commits": {manifests[k].store.name: m.commits for k, m in manifests.items()},
-            "resume": bool(rc.resume),
+            "resume": rc.resume,
             "recovered": recovery,
             "lost": [vars(c) for c in lost],
         }
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        raise Interrupted(_interrupted(rc, data_dir, durable, progress_at[0], stores)) from None
     finally:
         torch.set_num_threads(threads_before)
         if sampler is not None:
@@ -437,9 +442,10 @@ def run_runtime(
         for st in stores:
             if st is not None:
                 st.close()
+        if durable and rc.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
-    if durable and not rc.data_dir:  # nobody can resume from the run folder's own data: don't keep it
-        shutil.rmtree(data_dir, ignore_errors=True)
+    if durable and rc.data_dir is None:  # nobody can resume from the run folder's own data: don't keep it
         summary["runtime"]["persistence"]["removed"] = True
         summary["notes"].append(
             f"the file tiers' slabs lived in {data_dir} and were removed at the end; set runtime.data_dir "
@@ -464,183 +470,44 @@ def run_runtime(
     return RuntimeResult(spec, summary, loop.series, loop.requests, telemetry, out, fault)
 
 
-# ---------------------------------------------------------------------------- the request loop
-@dataclass
-class _Loop:
-    series: OccupancySeries
-    requests: pd.DataFrame
-    ttft_s: np.ndarray
-    """Time to first token of each request served (refused requests left out)."""
-    elapsed_s: float
-    totals: Totals
-    fault: RunFault | None
-    stopped_at_request: int | None
-    staging_grown: int
-
-
-def _drive(
-    cfg: Any,
-    spec: Spec,
-    workload: Any,
-    h: Hierarchy,
-    executor: Executor,
-    staging_bytes: int,
-    reserve: int,
-    progress: ProgressFn | None,
-) -> _Loop:
-    """Hand the workload to the :class:`~exo_sim.driver.Driver` request by request; apply its moves.
-
-    The driver walks each request through the core (the same walk as the replay's and the timed
-    model's); before each block it decides, the ``between`` hook applies the moves so far as one
-    batch if the next access could overflow the staging pool. The rest of a request's moves are
-    applied when the driver returns: the request is served once its blocks are where the core says.
-    """
-    series = OccupancySeries()
-    every = sample_every(workload, int(cfg.output.timeseries_points))
-    pace = bool(cfg.runtime.pace_arrivals)
-    top = h.top
-    n_tiers = len(spec.tiers)
-    per_move = executor.staging_bytes_per_move()
-    max_moves = max(1, (staging_bytes - reserve) // per_move)
-    worst = worst_moves_per_access(spec)
-    moves = h.moves
-    driver = Driver(h, spec.reuse, spec.block_tokens, series, every)
-    cols: dict[str, list[Any]] = {name: [] for name in REQUEST_COLUMNS}
-    hits_rows: list[list[int]] = []
-    loaded = [0]
-    applying = [0.0]
-    grown = 0
-    n_requests = 0
-    fault: RunFault | None = None
-    stopped: int | None = None
-
-    def flush() -> None:
-        nonlocal grown
-        if not moves and not executor.transient:
-            return
-        for m in moves:
-            if m.dst == top and m.src is not None:
-                loaded[0] += m.bytes_src
-        if len(moves) > max_moves:  # one access needed more than the pool: grow it, and say so
-            need = len(moves) * per_move + reserve
-            if need > executor.staging.nbytes:
-                executor.staging = StagingPool(need, executor.staging.pinned)
-                grown = need
-        t = time.perf_counter()
-        executor.apply(moves)
-        applying[0] += time.perf_counter() - t
-        moves.clear()
-
-    def between() -> None:
-        if moves and len(moves) + worst > max_moves:
-            flush()
-
-    t0 = time.perf_counter()
-    series.sample(0, h.used, 0.0)
-    first_arrival: float | None = None
-    try:
-        for chunk in workload_chunks(workload, h):
-            blocks = chunk.blocks.tolist()
-            tokens = chunk.tokens.tolist()
-            writes = chunk.writes.tolist() if chunk.writes.any() else None
-            nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
-            offsets = chunk.offsets.tolist()
-            arrivals = chunk.arrival_s.tolist()
-            for r in range(chunk.n_requests):
-                a, z = offsets[r], offsets[r + 1]
-                if pace:
-                    if first_arrival is None:
-                        first_arrival = arrivals[r]
-                    due = arrivals[r] - first_arrival
-                    wait = due - (time.perf_counter() - t0)
-                    if wait > 0:
-                        time.sleep(wait)
-                    arrival = due
-                    start = time.perf_counter() - t0
-                else:
-                    arrival = start = time.perf_counter() - t0
-                loaded[0] = 0
-                applying[0] = 0.0
-                stopped = n_requests
-                served = driver.request(
-                    blocks[a:z],
-                    tokens[a:z],
-                    writes[a:z] if writes is not None else None,
-                    nxt[a:z] if nxt is not None else None,
-                    start,
-                    between,
-                )
-                flush()
-                done = time.perf_counter() - t0 if not served.refused else start
-                stopped = None
-                n_requests += 1
-                cols["request"].append(n_requests - 1)
-                cols["agent"].append(-1)
-                cols["arrival_s"].append(arrival)
-                cols["served_s"].append(done)
-                cols["ttft_s"].append(done - arrival)
-                cols["queue_s"].append(max(0.0, start - arrival))
-                cols["load_s"].append(applying[0])
-                cols["compute_s"].append(0.0)
-                cols["prompt_tokens"].append(served.prompt_tokens)
-                cols["cached_tokens"].append(served.hit_tokens)
-                cols["prefill_tokens"].append(served.prefill_tokens)
-                cols["recomputed_tokens"].append(served.recomputed_tokens)
-                cols["blocks_read"].append(served.reads)
-                cols["blocks_written"].append(served.writes)
-                cols["recomputed_blocks"].append(0 if served.refused else served.reads - served.hit_blocks)
-                cols["stranded_blocks"].append(served.stranded)
-                cols["bytes_loaded"].append(loaded[0])
-                cols["refused"].append(served.refused)
-                hits_rows.append(served.found)
-            if progress is not None:
-                progress(chunk.n_refs)
-    except DiskFullError as err:
-        fault = err
-    elapsed = time.perf_counter() - t0
-    driver.finish(elapsed)
-    arrival_arr = np.asarray(cols["arrival_s"], dtype=np.float64)
-    served_arr = np.asarray(cols["served_s"], dtype=np.float64)
-    idx = np.arange(arrival_arr.shape[0])
-    in_system = idx - np.searchsorted(served_arr, arrival_arr, side="right")
-    cols["in_system_at_arrival"] = list(np.maximum(in_system, 0))
-    floats = ("arrival_s", "served_s", "ttft_s", "queue_s", "load_s", "compute_s")
-    columns = {
-        name: np.asarray(
-            cols[name], dtype=np.float64 if name in floats else bool if name == "refused" else np.int64
-        )
-        for name in REQUEST_COLUMNS
-    }
-    hits_arr = np.asarray(hits_rows, dtype=np.int64).reshape(len(hits_rows), n_tiers)
-    frame = requests_frame(spec, columns, hits_arr)
-    ttft = columns["ttft_s"][~columns["refused"]]
-    return _Loop(series, frame, ttft, elapsed, driver.totals, fault, stopped, grown)
+def _interrupted(
+    rc: RuntimeSettings, data_dir: Path, durable: list[TierSpec], at: int, stores: list[Store | None]
+) -> str:
+    """The one line an interrupted run ends with: where it stopped, what was kept, what was removed."""
+    memory = [st.name for st in stores if st is not None and not st.durable]
+    removed = [f"the memory tiers' slabs ({', '.join(memory)})"] if memory else []
+    kept = "no results (summary.json and the parquet files were not written)"
+    if durable and rc.data_dir is None:
+        removed.append(f"the file tiers' data in {data_dir}")
+    elif durable:
+        kept += f"; kept {data_dir}: its manifests list the blocks committed so far, for runtime.resume=true"
+    return f"interrupted at request {at}: {kept}; removed {' and '.join(removed) or 'nothing'}"
 
 
 # ---------------------------------------------------------------------------- the summary
-def _link_usage(spec: Spec, measured: list[dict[str, Any]]) -> list[LinkUsage]:
-    """One usage row per measured tier pair, against the profile's link between them if it has one."""
-    names = [t.name for t in spec.tiers]
-    out = []
+def _link_usage(measured: list[dict[str, Any]], makespan_s: float) -> list[dict[str, Any]]:
+    """``link_usage`` as measured: per tier pair, the bytes moved, the time spent and their ratio.
+
+    Nothing from the hardware profile (its bandwidth, latency or channels) is carried: a runtime row
+    says only what this run measured (``bandwidth_gbps`` is bytes moved / busy seconds, in GB/s).
+    """
+    rows = []
     for m in measured:
-        s, d = names.index(m["src"]), names.index(m["dst"])
-        link = next((lk for lk in spec.links if {lk.src, lk.dst} == {s, d}), None)
-        bw = link.bandwidth_bytes_per_s if link else float(m["bandwidth_gbps"] or 0) * 1e9
-        out.append(
-            LinkUsage(
-                name=f"{m['src']}->{m['dst']}",
-                src=m["src"],
-                dst=m["dst"],
-                duplex=link.duplex if link else True,
-                bandwidth_bytes_per_s=bw or 1.0,
-                latency_s=link.latency_s if link else 0.0,
-                channels=link.channels if link else 1,
-                bytes_moved=int(m["bytes"]),
-                transfers=int(m["blocks"]),
-                busy_s=float(m["seconds"]),
-            )
+        busy = float(m["seconds"])
+        rows.append(
+            {
+                "link": f"{m['src']}->{m['dst']}",
+                "src": m["src"],
+                "dst": m["dst"],
+                "bytes_moved": int(m["bytes"]),
+                "transfers": int(m["blocks"]),
+                "busy_s": busy,
+                "bandwidth_gbps": int(m["bytes"]) / busy / 1e9 if busy > 0 else None,
+                "busy_fraction": busy / makespan_s if makespan_s > 0 else 0.0,
+                "source": "measured",
+            }
         )
-    return out
+    return rows
 
 
 def _summary(
@@ -649,7 +516,9 @@ def _summary(
     workload: Any,
     h: Hierarchy,
     executor: Executor,
-    loop: _Loop,
+    io: TierIO,
+    compute: Compute,
+    loop: ServeResult,
     stores: list[Store | None],
     notes: list[str],
     preloaded: list[int],
@@ -662,6 +531,11 @@ def _summary(
                 f"tier {st.name} is POSIX shared memory (no GPU here): host memory, not page-locked "
                 "and not GPU-visible"
             )
+    if compute.mode == "model":
+        model = compute.describe(str(cfg.payload.name))
+        run_notes.append(f"the engine's {model['kind']} has {model['weights']}")
+    else:
+        run_notes.append(compute.describe(str(cfg.payload.name))["weights"])
     if loop.staging_grown:
         run_notes.append(f"the staging pool grew to {loop.staging_grown} bytes for an access with many moves")
     summary = build_summary(
@@ -683,8 +557,30 @@ def _summary(
     summary["latency_s"] = summary["ttft_s"]
     summary["makespan_s"] = loop.elapsed_s
     measured = executor.measured()
-    summary["link_usage"] = link_usage_rows(_link_usage(spec, measured["links"]), loop.elapsed_s)
+    summary["link_usage"] = _link_usage(measured["links"], loop.elapsed_s)
+    names = [t.name for t in spec.tiers]
+    req = loop.requests[~loop.requests["refused"]]
+    measured["engine"] = {
+        "compute_s": compute.clock.s,
+        "compute_tokens": compute.clock.tokens,
+        "tokens_per_s": compute.clock.tokens / compute.clock.s if compute.clock.s > 0 else None,
+        "load_s": float(req["load_s"].sum()),
+        "loads": [
+            {"tier": names[k], "bytes": m.bytes, "blocks": m.blocks, "seconds": m.ns / 1e9, "bandwidth_gbps": m.gbps}
+            for k, m in sorted(io.load_meter.items())
+        ],
+        "stores": [
+            {"tier": names[k], "bytes": m.bytes, "blocks": m.blocks, "seconds": m.ns / 1e9, "bandwidth_gbps": m.gbps}
+            for k, m in sorted(io.store_meter.items())
+        ],
+        "ttft_parts_s": {
+            "queue": latency_percentiles(req["queue_s"].to_numpy()),
+            "load": latency_percentiles(req["load_s"].to_numpy()),
+            "compute": latency_percentiles(req["compute_s"].to_numpy()),
+        },
+    }
     summary["measured"] = measured
+    summary["model"] = compute.describe(str(cfg.payload.name))
     gpu = GpuMemoryProbe()
     summary["runtime"] = {
         "stores": [st.describe() for st in stores if st is not None],

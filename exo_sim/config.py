@@ -395,7 +395,12 @@ class RuntimeConfig:
     ``file_io_threads`` positioned reads/writes a file tier keeps in flight at once (an NVMe drive needs
     a queue deeper than one to reach its bandwidth). ``codec_threads``: torch's CPU threads during a run
     (1 by default: a batch's tensors are small, and handing them to more threads costs more than it
-    saves on a few cores; raise it for blocks of many megabytes).
+    saves on a few cores; raise it for blocks of many megabytes). ``compute``: ``model`` (the engine's
+    model computes every block: a real prefill of a KV payload's transformer over the cached prefix,
+    the MiniLM encoder for RAG chunks) or ``seeded`` (no model: a computed block is seeded random data
+    of the payload's shape — a byte mover for checking decisions on long traces; its TTFT has no
+    compute, and only it supports ``integrity=full``). ``prefill_chunk_tokens``: the longest prefill
+    run in one forward pass (longer prompts are prefilled in chunks, as vLLM's chunked prefill).
     """
 
     data_dir: Optional[str] = None
@@ -410,6 +415,8 @@ class RuntimeConfig:
     prefault: bool = True
     file_io_threads: int = 4
     codec_threads: int = 1
+    compute: str = "model"  # model | seeded
+    prefill_chunk_tokens: int = 4096
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
 
 

@@ -37,8 +37,17 @@ SMALL = [
     "runtime.manifest_interval_s=0.05",
     "runtime.staging_bytes=4194304",
     "runtime.codec_scratch_bytes=4194304",
+    "runtime.compute=seeded",
 ]
-"""ci_cpu (shm / ram / file) at 40 / 80 / 200 blocks, seed_mix codecs (int8 / fp16 / fp32)."""
+"""ci_cpu (shm / ram / file) at 40 / 80 / 200 blocks, seed_mix codecs (int8 / fp16 / fp32).
+
+``runtime.compute=seeded``: these configs test the executor's bytes and decisions, so no model runs
+(blocks are seeded data); the engine's own tests (``tests/test_runtime_engine.py``) override it with
+``runtime.compute=model``.
+"""
+
+ENGINE = ["runtime.compute=model", "payload=tiny_llama_kv", "block_tokens=16"]
+"""The engine's model on ci_cpu: tiny_llama_kv's real prefill, 16-token blocks (8 KiB of fp16 KV)."""
 
 ZIPF = [
     "workload=zipf",

@@ -31,6 +31,7 @@ def test_exo_run_on_the_mooncake_trace_equals_exo_replay(tmp_path: Path) -> None
         f"workload.path={trace}",
         *tiers(500, 2000, 10000),
         "output.progress=false",
+        "runtime.compute=seeded",  # the whole trace's decisions and bytes; the encoder would take hours here
     ]
     t0 = time.perf_counter()
     run = cli("exo_runtime.cli.run", *common, f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
@@ -67,6 +68,7 @@ def test_exo_calibrate_writes_a_profile_hydra_loads(tmp_path: Path) -> None:
     proc = cli(
         "exo_runtime.cli.calibrate",
         "hardware=ci_cpu",
+        "payload=tiny_llama_kv",
         "runtime.calibrate.name=testhost",
         f"runtime.calibrate.out_dir={out}",
         "runtime.calibrate.block_sizes_bytes=[16384,262144]",
@@ -84,6 +86,10 @@ def test_exo_calibrate_writes_a_profile_hydra_loads(tmp_path: Path) -> None:
     assert all(lk["bandwidth_gbps"] > 0 and lk["latency_us"] > 0 for lk in profile["links"])
     assert sorted(profile["codec_throughput"]) == ["bf16", "fp16", "fp32", "int4", "int8"]
     assert text.count(" B: ") == 2 * 2 * 2  # 2 links x 2 directions x 2 sizes, in the comments
+    prefill = profile["compute"]["prefill"]  # the engine's prefills, measured and fitted
+    assert prefill["payload"] == "tiny_llama_kv" and prefill["b_s_per_token"] > 0
+    assert all(prefill[k] >= 0 for k in ("a_s", "c_s_per_token_pair", "d_s_per_token"))
+    assert text.count("# fit a + b*n") == 1 and "prefill (tiny_llama_kv on cpu)" in proc.stdout
 
     replay = cli(
         "exo_sim.cli.replay",

@@ -90,7 +90,7 @@ def test_footprint_is_the_slab(store: Store) -> None:
 def test_file_rows_are_aligned_and_padding_reported(tmp_path: Path) -> None:
     st = make("file", tmp_path)
     assert st.row_bytes == align_up(BLOCK) == 8192
-    assert st.describe()["file_bytes"] == st.slots * 8192 == os.path.getsize(st.path)
+    assert st.describe()["file_bytes"] == st.slots * 8192 == os.fstat(st.fd).st_size
     misaligned = torch.zeros((1, BLOCK), dtype=torch.uint8)
     with pytest.raises(ValueError, match="4096-aligned"):
         st.write([0], misaligned)
@@ -129,12 +129,13 @@ def test_file_does_not_reuse_a_freed_slot_before_a_commit(tmp_path: Path) -> Non
 
 
 def test_file_keeps_its_blocks_for_a_later_run(tmp_path: Path) -> None:
-    st = make("file", tmp_path)
+    st = make("file", tmp_path, persist=True)
+    assert st.persistent and st.path == tmp_path / "t-file.slab" and st.path.exists()
     rows = rows_for(st, 3)
     rows.copy_(torch.randint(0, 256, rows.shape, dtype=torch.uint8))
     st.write([0, 1, 2], rows)
     st.close()
-    again = make("file", tmp_path, resume=True)
+    again = make("file", tmp_path, resume=True, persist=True)
     back = rows_for(again, 3)
     again.read([0, 1, 2], back)
     assert torch.equal(back[:, :BLOCK], rows[:, :BLOCK])

@@ -46,6 +46,16 @@ def main(cfg: DictConfig) -> None:
             )
         for codec, (enc, dec) in sorted(result.codecs.items()):
             print(f"{codec}: encode {enc:.3f} GB/s, decode {dec:.3f} GB/s")
+        if result.prefill is not None:
+            c, r = result.prefill.cost, result.prefill.residuals
+            print(
+                f"prefill ({result.prefill.payload} on {result.prefill.device}): a {c.a_s * 1e3:.3f} ms, "
+                f"b {c.b_s_per_token * 1e6:.3f} us/token, c {c.c_s_per_token_pair * 1e9:.4f} ns/pair, "
+                f"d {c.d_s_per_token * 1e6:.4f} us/cached token; relative error median {r.median:.3f}, "
+                f"max {r.max:.3f}"
+            )
+        else:
+            print(result.prefill_note)
         print(f"wrote {result.path}; load it with hardware=calibrated/{result.name}")
 
 

@@ -10,6 +10,7 @@ disk, corrupted or lost blocks): results written, one sentence, exit 3.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -30,6 +31,14 @@ def run_to_dir(cfg: DictConfig, out_dir: str | Path) -> RuntimeResult:
         return run_runtime(cfg, out_dir, locate=locate, progress=bar.update)
 
 
+def _model_phrase(model: dict[str, Any]) -> str:
+    """What computed the blocks, with its weights' note (the console says it, as summary.json does)."""
+    if model["kind"] == "none":
+        return "no model (runtime.compute=seeded: seeded blocks)"
+    where = f"{model['params']:,} params, {model['dtype']} on {model['device']}"
+    return f"{model['name']} {model['kind']} ({where}; {model['weights']})"
+
+
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``exo-run``)."""
@@ -43,7 +52,7 @@ def main(cfg: DictConfig) -> None:
             f"run {s['hardware']}/{OmegaConf.select(cfg, 'policy.name')}: {s['accesses']} accesses, "
             f"top-tier hit ratio {top['hit_ratio']:.4f}, {s['recomputed_blocks']} recomputed blocks, "
             f"p99 latency {lat * 1e3 if lat is not None else float('nan'):.3f} ms, "
-            f"makespan {s['makespan_s']:.2f} s -> {out}/summary.json"
+            f"makespan {s['makespan_s']:.2f} s; {_model_phrase(s['model'])} -> {out}/summary.json"
         )
         if result.fault is not None:
             raise result.fault

@@ -1,4 +1,4 @@
-"""``ram``: ordinary, pageable process memory (the system-RAM tier)."""
+"""``ram``: ordinary, pageable process memory (the system-RAM tier); it goes back with the process."""
 
 from __future__ import annotations
 

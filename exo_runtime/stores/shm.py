@@ -1,8 +1,10 @@
 """``shm``: POSIX shared memory, the shared tier of a machine with no GPU.
 
-The slab is one ``shm_open`` object (``/dev/shm/<tag>-<tier>``) mapped into the process. Its name is
-unlinked as soon as it is mapped, so a run killed with ``kill -9`` leaves nothing behind in
-``/dev/shm``; the mapping stays valid until the process ends. This is host memory another process
+The slab is one ``shm_open`` object (``/dev/shm/<tag>-<tier>``, the tag naming the process) mapped into
+the process. Lifetime: its name is unlinked as soon as it is mapped (``shm_unlink`` in the same
+constructor call, the only window in which a name exists), so a run killed with ``kill -9`` or by a
+timeout leaves nothing behind in ``/dev/shm``; the mapping stays valid until the process ends, and the
+memory goes back with it. This is host memory another process
 could map — not page-locked and not GPU-visible, and the runtime says so in its results.
 """
 
