@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from exo_sim.mrc import (
 )
 from exo_sim.replay import run_replay
 from tests.conftest import trace_path
+from tests.test_mrc import run
 
 
 def write_trace(path: Path, requests: list[tuple[list[int], int]]) -> Path:
@@ -253,10 +253,6 @@ def test_prefix_needs_chains_and_the_tier_keeps_the_reuse(make_cfg: Callable[...
     assert "`hierarchy.reuse`" in str(err.value)
     cfg = make_cfg("experiment=single_tier", "workload=scan", "hierarchy.reuse=block")
     assert single_tier_config(cfg, 10, "lru", "fp16").hierarchy.reuse == "block"
-
-
-def run(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_exo_mrc_under_prefix_equals_exo_replay(tmp_path: Path) -> None:
