@@ -158,8 +158,14 @@ def calibrate_host(cfg: Any, out: Path, say: Say | None = None) -> Host:
 
 def config_overrides(name: str, host: Host, extra: list[str], model: list[str] | None = None) -> list[str]:
     """Everything composed for one config of the suite: its experiment, the command line's overrides,
-    the calibrated host, and ``model`` (the timed model's settings that depend on the config)."""
-    return [f"experiment=crosscheck/{name}", *extra, *host.overrides(), "output.progress=false", *(model or [])]
+    the calibrated host, and ``model`` (the timed model's settings that depend on the config).
+
+    The runtime runs with ``runtime.compute=seeded`` (blocks born from seeded data, no model): the
+    serial executor it is compared with models those births, not a prefill. Comparing the planner's
+    own timed model with the serving engine is issue 11's cross-check.
+    """
+    return [f"experiment=crosscheck/{name}", "runtime.compute=seeded", *extra, *host.overrides(),
+            "output.progress=false", *(model or [])]
 
 
 def run_pair(name: str, cfg: DictConfig, out: Path, repeats: int, prefill_tokens_per_s: float) -> RunPair:
