@@ -158,7 +158,7 @@ class Driver:
         """Sample occupancy into ``series`` every ``every`` block reads from now on."""
         self.series = series
         self.every = max(1, every)
-        self._next_sample = (self.h.accesses // self.every + 1) * self.every
+        self._rearm()
 
     # ------------------------------------------------------------------ one request
     def request(
@@ -298,16 +298,20 @@ class Driver:
                 series.sample(h.accesses, h.used, now)
         hits = sum(found)
         n_reads = len(blocks) - n_written
-        self._next_sample = (h.accesses // every + 1) * every
+        self._rearm()
         return Served(
             n_reads, n_written, prompt, hits, hit_tokens, found, prompt - hit_tokens, new_tokens, recomputed_tokens, 0
         )
+
+    def _rearm(self) -> None:
+        """The next occupancy sample falls on the next multiple of ``every`` block reads."""
+        self._next_sample = (self.h.accesses // self.every + 1) * self.every
 
     def _sample(self, now: float) -> None:
         h = self.h
         if self.series is not None and h.accesses >= self._next_sample:
             self.series.sample(h.accesses, h.used, now)
-            self._next_sample = (h.accesses // self.every + 1) * self.every
+            self._rearm()
 
     # ------------------------------------------------------------------ a whole chunk (the replay)
     def chunk(self, chunk: RequestChunk) -> None:
@@ -360,7 +364,7 @@ class Driver:
             if series is not None and h.accesses % every == 0:
                 series.sample(h.accesses, h.used)
             start = end
-        self._next_sample = (h.accesses // every + 1) * every
+        self._rearm()
         hit_blocks = 0
         for k, (a, b) in enumerate(zip(hits0, h.hits, strict=True)):
             t.found_tokens[k] += (b - a) * full

@@ -135,9 +135,6 @@ class TimedModel:
         self.load_s = array("d")
         self.compute_s = array("d")
         self._found: list[list[int]] = []
-        self._found_rid = array("q")  # sparse (request, tier, reads found there) for lower tiers
-        self._found_tier = array("q")
-        self._found_n = array("q")
         self._flow_kinds: dict[tuple[int | None, int | None], tuple[bool, tuple[int, ...], float, int]] = {}
         self.in_system = 0
         self._in_system_area = 0.0
