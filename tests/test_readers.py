@@ -82,6 +82,32 @@ def test_mooncake_split_to_256(tmp_path: Path) -> None:
     assert got["tokens"].tolist() == [256] * 8 + [76, 256, 44]
 
 
+def test_mooncake_token_and_time_scale(tmp_path: Path) -> None:
+    # token_scale 16: a hash id is 32 tokens; 1024 -> 64 = 2 x 32, 1100 -> 69 = 2 x 32 + 5, 300 -> 19
+    got = collect(mooncake(write_jsonl(tmp_path / "t.jsonl", SMALL), 32, token_scale=16, time_scale=0.1))
+    assert got["arrival_s"].tolist() == pytest.approx([0.0, 0.15, 0.15])
+    assert got["offsets"].tolist() == [0, 2, 5, 6]
+    assert got["blocks"].tolist() == [0, 1, 0, 1, 2, 7]  # the same prefix structure as at full size
+    assert got["tokens"].tolist() == [32, 32, 32, 32, 5, 19]
+    split = collect(mooncake(write_jsonl(tmp_path / "t.jsonl", SMALL), 16, token_scale=16))
+    assert split["tokens"].tolist() == [16] * 8 + [5, 16, 3]
+
+
+@pytest.mark.parametrize(
+    ("block", "kw", "key"),
+    [
+        (32, {"token_scale": 3}, "workload.token_scale"),
+        (32, {"token_scale": 0}, "workload.token_scale"),
+        (64, {"token_scale": 16}, "block_tokens"),
+        (32, {"token_scale": 16, "time_scale": 0.0}, "workload.time_scale"),
+    ],
+)
+def test_mooncake_refuses_bad_scales(tmp_path: Path, block: int, kw: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        mooncake(write_jsonl(tmp_path / "t.jsonl", SMALL), block, **kw)
+    assert err.value.key == key
+
+
 def test_mooncake_output_blocks_are_fresh_writes(tmp_path: Path) -> None:
     got = collect(mooncake(write_jsonl(tmp_path / "t.jsonl", SMALL), 256, write_output=True))
     # outputs: 10 -> 1 block, 600 -> 3 blocks, 1 -> 1 block, after each request's reads

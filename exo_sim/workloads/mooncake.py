@@ -15,6 +15,12 @@ Blocks are replayed at the run's ``block_tokens`` by :class:`~exo_sim.blocksplit
 256 gives each hash id two blocks). At ``block_tokens == trace_block_tokens`` every hash id is one
 block with its own id; ``experiment=single_tier`` sets that, so its ``capacity_blocks`` counts hash ids.
 
+Scaling to a small machine (the cross-check's suites): ``token_scale = s`` makes one run token stand
+for ``s`` trace tokens — a request of ``input_length`` tokens becomes ``ceil(input_length / s)``,
+each hash id ``trace_block_tokens / s`` tokens — so the prefix structure (which requests share which
+hash ids) is the trace's exactly while prompts are ``s`` times shorter. ``time_scale = f`` multiplies
+every timestamp (``f < 1`` compresses the trace: more load). Both default to 1: the trace as recorded.
+
 Every line is checked: valid JSON, the four fields, non-negative integer lengths, timestamps in
 order, ``len(hash_ids) == ceil(input_length / trace_block_tokens)``, integer hash ids in range. The
 first bad line stops the stream with a :class:`~exo_sim.errors.TraceError` naming the file and line.
@@ -53,6 +59,8 @@ class MooncakeWorkloadConfig(WorkloadConfig):
     trace_block_tokens: int = 512
     write_output: bool = False
     max_requests: Optional[int] = None
+    token_scale: int = 1
+    time_scale: float = 1.0
 
 
 def _is_int(x: object) -> bool:
@@ -81,6 +89,20 @@ class MooncakeWorkload(Workload):
             )
         if c.max_requests is not None and c.max_requests <= 0:
             raise ConfigError("workload.max_requests", f"must be > 0, got {c.max_requests}")
+        scale = int(c.token_scale)
+        if scale < 1 or src % scale:
+            raise ConfigError(
+                "workload.token_scale",
+                f"is {c.token_scale}; it must be a whole number >= 1 dividing workload.trace_block_tokens ({src})",
+            )
+        if (src // scale) % self.block_tokens:
+            raise ConfigError(
+                "block_tokens",
+                f"is {self.block_tokens}, which does not divide a hash id's {src // scale} tokens "
+                f"(workload.trace_block_tokens {src} / workload.token_scale {scale})",
+            )
+        if not (math.isfinite(float(c.time_scale)) and float(c.time_scale) > 0):
+            raise ConfigError("workload.time_scale", f"must be a number > 0, got {c.time_scale}")
         path = str(c.path)
         if not os.path.isfile(path):
             raise TraceError(path, "no such file (set workload.path)")
@@ -90,7 +112,7 @@ class MooncakeWorkload(Workload):
     @property
     def splitter(self) -> BlockSplit:
         """The trace-to-run block conversion."""
-        return BlockSplit(int(self.cfg.trace_block_tokens), self.block_tokens)
+        return BlockSplit(int(self.cfg.trace_block_tokens) // int(self.cfg.token_scale), self.block_tokens)
 
     def chunks(self) -> Iterator[RequestChunk]:
         """Yield the trace's requests, ``CHUNK_LINES`` lines at a time (see the module docstring)."""
@@ -192,10 +214,12 @@ class MooncakeWorkload(Workload):
             raise TraceError(
                 path, f"hash id {hashes[i]} is outside 0..{split.id_limit - 1}", line_of(i)
             )
-        _, src_tokens = whole_blocks(np.asarray(inputs, dtype=np.int64), int(self.cfg.trace_block_tokens))
+        scale = int(self.cfg.token_scale)
+        run_inputs = -(-np.asarray(inputs, dtype=np.int64) // scale)
+        _, src_tokens = whole_blocks(run_inputs, int(self.cfg.trace_block_tokens) // scale)
         ids, tokens, per_src = split.split(hashes.astype(np.int64), src_tokens)
         read_offsets = split.offsets(src_offsets, per_src)
-        arrival_s = np.asarray(ts, dtype=np.float64) / 1000.0
+        arrival_s = np.asarray(ts, dtype=np.float64) * (float(self.cfg.time_scale) / 1000.0)
         if not self.cfg.write_output:
             return RequestChunk(
                 arrival_s=arrival_s,
@@ -204,7 +228,7 @@ class MooncakeWorkload(Workload):
                 writes=np.zeros(ids.shape[0], dtype=bool),
                 tokens=tokens,
             )
-        n_out, out_tokens = whole_blocks(np.asarray(outputs, dtype=np.int64), self.block_tokens)
+        n_out, out_tokens = whole_blocks(-(-np.asarray(outputs, dtype=np.int64) // scale), self.block_tokens)
         n_read = np.diff(read_offsets)
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(n_read + n_out, out=offsets[1:])
@@ -243,4 +267,6 @@ class MooncakeWorkload(Workload):
             "blocks_per_hash_id": self.splitter.factor,
             "write_output": bool(c.write_output),
             "max_requests": c.max_requests,
+            "token_scale": int(c.token_scale),
+            "time_scale": float(c.time_scale),
         }
