@@ -51,6 +51,7 @@ class LinkConfig:
     channels: int = 1
     reverse_bandwidth_gbps: Optional[float] = None  # dst -> src, duplex only; None: bandwidth_gbps
     reverse_latency_us: Optional[float] = None  # dst -> src, duplex only; None: latency_us
+    block_us: float = 0.0  # per block carried (one I/O or copy call per block), on top of the latency
 
 
 @dataclass
@@ -106,6 +107,26 @@ class PrefillCoefficientsConfig:
 
 
 @dataclass
+class EncodeCoefficientsConfig:
+    """Fitted encoder cost coefficients (``hardware.compute.encode``) for ``rag_chunk`` payloads, used as given.
+
+    ``encode_s(k, t) = a_s x passes + b_s_per_token x k x t + c_s_per_token_pair x k x t^2`` for ``k``
+    chunks of ``t`` tokens (see :mod:`exo_sim.encode_cost`). All ``None``: not calibrated (the cost is
+    derived from the encoder's architecture and the peaks); once any is given, those left ``None`` are 0.
+    ``payload`` names the payload they were measured with (``None``: any); ``residual_median`` and
+    ``residual_max`` are the fit's relative errors on its own measurements; ``basis`` says how.
+    """
+
+    a_s: Optional[float] = None
+    b_s_per_token: Optional[float] = None
+    c_s_per_token_pair: Optional[float] = None
+    payload: Optional[str] = None
+    residual_median: Optional[float] = None
+    residual_max: Optional[float] = None
+    basis: str = ""
+
+
+@dataclass
 class ComputeConfig:
     """The device that prefills (``hardware.compute``), per tensor-parallel rank.
 
@@ -115,7 +136,8 @@ class ComputeConfig:
     fraction reached (an assumption). ``forward_overhead_s``: fixed cost of one forward pass (kernel
     launches, scheduling). ``compute_element_bytes``: bytes of one KV element as attention reads it (2:
     bf16/fp16; 4 on a CPU computing in fp32). ``prefill``: fitted coefficients, used as given instead
-    of deriving them when any is set. A profile with neither ``peak_flops`` nor fitted coefficients
+    of deriving them when any is set. ``encode``: the same for a ``rag_chunk`` payload's encoder
+    (:class:`EncodeCoefficientsConfig`). A profile with neither ``peak_flops`` nor fitted coefficients
     has no compute model.
     """
 
@@ -127,6 +149,26 @@ class ComputeConfig:
     forward_overhead_s: float = 0.0
     compute_element_bytes: int = 2
     prefill: PrefillCoefficientsConfig = field(default_factory=PrefillCoefficientsConfig)
+    encode: EncodeCoefficientsConfig = field(default_factory=EncodeCoefficientsConfig)
+
+
+@dataclass
+class EngineConfig:
+    """What a serving engine spends on a request besides its prefill (``hardware.engine``).
+
+    See :mod:`exo_sim.engine_costs`: ``copies`` (``dma``: copy engines beside the compute; ``host``:
+    the engine's own thread copies, before the prefill), scheduling per block, loading the cached
+    prefix out of the top tier and storing the new KV into it (per block, and GB/s; ``null``: in place).
+    ``calibrated`` is set by ``exo-calibrate`` on the figures it measured.
+    """
+
+    copies: str = "dma"
+    schedule_us_per_block: float = 0.0
+    kv_load_gbps: Optional[float] = None
+    kv_load_block_us: float = 0.0
+    kv_store_gbps: Optional[float] = None
+    kv_store_block_us: float = 0.0
+    calibrated: bool = False
 
 
 @dataclass
@@ -135,6 +177,7 @@ class HardwareConfig:
 
     ``gpu``: how a serving engine shares a ``cuda`` tier with the model (:class:`GpuConfig`).
     ``compute``: the device that prefills, for the prefill cost model (:class:`ComputeConfig`).
+    ``engine``: what the serving engine spends besides the prefill (:class:`EngineConfig`).
     """
 
     name: str = MISSING
@@ -144,6 +187,7 @@ class HardwareConfig:
     codec_throughput: dict[str, CodecThroughputConfig] = field(default_factory=dict)
     gpu: GpuConfig = field(default_factory=GpuConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 @dataclass
@@ -346,7 +390,9 @@ class CalibrateConfig:
     payload's birth (seeded generation) rate as the prefill rate — are written as the timed model's
     serial executor to ``<sim_out_dir>/<name>.yaml`` (default: ``sim/calibrated/`` of the conf tree
     ``out_dir`` is in, so ``conf/sim/calibrated/``; ``<out_dir>/sim/`` for a folder elsewhere), which
-    loads with ``sim=calibrated/<name>``.
+    loads with ``sim=calibrated/<name>``. A ``rag_chunk`` payload's encoder is timed over forward passes
+    of every count in ``encode_batch_chunks`` chunks (at most 32, the runtime's batch) of every length in
+    ``encode_chunk_tokens`` tokens (at most 256), median of ``repeats`` after one warm-up each.
     """
 
     name: Optional[str] = None
@@ -356,6 +402,8 @@ class CalibrateConfig:
     bytes_per_size: int = 134217728
     repeats: int = 3
     codec_elements: int = 4194304
+    encode_batch_chunks: list[int] = field(default_factory=lambda: [1, 4, 16, 32])
+    encode_chunk_tokens: list[int] = field(default_factory=lambda: [64, 256])
 
 
 @dataclass

@@ -155,6 +155,7 @@ class LinkSpec:
     channels: int
     reverse_bandwidth_bytes_per_s: float | None = None
     reverse_latency_s: float | None = None
+    block_s: float = 0.0
 
     def reverse(self) -> LinkSpec:
         """The ``dst`` -> ``src`` direction as a link of its own (same channels)."""
@@ -165,6 +166,7 @@ class LinkSpec:
             latency_s=self.reverse_latency_s or self.latency_s,
             duplex=self.duplex,
             channels=self.channels,
+            block_s=self.block_s,
         )
 
 
@@ -473,6 +475,9 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
             raise _fail(locate, f"{key}.latency_us", f"must be > 0, got {link.latency_us}")
         if link.channels < 1:
             raise _fail(locate, f"{key}.channels", f"must be >= 1, got {link.channels}")
+        block_us = float(getattr(link, "block_us", 0.0))
+        if not block_us >= 0:
+            raise _fail(locate, f"{key}.block_us", f"must be >= 0, got {block_us}")
         reverse_bw = getattr(link, "reverse_bandwidth_gbps", None)
         reverse_lat = getattr(link, "reverse_latency_us", None)
         for name, value in (("reverse_bandwidth_gbps", reverse_bw), ("reverse_latency_us", reverse_lat)):
@@ -493,6 +498,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                 channels=int(link.channels),
                 reverse_bandwidth_bytes_per_s=None if reverse_bw is None else float(reverse_bw) * 1e9,
                 reverse_latency_s=None if reverse_lat is None else float(reverse_lat) * 1e-6,
+                block_s=block_us * 1e-6,
             )
         )
 

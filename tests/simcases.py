@@ -21,6 +21,7 @@ from exo_sim.config import (
     CodecMixConfig,
     CodecThroughputConfig,
     ComputeConfig,
+    EngineConfig,
     ExoConfig,
     HardwareConfig,
     HierarchyConfig,
@@ -59,6 +60,7 @@ def make_cfg(
     mode: str = "exclusive",
     layers: int = 1,
     prefill: tuple[float, float, float, float] | None = None,
+    engine: EngineConfig | None = None,
     **sim: Any,
 ) -> Any:
     """A root config of tiers t0..tn (LRU everywhere); ``throughput``: codec -> (encode, decode) bytes/s;
@@ -77,6 +79,7 @@ def make_cfg(
                 c: CodecThroughputConfig(encode_gbps=e / 1e9, decode_gbps=d / 1e9) for c, (e, d) in (throughput or {}).items()
             },
             compute=ComputeConfig(prefill=fitted),
+            engine=engine or EngineConfig(),
         ),
         payload=PayloadConfig(name="tiny", kind="kv_cache", layers=layers, kv_heads=1, head_dim=64),
         codec=CodecMixConfig(name="mix", default="fp16",

@@ -6,7 +6,8 @@ direction's own figures when the profile gives them; otherwise both directions s
 has ``channels`` channels: each carries one transfer at a time at the full ``bandwidth_gbps`` (the
 speed ``exo-calibrate`` measures with one stream), so a link moves up to ``channels`` transfers at
 once and transfers beyond that queue in arrival order. One transfer of ``n`` bytes holds a channel
-for ``latency + n / bandwidth``.
+for ``latency + blocks x block_s + n / bandwidth`` (``block_us``: a per-block cost, one I/O or copy
+call per block, as ``exo-calibrate`` measures it).
 
 A move from tier ``a`` to tier ``b`` crosses every link on the shortest path between them in the
 graph of configured links (a promotion from NVMe to VRAM crosses RAM and shared memory on the way).
@@ -45,15 +46,18 @@ class Link:
         self.duplex = spec.duplex
         self.bandwidth_bytes_per_s = spec.bandwidth_bytes_per_s
         self.latency_s = spec.latency_s
+        self.block_s = spec.block_s
         self.channels = spec.channels
         self.server = Server(env, spec.channels, name)
         self.bytes_moved = 0
         self.transfers = 0
+        self.host_busy_s = 0.0
+        """Seconds of copies over this link done by the engine's own thread (``copies=host``)."""
 
     @property
     def busy_s(self) -> float:
-        """Channel-seconds held by finished transfers so far."""
-        return self.server.busy_s
+        """Channel-seconds held by finished transfers so far (and the engine's own copies over it)."""
+        return self.server.busy_s + self.host_busy_s
 
     def transfer(self, nbytes: int, label: str = "") -> Job:
         """Queue one transfer of ``nbytes`` on a free channel; the event succeeds when it has arrived."""
@@ -61,9 +65,9 @@ class Link:
         self.transfers += 1
         return self.server.job(self.latency_s + nbytes / self.bandwidth_bytes_per_s, label)
 
-    def duration_s(self, nbytes: int) -> float:
-        """Seconds one transfer of ``nbytes`` holds a channel: latency plus bytes over bandwidth."""
-        return self.latency_s + nbytes / self.bandwidth_bytes_per_s
+    def duration_s(self, nbytes: int, blocks: int = 0) -> float:
+        """Seconds one transfer of ``nbytes`` (``blocks`` blocks) holds a channel."""
+        return self.latency_s + blocks * self.block_s + nbytes / self.bandwidth_bytes_per_s
 
     def utilisation(self, makespan_s: float) -> float:
         """Bytes moved over what the link could move in ``makespan_s`` on all its channels (0..1)."""

@@ -39,7 +39,7 @@ import math
 from array import array
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import simpy
@@ -56,7 +56,8 @@ from exo_sim.sim.settings import Locator, SimSettings
 from exo_sim.spec import Spec
 from exo_sim.workloads.base import RequestChunk
 
-Hops = list[tuple[Link, int]]
+Hops = list[tuple[Link, int, int]]
+"""A request's transfers: (link, bytes, blocks) per link it crosses."""
 Request = tuple[list[int], list[int], list[bool] | None, list[int] | None]
 
 SimEvent = Generator[simpy.Event, Any, None]
@@ -106,6 +107,9 @@ class TimedModel:
         self._up_order, self._down_order = self._hop_orders()
         self.engine = Server(self.env, settings.compute_engines, "engine")
         self.cost = settings.prefill_cost
+        self.engine_costs = settings.engine
+        self._top_block_bytes = spec.tiers[self.h.top].block_bytes
+        self._pairs: dict[tuple[int, int], PairUsage] = {}
         self.driver = Driver(self.h, spec.reuse, spec.block_tokens)
         self.codec = Server(self.env, settings.codec_workers, "codec")
         self.host: SerialHost | None = None
@@ -262,8 +266,12 @@ class TimedModel:
         n_links = len(self._up_order)
         up = [0] * n_links  # bytes per link, by position in the up / down order
         down = [0] * n_links
+        up_n = [0] * n_links  # blocks per link
+        down_n = [0] * n_links
         up_codec = down_codec = 0.0
         loaded = 0
+        copies: list[tuple[int, int, int]] = []  # host copies: (src, dst, blocks)
+        host_copies = self.engine_costs.host_copies
         for key, count in flows.items():
             kind = kinds.get(key)
             if kind is None:
@@ -272,31 +280,83 @@ class TimedModel:
             if not hops:  # computed / written, or dropped: no transfer
                 continue
             total = count * nbytes
+            if host_copies:
+                copies.append((key[0], key[1], count))  # type: ignore[arg-type]
             if promotion:
                 loaded += total
                 for i in hops:
                     up[i] += total
+                    up_n[i] += count
                 up_codec += count * codec_s
             else:
                 for i in hops:
                     down[i] += total
+                    down_n[i] += count
                 down_codec += count * codec_s
         self.bytes_loaded.append(loaded)
         if self.host is not None:
             return self._issue_serial(rid, work, waiter)
-        compute_s = self.cost.seconds(served.prefill_tokens, served.hit_tokens) if self.prefix else (
-            self.cost.seconds(served.prefill_tokens, 0)
-        )
+        if self.settings.encode is not None:  # rag_chunk: the encoder embeds the missed and the written blocks
+            compute_s = self.settings.encode.seconds(served.reads - served.hit_blocks + served.writes)
+        elif self.prefix:
+            compute_s = self.cost.seconds(served.prefill_tokens, served.hit_tokens)
+        else:
+            compute_s = self.cost.seconds(served.prefill_tokens, 0)
         self.compute_s[rid] = compute_s
-        up_hops = [(link, b) for link, b in zip(self._up_order, up, strict=True) if b] if any(up) else []
-        down_hops = [(link, b) for link, b in zip(self._down_order, down, strict=True) if b] if any(down) else []
+        ec = self.engine_costs
+        top_bytes = self._top_block_bytes
+        around = (
+            ec.schedule_s(served.reads + served.writes),
+            ec.load_s(served.hit_blocks, served.hit_blocks * top_bytes) if self.prefix else 0.0,
+            ec.store_s(served.reads - served.hit_blocks + served.writes,
+                       (served.reads - served.hit_blocks + served.writes) * top_bytes),
+        )
         label = f"r{rid}" if self.log is not None else ""
+        if host_copies:
+            copy_s = sum(self._host_copy_s(src, dst, n) for src, dst, n in copies) + up_codec + down_codec
+            if not (copy_s or compute_s or any(around)):
+                self._depart(rid)
+                return False
+            self.env.process(self._serve_host(rid, copy_s, compute_s, around, label, waiter))
+            return True
+        up_hops = [(link, b, n) for link, b, n in zip(self._up_order, up, up_n, strict=True) if b] if any(up) else []
+        down_hops = (
+            [(link, b, n) for link, b, n in zip(self._down_order, down, down_n, strict=True) if b] if any(down) else []
+        )
         demote = bool(down_hops or down_codec)
-        if not (up_hops or up_codec or compute_s or demote):
+        if not (up_hops or up_codec or compute_s or demote or any(around)):
             self._depart(rid)
             return False
-        self.env.process(self._serve(rid, up_hops, up_codec, compute_s, (down_hops, down_codec), label, waiter))
+        self.env.process(
+            self._serve(rid, up_hops, up_codec, compute_s, (down_hops, down_codec), around, label, waiter)
+        )
         return True
+
+    def _host_copy_s(self, src: int, dst: int, blocks: int) -> float:
+        """Seconds the engine's thread takes to copy ``blocks`` blocks from tier ``src`` to ``dst``.
+
+        Straight from source to destination memory: the route's latencies and per-block costs, and
+        the bytes over the slowest of its links. The links' meters count the bytes and the time.
+        """
+        route = self._routes[src][dst]
+        nbytes = blocks * self.spec.tiers[src].block_bytes
+        seconds = (
+            sum(link.latency_s for link in route)
+            + blocks * max(link.block_s for link in route)
+            + max(nbytes / link.bandwidth_bytes_per_s for link in route)
+        )
+        for link in route:
+            link.bytes_moved += nbytes
+            link.transfers += 1
+            link.host_busy_s += seconds
+        usage = self._pairs.get((src, dst))
+        if usage is None:
+            names = [t.name for t in self.spec.tiers]
+            usage = self._pairs[(src, dst)] = PairUsage(names[src], names[dst])
+        usage.blocks += blocks
+        usage.bytes_moved += nbytes
+        usage.busy_s += seconds
+        return seconds
 
     def _demote(self, down: tuple[Hops, float], label: str) -> simpy.Event | None:
         """Start a request's demotions; return the event a ``sync`` request waits for (else ``None``)."""
@@ -318,10 +378,15 @@ class TimedModel:
         up_codec: float,
         compute_s: float,
         down: tuple[Hops, float],
+        around: tuple[float, float, float],
         label: str,
         waiter: simpy.Event | None,
     ) -> SimEvent:
         """One request on a compute engine: wait for it, load the cached prefix, prefill the rest.
+
+        ``around`` is ``(schedule, kv load, kv store)`` seconds (``hardware.engine``): the engine
+        schedules the request first, loads the cached prefix out of the top tier once its promotions
+        have arrived (part of the load), and stores the new KV after the first token, still held.
 
         ``overlap=none``: the load (links, then codec decode) and then the prefill, one after the
         other. ``layerwise``: both start together and the prefill of layer i waits for layer i's KV,
@@ -333,22 +398,30 @@ class TimedModel:
         """
         env = self.env
         arrival = self.arrival_s[rid]
+        schedule_s, kv_load_s, store_s = around
         demoted = None
-        if compute_s or up_hops or up_codec:
+        if compute_s or up_hops or up_codec or schedule_s or kv_load_s or store_s:
             claim = self.engine.claim(label)
             yield claim
             start = env.now
             self.queue_s[rid] = start - arrival
+            if schedule_s:
+                yield env.timeout(schedule_s)
             loaded = None
             if up_hops or up_codec:
                 loaded = env.event()
                 chain = _Pipeline if self.settings.pipeline else _Chain
                 chain(self, up_hops, up_codec, label, lambda: loaded.succeed(env.now))
             demoted = self._demote(down, label)
-            if self.settings.layerwise and loaded is not None and compute_s:
+            if self.settings.layerwise and (loaded is not None or kv_load_s) and compute_s:
                 computed = env.timeout(compute_s)
-                yield loaded & computed
-                load_s = cast(float, loaded.value) - start
+                if loaded is not None:
+                    yield loaded
+                if kv_load_s:
+                    yield env.timeout(kv_load_s)
+                load_s = env.now - start
+                if not computed.processed:
+                    yield computed
                 tail = min(load_s, compute_s) / self.settings.layers
                 if tail > 0:
                     yield env.timeout(tail)
@@ -356,15 +429,55 @@ class TimedModel:
             else:
                 if loaded is not None:
                     yield loaded
-                    self.load_s[rid] = env.now - start
+                if kv_load_s:
+                    yield env.timeout(kv_load_s)
+                self.load_s[rid] = env.now - start
                 if compute_s:
                     yield env.timeout(compute_s)
+            first_token = env.now
+            if store_s:
+                yield env.timeout(store_s)
             self.engine.release(claim)
         else:
             demoted = self._demote(down, label)
+            first_token = env.now
         if demoted is not None and not demoted.triggered:
             yield demoted
-        self._depart(rid)
+            first_token = env.now
+        self._depart(rid, first_token)
+        if waiter is not None:
+            waiter.succeed()
+
+    def _serve_host(
+        self,
+        rid: int,
+        copy_s: float,
+        compute_s: float,
+        around: tuple[float, float, float],
+        label: str,
+        waiter: simpy.Event | None,
+    ) -> SimEvent:
+        """One request on an engine that copies blocks itself (``hardware.engine.copies=host``).
+
+        Held throughout, one step after the other: schedule, copy the request's promotions and
+        demotions (with their codec work), load the cached prefix, prefill — the first token — then
+        store the new KV. There is nothing to overlap with: the same thread does every step.
+        """
+        env = self.env
+        schedule_s, kv_load_s, store_s = around
+        claim = self.engine.claim(label)
+        yield claim
+        start = env.now
+        self.queue_s[rid] = start - self.arrival_s[rid]
+        yield env.timeout(schedule_s + copy_s + kv_load_s)
+        self.load_s[rid] = env.now - start
+        if compute_s:
+            yield env.timeout(compute_s)
+        first_token = env.now
+        if store_s:
+            yield env.timeout(store_s)
+        self.engine.release(claim)
+        self._depart(rid, first_token)
         if waiter is not None:
             waiter.succeed()
 
@@ -401,13 +514,14 @@ class TimedModel:
             server.job(down_s, label).callbacks.append(self._background_done)
         return True
 
-    def _depart(self, rid: int) -> None:
+    def _depart(self, rid: int, first_token_s: float | None = None) -> None:
+        """Request ``rid`` leaves the engine now; its first token came at ``first_token_s`` (default now)."""
         now = self.env.now
         self._in_system_area += self.in_system * (now - self._in_system_since)
         self._in_system_since = now
         self.in_system -= 1
-        self.served_s[rid] = now
-        self.last_end_s = now
+        self.served_s[rid] = now if first_token_s is None else first_token_s
+        self.last_end_s = max(self.last_end_s, now)
 
     def _background_done(self, _event: simpy.Event | None = None) -> None:
         self.last_end_s = self.env.now
@@ -505,8 +619,10 @@ class TimedModel:
         return self.host.codec_busy_s if self.host is not None else self.codec.busy_s
 
     def pair_usage(self) -> list[PairUsage]:
-        """Busy time and bytes per (source tier, destination tier) pair (serial executor; else empty)."""
-        return self.host.pair_usage() if self.host is not None else []
+        """Busy time and bytes per (source tier, destination tier) pair (host copies, serial executor; else empty)."""
+        if self.host is not None:
+            return self.host.pair_usage()
+        return list(self._pairs.values())
 
     @property
     def makespan_s(self) -> float:
@@ -637,13 +753,13 @@ class _Chain:
 
     def _next(self, _event: simpy.Event | None) -> None:
         if self.i < len(self.hops):
-            link, nbytes = self.hops[self.i]
+            link, nbytes, blocks = self.hops[self.i]
             self.i += 1
             link.bytes_moved += nbytes  # Link.transfer, inlined: one call less per hop
             link.transfers += 1
-            Job(link.server, link.latency_s + nbytes / link.bandwidth_bytes_per_s, self.label).callbacks.append(
-                self._next
-            )
+            Job(
+                link.server, link.latency_s + blocks * link.block_s + nbytes / link.bandwidth_bytes_per_s, self.label
+            ).callbacks.append(self._next)
         elif self.codec_s:
             seconds, self.codec_s = self.codec_s, 0.0
             Job(self.model.codec, seconds, self.label).callbacks.append(self._next)
@@ -672,15 +788,17 @@ class _Pipeline:
     ) -> Generator[simpy.Event, Any, None]:
         env = model.env
         claims = []
-        for link, _ in sorted(hops, key=lambda kv: kv[0].index):
+        for link, _, _ in sorted(hops, key=lambda kv: kv[0].index):
             claim = link.server.claim(label)
             yield claim
             claims.append((link, claim))
-        duration = sum(link.latency_s for link, _ in hops) + max(
-            nbytes / link.bandwidth_bytes_per_s for link, nbytes in hops
+        duration = (
+            sum(link.latency_s for link, _, _ in hops)
+            + max(blocks * link.block_s for link, _, blocks in hops)
+            + max(nbytes / link.bandwidth_bytes_per_s for link, nbytes, _ in hops)
         )
         yield env.timeout(duration)
-        for link, nbytes in hops:
+        for link, nbytes, _ in hops:
             link.bytes_moved += nbytes
             link.transfers += 1
         for link, claim in claims:

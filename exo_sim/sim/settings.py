@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from exo_sim.compute import PrefillCost
+from exo_sim.encode_cost import BlockEncodeCost
+from exo_sim.engine_costs import EngineCosts
 from exo_sim.errors import ConfigError
 
 DEMOTION_MODES = ("background", "sync")
@@ -70,6 +72,10 @@ class SimSettings:
     prefill_cost: PrefillCost = PrefillCost(0.0, 1e-4, 0.0, 0.0, "derived", "sim.prefill_tokens_per_s")
     layerwise: bool = False
     layers: int = 1
+    encode: BlockEncodeCost | None = None
+    """A ``rag_chunk`` payload's encoder cost per re-embedded block (``None``: the prefill cost applies)."""
+    engine: EngineCosts = EngineCosts()
+    """What the serving engine spends besides the prefill (``hardware.engine``)."""
 
 
 def _fail(locate: Locator | None, key: str, problem: str) -> ConfigError:
@@ -125,19 +131,29 @@ def sim_settings(sim: Any, locate: Locator | None = None) -> SimSettings:
 
 
 def with_compute(settings: SimSettings, cfg: Any, locate: Locator | None = None) -> SimSettings:
-    """``settings`` with the prefill cost and layer count of ``cfg``'s hardware and payload.
+    """``settings`` with the compute cost and layer count of ``cfg``'s hardware and payload.
 
     The hardware profile's prefill cost (:func:`exo_sim.compute.resolve_prefill_cost`: fitted, or
     derived from the payload's architecture) when it gives one; otherwise a flat
-    ``sim.prefill_tokens_per_s``.
+    ``sim.prefill_tokens_per_s``. The engine's other costs: ``hardware.engine``
+    (:func:`exo_sim.engine_costs.resolve_engine_costs`). A ``rag_chunk`` payload's misses are
+    re-embedded by its encoder:
+    the profile's encode cost (:func:`exo_sim.encode_cost.block_encode_cost`: fitted, or derived from
+    the encoder's architecture) when it gives one; otherwise the flat rate again.
     """
     from dataclasses import replace
 
     from exo_sim.compute import resolve_prefill_cost
+    from exo_sim.encode_cost import block_encode_cost
+    from exo_sim.engine_costs import resolve_engine_costs
 
     cost = resolve_prefill_cost(cfg, locate)
+    encode = block_encode_cost(cfg, int(cfg.block_tokens), locate)
     layers = int(getattr(cfg.payload, "layers", 0) or 1)
-    return replace(settings, prefill_cost=cost or settings.prefill_cost, layers=max(1, layers))
+    engine = resolve_engine_costs(cfg, locate)
+    return replace(
+        settings, prefill_cost=cost or settings.prefill_cost, layers=max(1, layers), encode=encode, engine=engine
+    )
 
 
 def _host_costs(host: Any, executor: str, locate: Locator | None) -> HostCosts:
