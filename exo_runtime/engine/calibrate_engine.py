@@ -1,0 +1,214 @@
+"""Calibration of the serving engine's costs around the prefill (``hardware.engine``), on this host.
+
+The timed model (:mod:`exo_sim.engine_costs`) charges a request, besides its prefill, for scheduling
+its blocks, loading its cached prefix out of the top tier, and storing its new KV into it. Each is
+measured here on its own, with the runtime's own parts, never from a run of the workload being
+predicted and never as a residual between a model and a run:
+
+* **scheduling**: the decision core (:class:`~exo_sim.driver.Driver` over a
+  :class:`~exo_sim.hierarchy.Hierarchy` recording moves, as ``exo-run`` builds it) on the config's
+  own tiers and policies, deciding a synthetic chained workload (sessions whose turns extend a shared
+  prefix); seconds per block the requests name;
+* **the KV load**: :meth:`~exo_runtime.engine.tierio.TierIO.load` (read, verify, decode) of ``k``
+  blocks out of a store of the config's top-tier medium, codec and block size, for several ``k``;
+* **the KV store**: :meth:`~exo_runtime.engine.tierio.TierIO.store` (encode, checksum, write) of
+  ``k`` blocks of real-shaped float32 data into it.
+
+The load and store times are fitted, non-negative least squares, as ``call + k x block`` seconds; the
+per-block figure is what the model charges (``kv_load_block_us``, ``kv_store_block_us``, at the
+config's block size, so ``kv_*_gbps`` stay unset), and the per-call one is reported beside it: it is
+not a term of the model, so it is an error the cross-check will show, not a figure hidden in another.
+Each figure is the median of ``repeats`` timings after a warm-up; threads are pinned as the runtime
+pins them (the caller's ``torch.set_num_threads``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from exo_runtime.buffers import StagingPool
+from exo_runtime.codecs import make_codec
+from exo_runtime.engine.tierio import TierIO
+from exo_runtime.executor import Copy, Executor
+from exo_runtime.stores import StoreSettings, store_class
+from exo_sim.driver import Driver
+from exo_sim.hierarchy import Hierarchy
+from exo_sim.spec import build_spec
+
+LOAD_COUNTS = (1, 4, 16, 64)
+"""Blocks per timed load / store call."""
+
+
+def fit_call_and_block(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Non-negative least-squares fit of ``seconds = call + blocks x block``; returns ``(call, block)``.
+
+    With one point, or when the unconstrained intercept is negative, the line goes through the origin.
+    """
+    k = np.array([p[0] for p in points], dtype=np.float64)
+    t = np.array([p[1] for p in points], dtype=np.float64)
+    if len(points) >= 2 and np.ptp(k) > 0:
+        slope, intercept = np.polyfit(k, t, 1)
+        if intercept >= 0 and slope >= 0:
+            return float(intercept), float(slope)
+        if slope < 0:  # time does not grow with blocks: all of it is per call
+            return float(max(0.0, t.mean())), 0.0
+    return 0.0, max(0.0, float((k @ t) / (k @ k)))
+
+
+@dataclass
+class EngineFigures:
+    """What :func:`measure_engine` measured (seconds)."""
+
+    schedule_s_per_block: float
+    load_call_s: float
+    load_block_s: float
+    store_call_s: float
+    store_block_s: float
+    top_medium: str
+    top_codec: str
+    block_bytes: int
+    load_points: list[tuple[int, float]] = field(default_factory=list)
+    store_points: list[tuple[int, float]] = field(default_factory=list)
+    scheduled_blocks: int = 0
+
+    def yaml_lines(self, copies: str) -> list[str]:
+        """The ``engine:`` section of a calibrated hardware profile, with what each figure rests on."""
+
+        def pts(points: list[tuple[int, float]]) -> str:
+            return ", ".join(f"{k}: {s * 1e6:.1f} us" for k, s in points)
+
+        return [
+            f"# engine: measured on this host ({self.top_medium} top tier, {self.top_codec}, "
+            f"{self.block_bytes} B blocks); see exo_runtime/engine/calibrate_engine.py",
+            f"#   scheduling: {self.scheduled_blocks} blocks decided by the decision core",
+            f"#   KV load  (blocks: median time): {pts(self.load_points)}; fit {self.load_call_s * 1e6:.1f} us "
+            f"per call (not modelled) + {self.load_block_s * 1e6:.2f} us per block",
+            f"#   KV store (blocks: median time): {pts(self.store_points)}; fit {self.store_call_s * 1e6:.1f} us "
+            f"per call (not modelled) + {self.store_block_s * 1e6:.2f} us per block",
+            "engine:",
+            f"  copies: {copies}",
+            f"  schedule_us_per_block: {self.schedule_s_per_block * 1e6:.4g}",
+            "  kv_load_gbps: null",
+            f"  kv_load_block_us: {self.load_block_s * 1e6:.4g}",
+            "  kv_store_gbps: null",
+            f"  kv_store_block_us: {self.store_block_s * 1e6:.4g}",
+            "  calibrated: true",
+        ]
+
+
+def _chains(blocks_per_turn: int, turns: int, sessions: int, seed: int) -> list[list[int]]:
+    """Synthetic chained requests: each session's turn ``t`` reads its first ``t + 1`` segments."""
+    rng = np.random.default_rng(seed)
+    out = []
+    order = rng.permutation(np.repeat(np.arange(sessions), turns))
+    seen = [0] * sessions
+    for s in order.tolist():
+        seen[s] += 1
+        n = seen[s] * blocks_per_turn
+        out.append([s * 1_000_000 + i for i in range(n)])
+    return out
+
+
+def measure_schedule(cfg: Any, requests: int = 240, seed: int = 0) -> tuple[float, int]:
+    """Seconds per block the decision core takes to decide requests, and the blocks it decided.
+
+    The config's own tiers, policies and block size; a synthetic chained workload over about three
+    times what the tiers hold, so that it evicts, demotes and promotes as a run does.
+    """
+    spec = build_spec(cfg)
+    h = Hierarchy(spec, record_moves=True)
+    reuse = "prefix" if str(cfg.payload.kind) == "kv_cache" else "block"
+    driver = Driver(h, reuse, spec.block_tokens)
+    top_room = max(4, int(spec.tiers[h.top].capacity_blocks))
+    per_turn = max(1, min(8, top_room // 8))
+    held = sum(int(t.capacity_blocks) for t in spec.tiers if t.usable)
+    sessions = max(4, (3 * held) // (per_turn * 6))
+    reqs = _chains(per_turn, 6, sessions, seed)[:requests]
+    T = spec.block_tokens
+    elapsed = 0
+    blocks = 0
+    for r in reqs:
+        tokens = [T] * len(r)
+        t0 = time.perf_counter_ns()
+        driver.request(r, tokens)
+        elapsed += time.perf_counter_ns() - t0
+        h.moves.clear()
+        blocks += len(r)
+    return elapsed / 1e9 / max(1, blocks), blocks
+
+
+def measure_kv_path(cfg: Any, data_dir: Path, repeats: int = 5, seed: int = 0
+                    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]], str, str, int]:
+    """Median seconds of TierIO.load and TierIO.store of ``k`` blocks in the config's top tier.
+
+    Returns ``(load points, store points, top medium, top codec, block bytes)``.
+    """
+    c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    most = max(LOAD_COUNTS)
+    for i, tier in enumerate(c.hardware.tiers):
+        tier.capacity_bytes = None
+        tier.capacity_blocks = 2 * most + 8 if i == 0 else 8
+    spec = build_spec(c)
+    top = spec.tiers[0]
+    settings = StoreSettings(data_dir=data_dir, tag="exo-calibrate-engine")
+    stores = [store_class(t.medium)(t, settings) for t in spec.tiers]
+    codecs = [make_codec(t.codec, spec.content.elements, c.codec) for t in spec.tiers]
+    try:
+        ex = Executor(Hierarchy(spec), stores, codecs, None, StagingPool(1 << 22, False),  # type: ignore[arg-type]
+                      1 << 22, str(c.runtime.integrity), {}, 1.0)
+        io = TierIO(ex)
+        gen = torch.Generator().manual_seed(seed)
+        elements = spec.content.elements
+        data = {key: (torch.randn(elements, generator=gen), None) for key in range(most)}
+        slots = [stores[0].allocate() for _ in range(most)]  # type: ignore[union-attr]
+        for key, slot in enumerate(slots):
+            ex.copies[key] = {0: Copy(slot, 0, 0.0, True, stale=True)}
+        io.store(data, list(range(most)))  # the blocks' real bytes, checksums and listings
+
+        def timed(fn: Any) -> float:
+            fn()  # warm-up
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+            return statistics.median(samples)
+
+        load_points, store_points = [], []
+        for k in LOAD_COUNTS:
+            keys = list(range(k))
+            load_points.append((k, timed(lambda keys=keys: io.load(0, keys))))
+
+            def store(keys: list[int] = keys) -> None:
+                for key in keys:
+                    ex.copies[key][0].stale = True
+                io.store(data, keys)
+
+            store_points.append((k, timed(store)))
+        return load_points, store_points, top.medium, top.codec, top.block_bytes
+    finally:
+        for s in stores:
+            if s is not None:
+                s.close()
+
+
+def measure_engine(cfg: Any, data_dir: Path | None = None, repeats: int = 5) -> EngineFigures:
+    """Measure ``hardware.engine``'s figures for ``cfg`` on this host (see the module docstring)."""
+    schedule_s, blocks = measure_schedule(cfg, seed=int(cfg.seed))
+    with tempfile.TemporaryDirectory(prefix="exo-calibrate-engine-", dir=data_dir) as tmp:
+        load, store, medium, codec, block_bytes = measure_kv_path(cfg, Path(tmp), repeats, int(cfg.seed))
+    lc, lb = fit_call_and_block(load)
+    sc, sb = fit_call_and_block(store)
+    return EngineFigures(schedule_s, lc, lb, sc, sb, medium, codec, block_bytes, load, store, blocks)
+
+
+__all__ = ["EngineFigures", "fit_call_and_block", "measure_engine", "measure_kv_path", "measure_schedule"]
