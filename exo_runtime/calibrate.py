@@ -9,7 +9,7 @@ slab is first checksummed in place, untimed (which leaves it in the CPU's cache)
 row in host memory is read first, untimed (the slot a victim left in the same batch, just read to
 copy the victim out). At each block size, ``bytes_per_size``
 bytes are copied in each direction, best of ``repeats``; the bandwidth at that size is bytes /
-seconds. Across sizes, the time of one block is fitted (least squares) as ``latency + bytes /
+seconds. Across sizes, the time of one block is fitted (least squares, relative error) as ``latency + bytes /
 bandwidth``, in each direction: the profile's ``latency_us`` is that intercept and ``bandwidth_gbps``
 that asymptote from ``src`` to ``dst``, and ``reverse_latency_us`` / ``reverse_bandwidth_gbps`` the
 other direction's. Codecs are timed encoding and decoding float32 blocks (GB/s of float32 bytes, 4
@@ -212,15 +212,22 @@ def measure_link(
 def fit_link(points: list[CopyMeasurement]) -> tuple[float, float]:
     """``(bandwidth_gbps, latency_us)`` from per-block times over sizes: ``t = latency + bytes/bw``.
 
-    With fewer than two sizes, or a fit that is not physical (a non-positive slope), the bandwidth is
-    the one measured at the largest size and the latency the smallest per-block time measured (an
-    upper bound). A fitted latency below 0.01 µs is reported as 0.01 µs (profiles need it positive).
+    The residuals are relative (each size weighted by ``1 / t``): a timing's noise is a fraction of
+    it, and unweighted the largest size's noise alone would set the latency. With fewer than two
+    sizes, or a fit that is not physical (a non-positive slope), the bandwidth is the one measured at
+    the largest size and the latency the smallest per-block time measured (an upper bound). A fitted
+    latency below 0.01 µs is reported as 0.01 µs (profiles need it positive).
+
+    Raises:
+        ValueError: no measurements, or one with no blocks or a time that is not > 0.
     """
+    if not points or not all(p.blocks > 0 and p.seconds > 0 for p in points):
+        raise ValueError(f"fit_link needs measurements of > 0 blocks in > 0 s, got {len(points)} measurement(s)")
     sizes = np.array([p.block_bytes for p in points], dtype=np.float64)
     per_block_s = np.array([p.seconds / p.blocks for p in points], dtype=np.float64)
     largest = max(points, key=lambda p: p.block_bytes)
     if len(set(sizes.tolist())) >= 2:
-        slope, intercept = np.polyfit(sizes, per_block_s, 1)
+        slope, intercept = np.polyfit(sizes, per_block_s, 1, w=1.0 / per_block_s)
         if slope > 0:
             return 1.0 / slope / 1e9, max(intercept * 1e6, 0.01)
     return largest.bandwidth_gbps, max(float(per_block_s.min()) * 1e6, 0.01)

@@ -45,6 +45,7 @@ from exo_runtime.integrity import row_crcs
 from exo_runtime.manifest import Manifest
 from exo_runtime.payload_data import BlockFactory
 from exo_runtime.stores import StoreSettings, store_class
+from exo_sim.compute import nnls
 from exo_sim.config import (
     CodecMixConfig,
     CodecThroughputConfig,
@@ -65,11 +66,21 @@ from exo_sim.workloads.zipf import ZipfWorkloadConfig
 def fit_rate(sizes_bytes: list[int], per_item_s: list[float]) -> tuple[float, float]:
     """``(bytes_per_s, latency_s)`` of ``t = latency + bytes / rate`` by least squares over sizes.
 
-    With fewer than two sizes or a non-positive slope: the rate at the largest size, latency 0.
-    A negative intercept is reported as 0.
+    The residuals are relative (each point weighted by ``1 / t``): a timing's noise is a fraction of
+    it, and unweighted the largest size's noise alone would set the latency. With fewer than two
+    sizes or a non-positive slope: the rate at the largest size, latency 0. A negative intercept is
+    reported as 0.
+
+    Raises:
+        ValueError: no sizes, sizes and times of different lengths, or a time that is not > 0.
     """
+    if not sizes_bytes or len(sizes_bytes) != len(per_item_s):
+        raise ValueError(f"fit_rate needs one time per size, got {len(sizes_bytes)} sizes and {len(per_item_s)} times")
+    if not all(t > 0 for t in per_item_s):
+        raise ValueError(f"fit_rate needs every time > 0 s, got {per_item_s}")
     if len(set(sizes_bytes)) >= 2:
-        slope, intercept = np.polyfit(np.asarray(sizes_bytes, float), np.asarray(per_item_s, float), 1)
+        t = np.asarray(per_item_s, float)
+        slope, intercept = np.polyfit(np.asarray(sizes_bytes, float), t, 1, w=1.0 / t)
         if slope > 0:
             return 1.0 / float(slope), max(float(intercept), 0.0)
     i = int(np.argmax(sizes_bytes))
@@ -197,8 +208,24 @@ def measure_commit(data_dir: Path, block_bytes: int = 65536, entries: tuple[int,
         finally:
             store.close()
             shutil.rmtree(folder, ignore_errors=True)
-    per_entry = max(0.0, (medians[-1] - medians[0]) / (entries[-1] - entries[0])) if len(entries) > 1 else 0.0
-    return max(0.0, medians[0] - per_entry * entries[0]), per_entry
+    return fit_commit(entries, medians)
+
+
+def fit_commit(entries: tuple[int, ...], medians_s: list[float]) -> tuple[float, float]:
+    """``(fixed_s, per_entry_s)`` of ``t = fixed + per_entry x entries``, through the first and last point.
+
+    Both are clipped at 0 (a commit cannot take negative time); with one point the whole time is
+    fixed. Points between the first and the last are not used.
+
+    Raises:
+        ValueError: no points, or entries and medians of different lengths.
+    """
+    if not entries or len(entries) != len(medians_s):
+        raise ValueError(f"fit_commit needs one median per entry count, got {len(entries)} and {len(medians_s)}")
+    per_entry = 0.0
+    if len(entries) > 1 and entries[-1] != entries[0]:
+        per_entry = max(0.0, (medians_s[-1] - medians_s[0]) / (entries[-1] - entries[0]))
+    return max(0.0, medians_s[0] - per_entry * entries[0]), per_entry
 
 
 # ---------------------------------------------------------------------------- bookkeeping
@@ -247,16 +274,12 @@ class Bookkeeping:
 
 
 def nonnegative_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares ``x @ beta ~ y`` with ``beta >= 0`` (columns with a negative coefficient are dropped)."""
-    active = list(range(x.shape[1]))
-    beta = np.zeros(x.shape[1])
-    while active:
-        sol, *_ = np.linalg.lstsq(x[:, active], y, rcond=None)
-        if (sol >= 0).all():
-            beta[active] = sol
-            return beta
-        active.pop(int(np.argmin(sol)))
-    return beta
+    """Least squares ``x @ beta ~ y`` with ``beta >= 0``: the optimum (:func:`exo_sim.compute.nnls`).
+
+    Dropping the most negative column and refitting until none is negative is not enough: on data no
+    non-negative ``beta`` fits exactly it can drop a column the optimum keeps.
+    """
+    return nnls(x, y)
 
 
 def _num(value: Any, least: float = 0.0) -> float | None:

@@ -372,6 +372,8 @@ def fit_prefill_cost(
     ``tolerance`` (absolute, default one percentage point) of the full fit's median relative error
     *and* within ``max_tolerance`` (default five points) of its max relative error. The reference is
     always the full fit, so small losses cannot add up. A term NNLS already sets to zero is dropped.
+    A grid that cannot tell terms apart (one point; one ``n``, where ``a`` and ``b*n`` move together)
+    keeps the fewest terms that fit it: they reproduce the grid, but are not the device's coefficients.
 
     Returns:
         The fitted :class:`PrefillCost` (``calibrated``) and its :class:`FitResiduals`.

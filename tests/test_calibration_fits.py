@@ -1,0 +1,427 @@
+"""Every calibration fit, on synthetic measurements made from coefficients written here.
+
+Each fit gets measurements built from known coefficients, exact and with a deterministic noise of
+a stated size, and must give those coefficients back: to rounding without noise, within a tolerance
+stated (and argued) beside each test with it. Edge cases: a coefficient that is truly zero, too few
+or degenerate points, and the residual a fit reports against one computed here with numpy.
+
+The fits: a link's latency and bandwidth (:func:`~exo_runtime.calibrate.fit_link`; the copies
+:func:`~exo_runtime.calibrate.measure_link` times are fed to it as :class:`CopyMeasurement` rows),
+the host costs (:mod:`exo_runtime.hostcosts`: checksum rate, bookkeeping, manifest commits), the
+prefill compute (:func:`~exo_sim.compute.fit_prefill_cost` on the grid
+:func:`~exo_runtime.engine.calibrate_compute.calibrate_prefill` measures, and that function itself
+with a model whose times are known), and the cross-check's per-block-size rates
+(:class:`~experiments.crosschecking.rates.BlockRates`, :class:`~exo_runtime.hostcosts.DriveRate`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from exo_runtime.calibrate import CopyMeasurement, fit_link
+from exo_runtime.engine import calibrate_compute
+from exo_runtime.engine.calibrate_compute import PREFILL_GRID, PrefillCalibration, calibrate_prefill
+from exo_runtime.hostcosts import DriveRate, InRunRates, fit_commit, fit_rate, nonnegative_fit
+from exo_sim.compute import PrefillCost, fit_prefill_cost
+from exo_sim.spec import build_spec
+from experiments.crosschecking import rates as rates_mod
+
+SIGNS = list(itertools.product((1.0, -1.0), repeat=3))
+"""Every sign pattern of a +-1 % error over three sizes: the noise the noisy link fits are fed."""
+SIGN_IDS = ["".join("+" if s > 0 else "-" for s in signs) for signs in SIGNS]
+
+
+# --------------------------------------------------------------------------- links (fit_link)
+def _copies(sizes: list[int], latency_s: float, bytes_per_s: float, factors: list[float]) -> list[CopyMeasurement]:
+    """What :func:`measure_link` returns at each size: ``blocks`` copies of ``latency + bytes / rate``."""
+    out = []
+    for size, f in zip(sizes, factors, strict=True):
+        blocks = max(4, 64 * 2**20 // size)  # as measure_link sizes its rounds (64 MiB per size)
+        out.append(CopyMeasurement("a", "b", "ram", "shm", size, blocks, blocks * (latency_s + size / bytes_per_s) * f))
+    return out
+
+
+DEFAULT_SIZES = [65536, 1048576, 8388608]  # runtime.calibrate.block_sizes_bytes' default
+LINKS = [(3e-6, 12e9), (20e-6, 2e9)]  # (latency s, bytes/s): a memory copy, a drive
+
+
+def test_copy_measurement_reports_throughput_and_time_per_block() -> None:
+    m = CopyMeasurement("a", "b", "ram", "shm", block_bytes=1_000_000, blocks=50, seconds=0.01)
+    assert m.bandwidth_gbps == pytest.approx(5.0)  # 50 MB in 10 ms
+    assert m.per_block_us == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize(("latency_s", "bytes_per_s"), LINKS)
+def test_fit_link_recovers_latency_and_bandwidth_exactly(latency_s: float, bytes_per_s: float) -> None:
+    bw, lat = fit_link(_copies(DEFAULT_SIZES + [262144], latency_s, bytes_per_s, [1.0] * 4))
+    assert bw == pytest.approx(bytes_per_s / 1e9, rel=1e-9)
+    assert lat == pytest.approx(latency_s * 1e6, abs=1e-6)
+
+
+@pytest.mark.parametrize(("latency_s", "bytes_per_s"), LINKS)
+@pytest.mark.parametrize("signs", SIGNS, ids=SIGN_IDS)
+def test_fit_link_under_one_percent_noise(latency_s: float, bytes_per_s: float, signs: tuple[float, ...]) -> None:
+    # Each time off by +-1 %. Tolerances: the bandwidth within 2 % (twice the noise); the latency
+    # within 2 % of the smallest block's time (twice the noise on the point nearest the intercept).
+    # An unweighted fit misses the latency by up to 1 % of the *largest* block's time (8 MiB at
+    # 12 GB/s: 7 us, more than the 3 us latency), which this fails.
+    eps = 0.01
+    bw, lat = fit_link(_copies(DEFAULT_SIZES, latency_s, bytes_per_s, [1 + eps * s for s in signs]))
+    smallest_s = latency_s + DEFAULT_SIZES[0] / bytes_per_s
+    assert bw == pytest.approx(bytes_per_s / 1e9, rel=2 * eps)
+    assert abs(lat - latency_s * 1e6) <= 2 * eps * smallest_s * 1e6
+
+
+def test_fit_link_reports_a_true_zero_latency_as_the_floor_never_negative() -> None:
+    bw, lat = fit_link(_copies(DEFAULT_SIZES, 0.0, 10e9, [1.0] * 3))
+    assert bw == pytest.approx(10.0, rel=1e-9) and lat == 0.01  # profiles need a latency > 0
+    # noise that pulls the intercept below zero: still the floor, and the bandwidth within 2 %
+    noisy = _copies(DEFAULT_SIZES, 0.0, 10e9, [0.99, 1.01, 1.01])
+    times = np.array([m.seconds / m.blocks for m in noisy])
+    assert np.polyfit(DEFAULT_SIZES, times, 1, w=1 / times)[1] < 0  # the unclipped intercept
+    bw, lat = fit_link(noisy)
+    assert bw == pytest.approx(10.0, rel=0.02) and lat == 0.01
+
+
+def test_fit_link_with_one_size_reports_what_that_size_measured() -> None:
+    # Documented: the bandwidth measured at the largest size, the smallest per-block time as latency.
+    one = _copies([1048576], 5e-6, 4e9, [1.0])
+    per_block_s = 5e-6 + 1048576 / 4e9  # 267.144 us
+    bw, lat = fit_link(one)
+    assert bw == pytest.approx(1048576 / per_block_s / 1e9) and lat == pytest.approx(per_block_s * 1e6)
+    # the same size twice is still one size
+    assert fit_link(one + _copies([1048576], 5e-6, 4e9, [1.01])) == pytest.approx((bw, lat))
+
+
+def test_fit_link_falls_back_when_time_falls_with_size() -> None:
+    # Not physical (a larger block copied faster): the largest size's bandwidth, the smallest time.
+    points = [
+        CopyMeasurement("a", "b", "ram", "shm", 65536, 10, 10 * 50e-6),
+        CopyMeasurement("a", "b", "ram", "shm", 1048576, 10, 10 * 40e-6),
+    ]
+    bw, lat = fit_link(points)
+    assert bw == pytest.approx(1048576 / 40e-6 / 1e9) and lat == pytest.approx(40.0)
+
+
+def test_fit_link_refuses_no_measurements_or_zero_times() -> None:
+    with pytest.raises(ValueError, match="fit_link needs"):
+        fit_link([])
+    with pytest.raises(ValueError, match="fit_link needs"):
+        fit_link([CopyMeasurement("a", "b", "ram", "shm", 65536, 4, 0.0)])
+
+
+# --------------------------------------------------------------------------- checksums (fit_rate)
+@pytest.mark.parametrize("signs", SIGNS, ids=SIGN_IDS)
+def test_fit_rate_recovers_a_checksum_rate_under_noise(signs: tuple[float, ...]) -> None:
+    sizes, latency_s, rate = [16384, 262144, 4194304], 0.4e-6, 6e9  # CRC-32: ~6 GB/s, 0.4 us a call
+    exact = [latency_s + s / rate for s in sizes]
+    got_rate, got_latency = fit_rate(sizes, exact)
+    assert got_rate == pytest.approx(rate, rel=1e-9) and got_latency == pytest.approx(latency_s, abs=1e-15)
+    eps = 0.01  # tolerances as for links: 2 % on the rate, 2 % of the smallest size's time on latency
+    got_rate, got_latency = fit_rate(sizes, [t * (1 + eps * s) for t, s in zip(exact, signs, strict=True)])
+    assert got_rate == pytest.approx(rate, rel=2 * eps)
+    assert abs(got_latency - latency_s) <= 2 * eps * exact[0]
+
+
+def test_fit_rate_reports_a_true_zero_latency_as_zero_never_negative() -> None:
+    sizes = [16384, 262144, 4194304]
+    times = [s / 6e9 * f for s, f in zip(sizes, [0.99, 1.01, 1.01], strict=True)]
+    slope, intercept = np.polyfit(sizes, times, 1, w=1 / np.asarray(times))
+    assert intercept < 0  # the noise does pull a plain fit's latency below zero
+    rate, latency = fit_rate(sizes, times)
+    assert latency == 0.0 and rate == pytest.approx(6e9, rel=0.02)
+
+
+def test_fit_rate_refuses_empty_mismatched_or_zero_times() -> None:
+    with pytest.raises(ValueError, match="one time per size"):
+        fit_rate([], [])
+    with pytest.raises(ValueError, match="one time per size"):
+        fit_rate([1000, 2000], [1e-6])
+    with pytest.raises(ValueError, match="> 0 s"):
+        fit_rate([1000, 2000], [1e-6, 0.0])
+
+
+# --------------------------------------------------------------------------- bookkeeping (nonnegative_fit)
+# Counts shaped like the six calibration workloads (requests, references, batches, moves), invented
+# here: hits with 1, 4 and 16 references a request (nothing moves, so no batches), then thrashing ones.
+BOOKKEEPING_X = np.array(
+    [
+        [3000, 3000, 0, 12],
+        [1000, 4000, 0, 20],
+        [500, 8000, 0, 40],
+        [2400, 2400, 1900, 4500],
+        [800, 3200, 1400, 6100],
+        [300, 4800, 1100, 9000],
+    ],
+    dtype=np.float64,
+)
+
+
+def test_nonnegative_fit_recovers_bookkeeping_costs_with_a_true_zero() -> None:
+    beta = np.array([20e-6, 3e-6, 0.0, 8e-6])  # s per request, reference, batch (truly free), move
+    got = nonnegative_fit(BOOKKEEPING_X, BOOKKEEPING_X @ beta)
+    assert got[[0, 1, 3]] == pytest.approx(beta[[0, 1, 3]], rel=1e-9)
+    assert 0.0 <= got[2] <= 1e-12
+
+
+@pytest.mark.parametrize("signs", [(1, -1, -1, 1, -1, 1), (1, 1, -1, -1, 1, -1), (-1, 1, 1, -1, 1, 1)])
+def test_nonnegative_fit_under_noise_stays_non_negative_and_near(signs: tuple[int, ...]) -> None:
+    # +-2 % on each run's extra time. Tolerance: 1 us on every coefficient, the error plain least
+    # squares makes on this design with this noise (|pinv(X) @ noise| < 1 us, checked here).
+    beta = np.array([20e-6, 3e-6, 0.0, 8e-6])
+    y = BOOKKEEPING_X @ beta
+    noise = y * 0.02 * np.array(signs)
+    assert np.abs(np.linalg.pinv(BOOKKEEPING_X) @ noise).max() < 1e-6
+    got = nonnegative_fit(BOOKKEEPING_X, y + noise)
+    assert (got >= 0).all()
+    assert np.abs(got - beta).max() < 1e-6
+
+
+def test_nonnegative_fit_reaches_the_optimum_where_dropping_negatives_does_not() -> None:
+    # Unconstrained least squares gives (-4, 5, -3). Dropping the most negative column, then the next,
+    # leaves column 1 alone (residual 1.84). The optimum, by hand: support {0, 1}, normal equations
+    # [[7, 13], [13, 26]] beta = [16, 30] -> (2, 2/13); column 2's gradient there is -6/13 < 0, so it
+    # stays out (Karush-Kuhn-Tucker); residual sqrt(234)/13 = 1.177.
+    x = np.array([[2, 3, 1], [1, 3, 3], [1, 2, 1], [1, 2, 1]], dtype=np.float64)
+    y = np.array([4, 2, 3, 3], dtype=np.float64)
+    got = nonnegative_fit(x, y)
+    assert got == pytest.approx([2.0, 2.0 / 13.0, 0.0], abs=1e-12)
+    assert np.linalg.norm(x @ got - y) == pytest.approx(np.sqrt(234) / 13)
+
+
+# --------------------------------------------------------------------------- manifest commits (fit_commit)
+def test_fit_commit_recovers_a_fixed_cost_and_a_cost_per_entry() -> None:
+    fixed_s, per_entry_s = 250e-6, 0.05e-6
+    entries = (64, 2048)  # measure_commit's default
+    medians = [fixed_s + per_entry_s * e for e in entries]
+    assert fit_commit(entries, medians) == pytest.approx((fixed_s, per_entry_s), rel=1e-9)
+    # a point between the first and the last is not used (documented): moving it changes nothing
+    assert fit_commit((64, 512, 2048), [medians[0], 1.0, medians[1]]) == pytest.approx((fixed_s, per_entry_s))
+    # +-5 % on the two medians: the line through them, computed here
+    noisy = [medians[0] * 1.05, medians[1] * 0.95]
+    slope = (noisy[1] - noisy[0]) / (2048 - 64)
+    assert fit_commit(entries, noisy) == pytest.approx((noisy[0] - 64 * slope, slope))
+
+
+def test_fit_commit_clips_truly_zero_terms_at_zero() -> None:
+    # no cost per entry, and noise making the larger manifest faster: per-entry 0, all of it fixed
+    assert fit_commit((64, 2048), [300e-6, 290e-6]) == (pytest.approx(300e-6), 0.0)
+    # no fixed cost: exactly proportional medians give 0 (never negative)
+    fixed, per_entry = fit_commit((64, 2048), [64 * 0.1e-6, 2048 * 0.1e-6])
+    assert per_entry == pytest.approx(0.1e-6) and 0.0 <= fixed < 1e-18
+    # one point, or the same count twice: all of it fixed
+    assert fit_commit((64,), [300e-6]) == (300e-6, 0.0)
+    assert fit_commit((64, 64), [300e-6, 310e-6]) == (300e-6, 0.0)
+
+
+def test_fit_commit_refuses_no_points() -> None:
+    with pytest.raises(ValueError, match="fit_commit needs"):
+        fit_commit((), [])
+    with pytest.raises(ValueError, match="fit_commit needs"):
+        fit_commit((64, 2048), [1e-4])
+
+
+# --------------------------------------------------------------------------- prefill compute
+# A CPU-sized model: 2 ms a forward pass, 150 us a token, 40 ns a (query, key) pair, 2 us a cached
+# token; on PREFILL_GRID every term is at least ~3 % of some measurement, above the fit's 1 % tolerance.
+PREFILL_TRUE = (2e-3, 150e-6, 40e-9, 2e-6)
+PREFILL_NOISE = [1, -1, 1, 1, -1, -1, -1, 1, 1, -1, 1, -1]  # one sign per grid point, fixed
+
+
+def _grid_times(coef: tuple[float, float, float, float], eps: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PREFILL_GRID's points and their times from ``a + b n + c n (p + n/2) + d p``, written out here."""
+    n = np.array([g[0] for g in PREFILL_GRID], dtype=np.float64)
+    p = np.array([g[1] for g in PREFILL_GRID], dtype=np.float64)
+    a, b, c, d = coef
+    seconds = a + b * n + c * n * (p + n / 2) + d * p
+    return n, p, seconds * (1 + eps * np.array(PREFILL_NOISE[: n.size], dtype=np.float64))
+
+
+def _relative_residuals(cost: PrefillCost, n: np.ndarray, p: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    a, b, c, d = cost.a_s, cost.b_s_per_token, cost.c_s_per_token_pair, cost.d_s_per_token
+    return (a + b * n + c * n * (p + n / 2) + d * p - seconds) / seconds
+
+
+def test_the_calibration_grid_identifies_every_prefill_term_exactly() -> None:
+    assert len(PREFILL_GRID) == len(PREFILL_NOISE)
+    n, p, seconds = _grid_times(PREFILL_TRUE)
+    cost, res = fit_prefill_cost(n, p, seconds)
+    assert res.dropped == ()
+    assert cost.coefficients() == pytest.approx(PREFILL_TRUE, rel=1e-6)
+    assert res.max < 1e-9
+
+
+def test_prefill_fit_under_one_percent_noise_and_its_reported_residuals() -> None:
+    # +-1 % on each time. Tolerance 15 % per coefficient: the weakest (a, d) move that much when 1 %
+    # of a 3-5 ms point is shared out between them; the reported residuals must be the fit's own.
+    n, p, seconds = _grid_times(PREFILL_TRUE, eps=0.01)
+    cost, res = fit_prefill_cost(n, p, seconds)
+    assert res.dropped == ()
+    assert cost.coefficients() == pytest.approx(PREFILL_TRUE, rel=0.15)
+    mine = _relative_residuals(cost, n, p, seconds)
+    assert res.relative == pytest.approx(mine.tolist(), abs=1e-12)
+    assert res.median == pytest.approx(float(np.median(np.abs(mine))), abs=1e-12)
+    assert res.max == pytest.approx(float(np.abs(mine).max()), abs=1e-12)
+    # least squares on relative error: no worse than the true coefficients' own 1 % (RMS)
+    assert float(np.sqrt(np.mean(mine**2))) <= 0.01 + 1e-12
+
+
+@pytest.mark.parametrize("zero", [0, 3])
+def test_prefill_fit_gives_a_true_zero_term_zero_never_negative(zero: int) -> None:
+    coef = list(PREFILL_TRUE)
+    coef[zero] = 0.0
+    for eps in (0.0, 0.01):
+        n, p, seconds = _grid_times((coef[0], coef[1], coef[2], coef[3]), eps)
+        cost, res = fit_prefill_cost(n, p, seconds)
+        got = cost.coefficients()
+        assert got[zero] == 0.0 and "ad"[zero // 3] in res.dropped
+        assert all(g >= 0 for g in got)
+        kept = [i for i in range(4) if i != zero]
+        assert [got[i] for i in kept] == pytest.approx([coef[i] for i in kept], rel=1e-6 if eps == 0 else 0.15)
+
+
+def test_prefill_fit_drops_a_term_under_its_tolerance_even_on_exact_data() -> None:
+    # Documented: a term whose removal costs at most ``tolerance`` (one point of median relative error)
+    # goes. d = 0.1 us a cached token is at most 1.5 % of a grid point: dropped by default, kept
+    # (exactly) with no tolerance.
+    coef = (2e-3, 150e-6, 40e-9, 0.1e-6)
+    n, p, seconds = _grid_times(coef)
+    assert (0.1e-6 * p / seconds).max() < 0.02
+    _, res = fit_prefill_cost(n, p, seconds)
+    assert res.dropped == ("d",)
+    cost, res = fit_prefill_cost(n, p, seconds, tolerance=0.0, max_tolerance=0.0)
+    assert res.dropped == () and cost.coefficients() == pytest.approx(coef, rel=1e-6)
+
+
+def test_prefill_fit_on_degenerate_grids_keeps_the_fewest_terms_that_fit() -> None:
+    # One point shows one term; one n cannot tell a from b*n, nor c*n*p from d*p. Documented: the fit
+    # keeps the fewest terms that reproduce the grid (their values are then not the device's).
+    cost, res = fit_prefill_cost([64], [0], [0.0159])
+    assert len(res.dropped) == 3 and res.max < 1e-12
+    assert cost.seconds(64, 0) == pytest.approx(0.0159)
+    n, p = np.array([64.0, 64.0, 64.0]), np.array([0.0, 256.0, 1024.0])
+    a, b, c, d = PREFILL_TRUE
+    seconds = a + b * n + c * n * (p + n / 2) + d * p
+    cost, res = fit_prefill_cost(n, p, seconds)
+    got = cost.coefficients()
+    assert res.max < 1e-9 and min(got) >= 0
+    assert (got[0] > 0) + (got[1] > 0) == 1 and (got[2] > 0) + (got[3] > 0) == 1
+    with pytest.raises(ValueError, match="non-empty"):
+        fit_prefill_cost([], [], [])
+
+
+def test_prefill_calibration_writes_the_fitted_coefficients_into_the_profile() -> None:
+    n, p, seconds = _grid_times(PREFILL_TRUE)
+    cost, res = fit_prefill_cost(n, p, seconds)
+    points = [(int(a), int(b), float(s)) for a, b, s in zip(n, p, seconds, strict=True)]
+    cal = PrefillCalibration("tiny_llama_kv", "cpu", "float32", 2, points, cost, res)
+    section = yaml.safe_load("\n".join(line for line in cal.yaml_lines() if not line.startswith("#")))
+    prefill = section["compute"]["prefill"]
+    written = (prefill["a_s"], prefill["b_s_per_token"], prefill["c_s_per_token_pair"], prefill["d_s_per_token"])
+    assert written == pytest.approx(PREFILL_TRUE, rel=1e-6)
+    assert prefill["payload"] == "tiny_llama_kv" and section["compute"]["compute_element_bytes"] == 4
+
+
+class _ClockedModel:
+    """A stand-in for the engine's model whose prefill takes a known time on a fake clock.
+
+    The first timed prefill of each grid point (the warm-up) costs ten times more, and the second
+    1 % more than the third: :func:`calibrate_prefill` must drop the warm-up and keep the best.
+    """
+
+    clock = [0.0]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.calls: dict[tuple[int, int], int] = {}
+
+    def prefill(self, ids: Any, past: Any = None, position: int | None = None) -> Any:
+        n, p = int(ids.shape[0]), int(position or 0)
+        if past is None and position is None:  # building the cached context: untimed
+            return SimpleNamespace(kv="past")
+        k = self.calls[(n, p)] = self.calls.get((n, p), 0) + 1
+        a, b, c, d = PREFILL_TRUE
+        self.clock[0] += (a + b * n + c * n * (p + n / 2) + d * p) * (10.0 if k == 1 else 1.01 if k == 2 else 1.0)
+        return SimpleNamespace(kv="new")
+
+
+def test_calibrate_prefill_fits_the_times_it_measures(monkeypatch: pytest.MonkeyPatch, make_cfg: Callable[..., Any]) -> None:
+    cfg = make_cfg("payload=tiny_llama_kv")
+    monkeypatch.setattr(calibrate_compute, "DecoderModel", _ClockedModel)
+    monkeypatch.setattr(calibrate_compute, "check_engine_fits", lambda *a, **k: None)
+    monkeypatch.setattr(calibrate_compute.time, "perf_counter", lambda: _ClockedModel.clock[0])
+    monkeypatch.setattr(calibrate_compute.torch.cuda, "is_available", lambda: False)
+    cal = calibrate_prefill(cfg.payload, 16, seed=0, repeats=2)
+    n, p, seconds = _grid_times(PREFILL_TRUE)
+    assert [(pt[0], pt[1]) for pt in cal.points] == list(PREFILL_GRID)
+    assert [pt[2] for pt in cal.points] == pytest.approx(seconds.tolist(), rel=1e-9)  # best, warm-up dropped
+    assert cal.cost.coefficients() == pytest.approx(PREFILL_TRUE, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- the cross-check's rates
+def test_drive_rate_recovers_the_bandwidth_after_a_known_latency() -> None:
+    latency_us, gbps, block = 30.0, 1.5, 262144
+    rate = DriveRate(blocks=100, nbytes=100 * block, seconds=100 * (latency_us * 1e-6 + block / (gbps * 1e9)))
+    assert rate.bandwidth_gbps(latency_us) == pytest.approx(gbps, rel=1e-9)
+    # another latency than the drive's: the bandwidth that gives the same mean time per block
+    other = rate.bandwidth_gbps(80.0)
+    assert other is not None
+    assert 80e-6 + block / (other * 1e9) == pytest.approx(latency_us * 1e-6 + block / (gbps * 1e9), rel=1e-9)
+    # nothing measured, or a latency the mean time per block does not cover: no bandwidth
+    assert DriveRate().bandwidth_gbps(30.0) is None
+    assert rate.bandwidth_gbps(1e6) is None
+
+
+def test_block_rates_and_model_overrides_reproduce_known_times(
+    monkeypatch: pytest.MonkeyPatch, make_cfg: Callable[..., Any], tmp_path: Path
+) -> None:
+    cfg = make_cfg("hardware=ci_cpu", "payload=tiny_llama_kv")
+    block = {t.name: t.block_bytes for t in build_spec(cfg).tiers}
+    mem_latency_s, mem_rate = 2.5e-6, 9e9  # shared <-> ram, one memory copy
+    drive_latency_s, write_rate, read_rate = 50e-6, 1.2e9, 2.4e9  # ram <-> nvme
+    birth_s = 400e-6
+    calls = {"in_run": 0, "link": 0}
+
+    def fake_in_run(c: Any, data_dir: Path) -> InRunRates:
+        calls["in_run"] += 1
+        nb, n = block["nvme"], 200
+        return InRunRates(
+            codecs={"fp32": (7.0, 9.0)}, birth_s=birth_s, runs=1,
+            reads={"nvme": DriveRate(n, n * nb, n * (drive_latency_s + nb / read_rate))},
+            writes={"nvme": DriveRate(n, n * nb, n * (drive_latency_s + nb / write_rate))},
+        )
+
+    def fake_link(src: str, sm: str, dst: str, dm: str, size: int, total: int, repeats: int, *a: Any,
+                  **k: Any) -> tuple[CopyMeasurement, CopyMeasurement]:
+        calls["link"] += 1
+        t = 16 * (mem_latency_s + size / mem_rate)
+        return CopyMeasurement(src, dst, sm, dm, size, 16, t), CopyMeasurement(dst, src, dm, sm, size, 16, t)
+
+    monkeypatch.setattr(rates_mod, "measure_in_run", fake_in_run)
+    monkeypatch.setattr(rates_mod, "measure_link", fake_link)
+    rates = rates_mod.BlockRates(tmp_path)
+    assert rates.prefill_tokens_per_s(cfg) == pytest.approx(int(cfg.block_tokens) / birth_s)
+    overrides, rate = rates_mod.model_overrides(cfg, rates)
+    assert rate == pytest.approx(int(cfg.block_tokens) / birth_s, rel=1e-9)
+    assert calls == {"in_run": 1, "link": 2}  # measured once per block size, then cached
+    got = dict(o.split("=", 1) for o in overrides)
+
+    def model_s(i: int, direction: str, nbytes: int) -> float:
+        return float(got[f"hardware.links.{i}.{direction}latency_us"]) * 1e-6 + nbytes / (
+            float(got[f"hardware.links.{i}.{direction}bandwidth_gbps"]) * 1e9)
+
+    # link 0 (shared <-> ram): each direction's time per block as copied, within 0.01 us and rounding
+    for direction, nbytes in (("", block["shared"]), ("reverse_", block["ram"])):
+        assert model_s(0, direction, nbytes) == pytest.approx(mem_latency_s + nbytes / mem_rate, abs=1.1e-8, rel=1e-5)
+    # link 1 (ram <-> nvme): the profile's 80 us latency kept, bandwidth set so the time per block is the drive's
+    nb = block["nvme"]
+    assert got["hardware.links.1.latency_us"] == "80"
+    assert model_s(1, "", nb) == pytest.approx(drive_latency_s + nb / write_rate, rel=1e-5)
+    assert model_s(1, "reverse_", nb) == pytest.approx(drive_latency_s + nb / read_rate, rel=1e-5)
