@@ -1,28 +1,38 @@
-"""The cross-check's outputs: ``crosscheck.parquet``, the summary line, and the report (Markdown, HTML).
+"""The cross-check's outputs: ``crosscheck.parquet``, the per-request errors, and the report (Markdown, HTML).
 
 ``crosscheck.parquet`` is long: one row per (config, quantity) with the model's value, the runtime's,
-the relative error, and for decisions whether they matched. The report says what was run on which
-host, the verdict per config, decisions, errors, where each clock spent its time, the figures, and
-why the two clocks differ where they do.
+the relative error, and for decisions whether they matched (:func:`results_frame`).
+``crosscheck_requests.parquet`` has one row per (config, request) with both TTFTs and the error
+(:func:`request_errors_frame`). The report says what ran on which host, which figures were calibrated
+on it and which are assumptions, the verdict per config and over the suite, decisions, TTFT, makespan,
+links and where TTFT goes, with figures per config.
+
+It reads of each :class:`~experiments.crosschecking.suite.RunPair` its ``name``,
+``runtime_summary`` (``config``, ``tiers``, ``requests``, ``accesses``), ``runtime_makespans_s`` and,
+when present, ``calibrated`` (figure name -> ``calibrated on this host`` or ``assumption``); of the
+:class:`~experiments.crosschecking.suite.Host` its ``profile`` and ``calibration.path``.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from experiments.crosschecking.compare import Comparison, Metric
-from experiments.crosschecking.figures import error_figure, latency_figure, occupancy_figure
-from experiments.crosschecking.suite import Host, RunPair
+from experiments.crosschecking.compare import REQUEST_DECISIONS, TTFT_PARTS, Comparison
+from experiments.crosschecking.figures import config_figure, errors_figure
+from experiments.crosschecking.verdict import Targets, passes, pct, suite_errors, suite_misses, verdict_line
 from experiments.planning.document import Document
 
-ERROR_METRICS = ("makespan_s", "latency_p50_s", "latency_p95_s", "latency_p99_s")
+if TYPE_CHECKING:
+    from experiments.crosschecking.suite import Host, RunPair
+
+RESULTS_FILE = "crosscheck.parquet"
+REQUESTS_FILE = "crosscheck_requests.parquet"
 
 
 @dataclass
@@ -32,287 +42,246 @@ class ReportInputs:
     suite: str
     host: Host
     pairs: list[RunPair]
-    tolerance: float
+    targets: Targets
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     elapsed_s: float
     cpus: int
 
 
-def results_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
-    """One row per (config, quantity): ``kind``, ``metric``, ``where``, ``sim``, ``runtime``, ``rel_error``,
-    ``identical`` (decisions: the row's verdict; one ``decisions`` row per config), ``passes``."""
+def results_frame(comparisons: Sequence[Comparison], targets: Targets | None = None) -> pd.DataFrame:
+    """One row per (config, quantity).
+
+    Columns: ``config``; ``kind`` (``decisions``, ``ttft_error``, ``ttft``, ``time``, ``link``,
+    ``share``); ``metric``; ``where`` (a link's ``src->dst``, a share's part); ``sim`` and ``runtime``
+    (the two clocks' values; for ``decisions`` the values that matched and those compared; NaN for
+    ``ttft_error``); ``rel_error`` (``(sim - runtime) / runtime``; for ``ttft_error`` the median and p99
+    of the per-request ``|e_i|``; for ``decisions`` 0 when identical, NaN when not); ``identical``
+    (the config's decisions); ``detail`` (the differences); and, with ``targets``, ``passes``.
+    """
     rows: list[dict[str, Any]] = []
     for c in comparisons:
-        rows.append({
-            "config": c.config, "kind": "decisions", "metric": "decisions", "where": "",
-            "sim": float(c.checked - len(c.differences)), "runtime": float(c.checked),
-            "rel_error": 0.0 if c.identical else math.nan, "identical": c.identical,
-            "detail": "; ".join(c.differences),
-        })
+        base = {"config": c.config, "identical": c.identical}
+        if targets is not None:
+            base["passes"] = passes(c, targets)
+        rows.append({**base, "kind": "decisions", "metric": "decisions", "where": "",
+                     "sim": float(c.checked - len(c.differences)) if c.identical else math.nan,
+                     "runtime": float(c.checked), "rel_error": 0.0 if c.identical else math.nan,
+                     "detail": "; ".join(c.differences)})
+        for name, value in (("median_abs_error", c.ttft_median_abs_error), ("p99_abs_error", c.ttft_p99_abs_error)):
+            rows.append({**base, "kind": "ttft_error", "metric": name, "where": "", "sim": math.nan,
+                         "runtime": math.nan, "rel_error": value, "detail": f"{len(c.ttft)} requests"})
         for m in c.metrics:
-            rows.append({
-                "config": c.config, "kind": m.kind, "metric": m.name, "where": m.where,
-                "sim": m.sim, "runtime": m.runtime, "rel_error": m.rel_error, "identical": c.identical,
-                "detail": "",
-            })
+            rows.append({**base, "kind": m.kind, "metric": m.name, "where": m.where, "sim": m.sim,
+                         "runtime": m.runtime, "rel_error": m.rel_error, "detail": ""})
     return pd.DataFrame(rows)
 
 
-def _abs_errors(comparisons: Sequence[Comparison], name: str) -> list[float]:
-    return [abs(e) for e in (c.error(name) for c in comparisons) if not math.isnan(e)]
+def request_errors_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """One row per (config, request neither clock refused): ``config``, ``request``, ``model_ttft_s``,
+    ``runtime_ttft_s``, ``error`` (``(model - runtime) / runtime``)."""
+    frames = [c.ttft.assign(config=c.config) for c in comparisons]
+    cols = ["config", "request", "model_ttft_s", "runtime_ttft_s", "error"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)[cols]
 
 
-def summary_line(comparisons: Sequence[Comparison]) -> str:
-    """``decisions identical K/N; makespan error median X%, worst Y%; p99 latency error median Z%``.
-
-    Errors are absolute relative errors of the model against the runtime.
-    """
-    k = sum(c.identical for c in comparisons)
-    mk = _abs_errors(comparisons, "makespan_s")
-    p99 = _abs_errors(comparisons, "latency_p99_s")
-
-    def pct(xs: list[float], f: Any) -> str:
-        return f"{f(xs) * 100:.1f}%" if xs else "n/a"
-
-    return (
-        f"decisions identical {k}/{len(comparisons)}; makespan error median {pct(mk, statistics.median)}, "
-        f"worst {pct(mk, max)}; p99 latency error median {pct(p99, statistics.median)}"
-    )
-
-
-def _finite_abs_error(m: Metric) -> float:
-    return 0.0 if math.isinf(m.rel_error) else abs(m.rel_error)
-
-
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else ("inf" if math.isinf(x) else f"{x * 100:+.1f}%")
+def write_tables(comparisons: Sequence[Comparison], out: Path, targets: Targets | None = None) -> tuple[Path, Path]:
+    """Write ``crosscheck.parquet`` and ``crosscheck_requests.parquet`` into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    results, requests = out / RESULTS_FILE, out / REQUESTS_FILE
+    results_frame(comparisons, targets).to_parquet(results, index=False)
+    request_errors_frame(comparisons).to_parquet(requests, index=False)
+    return results, requests
 
 
 def _s(x: float) -> str:
+    if math.isnan(x):
+        return "n/a"
     return f"{x * 1e3:.3g} ms" if abs(x) < 1 else f"{x:.4g} s"
 
 
-def _figures(
-    comparisons: Sequence[Comparison], pairs: Sequence[RunPair], out: Path, band: float
-) -> list[tuple[str, str]]:
-    lat_rows, err_rows, occ = [], [], []
-    for c in comparisons:
-        for q in ("p50", "p95", "p99"):
-            m = c.metric(f"latency_{q}_s")
-            if m is not None:
-                lat_rows.append({"config": c.config, "percentile": q, "sim_s": m.sim, "runtime_s": m.runtime})
-        for m in c.metrics:
-            if m.name in ERROR_METRICS or m.name == "link_busy_s":
-                label = m.name.replace("latency_", "").replace("_s", "")
-                err_rows.append({"config": c.config, "metric": label, "rel_error": m.rel_error})
+def _shares(c: Comparison) -> dict[str, dict[str, float]]:
+    """``measured`` and ``predicted``: each part's share of TTFT, and the mean TTFT (``mean_ttft_s``)."""
+    out: dict[str, dict[str, float]] = {"measured": {}, "predicted": {}}
+    for part in TTFT_PARTS:
+        m = c.metric("ttft_share", part)
+        out["measured"][part] = m.runtime if m else math.nan
+        out["predicted"][part] = m.sim if m else math.nan
+    served = len(c.ttft)
+    out["measured"]["mean_ttft_s"] = float(c.ttft["runtime_ttft_s"].mean()) if served else math.nan
+    out["predicted"]["mean_ttft_s"] = float(c.ttft["model_ttft_s"].mean()) if served else math.nan
+    return out
+
+
+def _calibrated_section(doc: Document, pairs: Sequence[RunPair]) -> None:
+    """Which figures the model took from this host's calibration and which are assumptions."""
+    tables = {p.name: dict(getattr(p, "calibrated", None) or {}) for p in pairs}
+    doc.heading("Calibrated on this host, and assumptions")
+    if not any(tables.values()):
+        doc.paragraph("The run did not say which of the model's figures were calibrated on this host and which "
+                      "are assumptions (no config's pair carries `calibrated`).")
+        return
+    doc.paragraph("What the timed model was given, figure by figure: measured on this host by `exo-calibrate`, or "
+                  "an assumption (a shipped default or a value the profile states without measuring it).")
+    distinct = {tuple(sorted(t.items())) for t in tables.values()}
+    if len(distinct) == 1:
+        only = next(iter(tables.values()))
+        doc.table(["figure", "source"], [[k, v] for k, v in sorted(only.items())], ["l", "l"])
+    else:
+        doc.table(["config", "figure", "source"],
+                  [[name, k, v] for name, t in tables.items() for k, v in sorted(t.items())], ["l", "l", "l"])
+
+
+def _get(node: Any, *path: str) -> str:
+    """``node[path[0]][path[1]]...`` as text, empty when any key is missing."""
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return ""
+        node = node[key]
+    return str(node)
+
+
+def _configs_section(doc: Document, pairs: Sequence[RunPair]) -> None:
+    rows = []
     for p in pairs:
-        for source, frame in (("model", p.sim_series), ("runtime", p.runtime_series)):
-            occ.append(frame[["tier", "time_s", "occupancy"]].assign(config=p.name, source=source))
-    out_figs = []
-    if lat_rows:
-        out_figs.append((latency_figure(pd.DataFrame(lat_rows), out, band),
-                         "Request latency predicted by the model against that measured by the runtime"))
-    if err_rows:
-        out_figs.append((error_figure(pd.DataFrame(err_rows), out), "The model's relative errors by metric"))
-    if occ:
-        out_figs.append((occupancy_figure(pd.concat(occ, ignore_index=True), out),
-                         "Occupancy of each tier over time, model (dashed) and runtime (solid)"))
-    return out_figs
+        s = p.runtime_summary
+        cfg = s.get("config", {})
+        tiers = s.get("tiers", [])
+        top = tiers[0] if tiers else {}
+        rows.append([
+            p.name, _get(cfg, "workload", "kind"), _get(cfg, "policy", "name"), _get(cfg, "codec", "name"),
+            _get(cfg, "hierarchy", "mode"),
+            " / ".join(str(t.get("name", "")) for t in tiers),
+            f"{top['block_bytes']:,}" if "block_bytes" in top else "", str(s.get("requests", "")),
+            f"{top['hit_ratio']:.3f}" if "hit_ratio" in top else "",
+        ])
+    doc.table(["config", "workload", "policy", "codec", "mode", "tiers", "top block B", "requests",
+               "top hit ratio"], rows, ["l"] * 6 + ["r"] * 3)
 
 
-def _breakdown(p: RunPair) -> list[str]:
-    """Where each clock spent a config's time: copies, codecs, recompute, and the rest."""
-    s, r = p.sim_summary, p.runtime_summary
-    m = r.get("measured", {})
-    r_links = sum(float(lk["seconds"]) for lk in m.get("links", []))
-    r_codec = sum(float(c["encode_s"]) + float(c["decode_s"]) for c in m.get("codecs", []))
-    births = m.get("births", {})
-    r_birth = float(births.get("generate_s", 0.0)) + sum(float(w["seconds"]) for w in births.get("writes", []))
-    r_rest = float(r["makespan_s"]) - r_links - r_codec - r_birth
-    host = s.get("host", {})
-    pairs = host.get("pair_usage", [])
-    s_links = sum(float(u["busy_s"]) for u in pairs if u["src"] != "birth")
-    s_codec = float(s["codec"]["busy_s"])
-    s_birth = float(s["compute"]["busy_s"]) + sum(float(u["busy_s"]) for u in pairs if u["src"] == "birth")
-    s_check = float(host.get("checksum_s", 0.0))
-    s_book = float(host.get("bookkeeping_s", 0.0))
-    s_rest = float(host.get("busy_s", s["makespan_s"])) - s_links - s_codec - s_birth - s_check - s_book
-    return [
-        p.name,
-        f"{_s(s_links)} / {_s(r_links)}",
-        f"{_s(s_codec)} / {_s(r_codec)}",
-        f"{_s(s_birth)} / {_s(r_birth)}",
-        f"{_s(s_check + s_book + s_rest)} / {_s(r_rest)}",
-    ]
+def _figures(doc: Document, comparisons: Sequence[Comparison], out: Path, targets: Targets) -> None:
+    doc.heading("Figures")
+    errors = request_errors_frame(comparisons)
+    if len(errors):
+        doc.figure(errors_figure(errors, out, targets.ttft_median),
+                   f"Per-request TTFT error of every config (box: quartiles; shaded: ±{targets.ttft_median:.0%})")
+    for c in comparisons:
+        doc.heading(c.config, 3)
+        doc.figure(
+            config_figure(c.config, c.ttft, pd.DataFrame.from_dict(_shares(c), orient="index"), out,
+                          targets.ttft_median),
+            f"{c.config}: TTFT per request predicted by the timed model against measured by the runtime "
+            f"(identity line, ±{targets.ttft_median:.0%} shaded); the distribution of the per-request error; "
+            "the share of TTFT spent queueing, loading the cached prefix and computing, measured beside "
+            "predicted",
+        )
 
 
 def write_report(comparisons: Sequence[Comparison], inputs: ReportInputs, out: Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` (figures beside them); return their paths."""
-    tol = inputs.tolerance
-    doc = Document(f"Cross-check: the timed model against the runtime (suite {inputs.suite})")
-    line = summary_line(comparisons)
-    doc.paragraph(f"**{line}**")
-    passed = sum(c.passes(tol) for c in comparisons)
+    """Write ``report.md`` and ``report.html`` (figures beside them) into ``out``; return their paths."""
+    t = inputs.targets
+    errors = suite_errors(comparisons)
+    misses = suite_misses(errors, t)
+    doc = Document(f"Cross-check: the timed model against the serving engine (suite {inputs.suite})")
+    doc.paragraph(f"**{errors.line()}**")
+    verdict = "meets every target" if not misses else "misses: " + "; ".join(misses)
     doc.paragraph(
-        f"{passed} of {len(comparisons)} configs pass (decisions identical, makespan and p99 latency within "
-        f"±{tol:.0%}). The project's target: decisions identical on every config, median makespan error at "
-        "most 5 %, worst at most 15 %, p99 latency error at most 15 %. Errors are `(model - runtime) / "
-        "runtime`; the summary line takes their absolute values."
+        f"The suite {verdict}. Targets: hits identical on every config; over configs, the median of each "
+        f"config's median per-request TTFT error at most {pct(t.ttft_median)}, the median p99 TTFT error at "
+        f"most {pct(t.ttft_p99)}, the median makespan error at most {pct(t.makespan_median)} and the worst at "
+        f"most {pct(t.makespan)}. A config passes when its decisions are identical, its median per-request "
+        f"|error| is within {pct(t.ttft_median)}, its p99 TTFT error within {pct(t.ttft_p99)} and its "
+        f"makespan error within {pct(t.makespan)}; {sum(passes(c, t) for c in comparisons)} of "
+        f"{len(comparisons)} pass. Errors are `(model - runtime) / runtime`."
     )
-    doc.bullets([c.verdict(tol) for c in comparisons])
+    doc.bullets([verdict_line(c, t) for c in comparisons])
 
     doc.heading("What ran where")
     h = inputs.host
-    cal = h.calibration
     la, lb = inputs.load_before, inputs.load_after
+    cal = getattr(h, "calibration", None)
+    where = f" (written to `{cal.path}`)" if cal is not None and getattr(cal, "path", None) else ""
     doc.paragraph(
-        f"One command: `exo-calibrate` measured this host into `hardware=calibrated/{h.profile}` and the "
-        f"serial executor `sim=calibrated/{h.profile}`; then each config ran on the timed model and on "
-        f"the runtime, one after the other, in {inputs.elapsed_s:.0f} s. The machine has {inputs.cpus} CPUs "
-        f"and is shared: load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1 / 5 / 15 min) before, "
-        f"{lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f} after. Other processes take the CPU from the runtime at "
-        "random moments, which the model cannot know: timings are noisy."
+        f"Per config: `exo-calibrate` measured this host into `hardware=calibrated/{h.profile}`{where}; the "
+        "timed model `exo-plan` uses predicted the run on that profile; `exo-run` served it (prefix reuse, "
+        f"a real model's prefill). All in {inputs.elapsed_s:.0f} s on {inputs.cpus} CPUs; load average "
+        f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1 / 5 / 15 min) before, {lb[0]:.2f} / {lb[1]:.2f} / "
+        f"{lb[2]:.2f} after. Other processes on a shared machine take time from the runtime at moments the "
+        "model cannot know."
     )
-    if cal is not None:
-        rows = [[lk["src"] + " -> " + lk["dst"], f"{lk['fits']['down'][0]:.3f}", f"{lk['fits']['down'][1]:.2f}",
-                 f"{lk['fits']['up'][0]:.3f}", f"{lk['fits']['up'][1]:.2f}"] for lk in cal.links]
-        doc.paragraph("The calibrated profile (the copy benchmark fitted over the calibration's block sizes, "
-                      "and codecs at its largest):")
-        doc.table(["link src -> dst", "GB/s", "latency µs", "dst -> src GB/s", "dst -> src latency µs"], rows)
-        doc.table(["codec", "encode GB/s", "decode GB/s"],
-                  [[k, f"{e:.3f}", f"{d:.3f}"] for k, (e, d) in sorted(cal.codecs.items())])
-        hf = cal.host
-        if hf is not None:
-            bk = hf.bookkeeping
-            doc.paragraph(
-                f"CRC-32 as the runtime checksums: {hf.checksum_gbps:.2f} GB/s on bytes just written to a "
-                f"buffer, {hf.checksum_cold_gbps:.2f} GB/s on a slab's row in place. A file tier's manifest "
-                f"commit: {hf.commit_us:.0f} µs + {hf.commit_entry_us:.2f} µs per block it holds. The runtime's "
-                f"own bookkeeping, fitted on fixed calibration workloads (not this suite): {bk.request_us:.1f} µs "
-                f"per request, {bk.reference_us:.2f} µs per reference, {bk.batch_us:.1f} µs per batch, "
-                f"{bk.move_us:.1f} µs per move."
-            )
-    doc.paragraph(
-        "Some speeds depend on the block's size and on what the runtime's one thread did just before (the "
-        "CPU's caches, the allocator, the drive's state), so for each config they were measured at its "
-        "block size rather than read off the profile: codec speeds, the birth time, and the file tier's "
-        "reads and writes from the runtime's own meters on a fixed calibration workload (Zipf reads over "
-        "tiers of 8, 16, 32 blocks of the config's payload, every move re-encoding — not the config's "
-        "workload, capacities or policy); memory copies by the profile's copy benchmark at the config's "
-        "block sizes. The runtime's \"recompute\" of a missing block is seeded data generation (its "
-        "stand-in for a prefill), not a model's prefill: its rate is what the model is given as "
-        "`sim.prefill_tokens_per_s`."
-    )
-    rows = []
-    for p in inputs.pairs:
-        cfg = p.sim_summary["config"]
-        codecs = sorted({t["codec"] for t in p.sim_summary["tiers"] if not t["bypassed"]})
-        tp = cfg["hardware"]["codec_throughput"]
-        links = []
-        for lk in cfg["hardware"]["links"]:
-            links.append(f"{lk['src']}->{lk['dst']} {lk['bandwidth_gbps']:.2f}")
-            if lk.get("reverse_bandwidth_gbps"):
-                links.append(f"{lk['dst']}->{lk['src']} {lk['reverse_bandwidth_gbps']:.2f}")
-        rows.append([
-            p.name, f"{p.prefill_tokens_per_s:,.0f}",
-            ", ".join(f"{c} {tp[c]['encode_gbps']:.2f}/{tp[c]['decode_gbps']:.2f}" for c in codecs if c in tp),
-            ", ".join(links),
-        ])
-    doc.table(["config", "prefill (births) tokens/s", "codec encode/decode GB/s", "links GB/s"], rows,
-              ["l", "r", "l", "l"])
+    _calibrated_section(doc, inputs.pairs)
 
     doc.heading("Configs")
-    rows = []
-    for p in inputs.pairs:
-        s = p.runtime_summary
-        cfg = s["config"]
-        top = s["tiers"][0]
-        rows.append([
-            p.name, str(cfg["workload"]["kind"]), str(cfg["policy"]["name"]), str(cfg["codec"]["name"]),
-            str(cfg["hierarchy"]["mode"]), f"{top['block_bytes']:,}", str(s["requests"]), str(s["accesses"]),
-            f"{top['hit_ratio']:.3f}", str(sum(t["evictions"] for t in s["tiers"])), str(s["recomputed_blocks"]),
-        ])
-    doc.table(["config", "workload", "policy", "codec", "mode", "top block B", "requests", "accesses",
-               "top hit ratio", "evictions", "recomputed"], rows)
+    _configs_section(doc, inputs.pairs)
 
     doc.heading("Decisions")
-    doc.table(["config", "values compared", "identical", "first difference"],
-              [[c.config, str(c.checked), "yes" if c.identical else "**no**",
-                c.differences[0] if c.differences else ""] for c in comparisons])
+    doc.paragraph(
+        "Both clocks drive the one decision core, so every decision is identical by construction; it is "
+        "checked all the same: run-wide and per-tier counts, bytes moved per pair of tiers, occupancy at "
+        f"every sampled access, and per request: {', '.join(f'`{c}`' for c in REQUEST_DECISIONS)}."
+    )
+    doc.table(["config", "requests compared", "values compared", "identical", "first difference"],
+              [[c.config, str(c.requests_compared), str(c.checked), "yes" if c.identical else "**no**",
+                c.differences[0] if c.differences else ""] for c in comparisons], ["l", "r", "r", "l", "l"])
 
-    doc.heading("Time")
+    doc.heading("Time to first token")
     rows = []
+    for c in comparisons:
+        p50, p99 = c.metric("ttft_p50_s"), c.metric("ttft_p99_s")
+        rows.append([
+            c.config, str(len(c.ttft)), pct(c.ttft_median_abs_error), pct(c.ttft_p99_abs_error),
+            _s(p50.sim) if p50 else "", _s(p50.runtime) if p50 else "", pct(c.error("ttft_p50_s"), True),
+            _s(p99.sim) if p99 else "", _s(p99.runtime) if p99 else "", pct(c.ttft_p99_error, True),
+        ])
+    doc.table(["config", "requests", "median abs(e)", "p99 abs(e)", "p50 model", "p50 runtime", "p50 error",
+               "p99 model", "p99 runtime", "p99 error"], rows)
+    doc.paragraph("`e` is each served request's `(model - runtime) / runtime`; its median and p99 are over the "
+                  "requests; the p50 and p99 columns are the run's TTFT percentiles.")
+
+    doc.heading("Makespan")
     runs = {p.name: p.runtime_makespans_s for p in inputs.pairs}
+    rows = []
     for c in comparisons:
         mk = c.metric("makespan_s")
-        busy_rows = [m for m in c.metrics if m.name == "link_busy_s"]
-        worst: Metric | None = max(busy_rows, key=_finite_abs_error, default=None)
-        rows.append([
-            c.config, _s(mk.sim) if mk else "", _s(mk.runtime) if mk else "",
-            ", ".join(f"{x:.3g}" for x in runs.get(c.config, [])), _pct(c.error("makespan_s")),
-            _pct(c.error("latency_p50_s")), _pct(c.error("latency_p95_s")), _pct(c.error("latency_p99_s")),
-            f"{worst.where} {_pct(worst.rel_error)}" if worst else "",
-        ])
-    doc.table(["config", "makespan model", "makespan runtime", "runtime runs (s)", "error", "p50 error",
-               "p95 error", "p99 error", "worst link busy error"], rows)
-    doc.paragraph("Per pair of tiers (as the runtime meters its copies), bytes carried and busy time:")
+        rows.append([c.config, _s(mk.sim) if mk else "", _s(mk.runtime) if mk else "",
+                     ", ".join(f"{x:.4g}" for x in runs.get(c.config, [])), pct(c.makespan_error, True)])
+    doc.table(["config", "model", "runtime", "runtime repeats (s)", "error"], rows)
+
+    doc.heading("Links")
+    doc.paragraph("Per pair of tiers, bytes carried and busy time: the runtime as it measures its copies, the "
+                  "model's per pair when its engine copies blocks itself (`pair_usage`), else per link "
+                  "resource and direction (`link_usage`; a copy over two links then shows as two pairs).")
     rows = []
     for c in comparisons:
         for m in c.metrics:
             if m.name == "link_bytes":
                 busy = c.metric("link_busy_s", m.where)
-                rows.append([c.config, m.where, f"{int(m.sim):,}", f"{int(m.runtime):,}", _pct(m.rel_error),
-                             _s(busy.sim) if busy else "", _s(busy.runtime) if busy else "",
-                             _pct(busy.rel_error) if busy else ""])
-    doc.table(["config", "pair", "bytes model", "bytes runtime", "error", "busy model", "busy runtime", "error"],
-              rows)
-    doc.paragraph(
-        "Where each clock spent the time (model / runtime). The runtime meters its copies, codec calls and "
-        "births itself; everything else it did — checksums, the decision core, the executor's bookkeeping, "
-        "manifest commits — is in its last column. The model's last column is its checksum and "
-        "bookkeeping time."
-    )
-    doc.table(["config", "copies", "codecs", "recompute (births)", "the rest"],
-              [_breakdown(p) for p in inputs.pairs])
+                rows.append([c.config, m.where, c.links_basis, f"{int(m.sim):,}", f"{int(m.runtime):,}",
+                             pct(m.rel_error, True), _s(busy.sim) if busy else "",
+                             _s(busy.runtime) if busy else "", pct(busy.rel_error, True) if busy else ""])
+    if rows:
+        doc.table(["config", "pair", "model from", "bytes model", "bytes runtime", "error", "busy model",
+                   "busy runtime", "error"], rows, ["l", "l", "l"] + ["r"] * 6)
+    else:
+        doc.paragraph("No config moved blocks between tiers.")
 
-    doc.heading("Figures")
-    for path, caption in _figures(comparisons, inputs.pairs, out, tol):
-        doc.figure(path, caption)
+    doc.heading("Where TTFT goes")
+    doc.paragraph("Share of TTFT spent queueing for the engine, loading the cached prefix and computing, over the "
+                  "served requests (each part's seconds summed over requests / the parts' sum), measured by the "
+                  "runtime / predicted by the model.")
+    rows = []
+    for c in comparisons:
+        shares = _shares(c)
+        meas, pred = shares["measured"], shares["predicted"]
+        rows.append([c.config, *(f"{pct(meas[part])} / {pct(pred[part])}" for part in TTFT_PARTS),
+                     f"{_s(meas['mean_ttft_s'])} / {_s(pred['mean_ttft_s'])}"])
+    doc.table(["config", *TTFT_PARTS, "mean TTFT"], rows)
 
-    doc.heading("Why the clocks differ")
-    doc.paragraph(
-        "The model mirrors what the runtime does: one thread carries out a request's moves one after the "
-        "other (`sim.executor=serial`); the moves are applied in the runtime's batches and netted as its "
-        "executor nets them (a block demoted and promoted back in one batch is not copied; a block born "
-        "and demoted is born in the lower tier; a write-through copy of a born block is born twice); "
-        "demotions inside the request; a multi-hop copy as one direct copy; each direction of a link at its "
-        "own speed; a block that changes codec read in one encoding and written in the other; the "
-        "runtime's checksums (every read, every re-encoded block, every birth; in place or just after a "
-        "copy); the birth of every block a request computes or writes; the file tier's manifest commits "
-        "when its spare slots run out and on time; and its own bookkeeping. What it leaves out, and so "
-        "where the residual error comes from:"
-    )
-    doc.bullets([
-        "**Other processes on a shared machine**: they take CPU time and memory bandwidth from the runtime "
-        "(and from the calibration) at moments the model cannot know; it shows as scatter between runs of "
-        "the same config, several percent on this machine (`crosscheck.repeats` runs the runtime several "
-        "times and keeps the run of median makespan).",
-        "**Cache state the model does not track**: a block copied straight between memory tiers is "
-        "checksummed in place at the rate measured on a slab larger than the cache; a block that moved a "
-        "moment ago (a small, hot working set) is still in cache and is checked and copied faster.",
-        "**Steps measured apart**: a codec call or a copy right after another kind of step (a file write, "
-        "a birth) runs slower or faster than in calibration, depending on what that step left in the "
-        "caches and the allocator; the per-config rates take this in only on average.",
-        "**Staged blocks and runs of slots**: when a slot is reused within a batch the runtime stages a "
-        "block (one more copy), and consecutive slots are read and written in one call; the model charges "
-        "each block one read and one write.",
-        "**Bookkeeping as fitted**: the runtime's Python work per request, reference, batch and move is "
-        "fitted on tiny blocks; with large blocks a few per-call costs (timers, meters) are per block and "
-        "not per batch.",
-    ])
-    md = out / "report.md"
-    html = out / "report.html"
+    out.mkdir(parents=True, exist_ok=True)
+    _figures(doc, comparisons, out, t)
+    md, html = out / "report.md", out / "report.html"
     md.write_text(doc.markdown())
     html.write_text(doc.html())
     return md, html
