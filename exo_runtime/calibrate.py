@@ -45,7 +45,13 @@ import torch
 
 from exo_runtime.buffers import StagingPool, align_up
 from exo_runtime.codecs import codec_names, make_codec
-from exo_runtime.engine.calibrate_compute import PrefillCalibration, calibrate_prefill
+from exo_runtime.engine.calibrate_compute import (
+    EncodeCalibration,
+    PrefillCalibration,
+    calibrate_encode,
+    calibrate_prefill,
+    check_encode_grid,
+)
 from exo_runtime.hostcosts import HostFigures, measure_host, sim_yaml
 from exo_runtime.integrity import row_crcs
 from exo_runtime.nvml import GpuMemoryProbe
@@ -314,6 +320,8 @@ class Calibration:
     prefill: PrefillCalibration | None = None
     """The engine's measured prefill cost (``None``: not calibrated, see ``prefill_note``)."""
     prefill_note: str = ""
+    encode: EncodeCalibration | None = None
+    """A ``rag_chunk`` payload's measured encoder cost (``None`` for other payloads)."""
 
 
 def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Calibration:
@@ -334,6 +342,9 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
     for key in ("bytes_per_size", "repeats", "codec_elements"):
         if int(getattr(cal, key)) <= 0:
             raise ConfigError(f"runtime.calibrate.{key}", f"must be > 0, got {getattr(cal, key)}")
+    rag = str(cfg.payload.kind) == "rag_chunk"
+    if rag:
+        check_encode_grid(list(cal.encode_batch_chunks), list(cal.encode_chunk_tokens))
     hw = cfg.hardware
     tiers = {t.name: t for t in hw.tiers}
     if not hw.links:
@@ -394,21 +405,35 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
     threads = torch.get_num_threads()
     torch.set_num_threads(int(cfg.runtime.codec_threads))  # as exo-run runs its codecs
     prefill: PrefillCalibration | None = None
+    encode: EncodeCalibration | None = None
     prefill_note = ""
     try:
         codecs = measure_codecs(int(cal.codec_elements), max(sizes) // 4, cfg.codec, int(cal.repeats))
-        if progress:
-            progress("prefill compute")
-        try:
-            prefill = calibrate_prefill(cfg.payload, int(cfg.block_tokens), int(cfg.seed), int(cal.repeats))
-        except ExoError as err:
-            prefill_note = f"compute not calibrated: {err}"
+        if rag:  # a miss re-embeds chunks: the encoder's cost, on the threads exo-run gives it
+            if progress:
+                progress("encoder compute")
+            encode = calibrate_encode(
+                cfg.payload, int(cfg.seed), int(cal.repeats), list(cal.encode_batch_chunks),
+                list(cal.encode_chunk_tokens),
+            )
+        else:
+            if progress:
+                progress("prefill compute")
+            try:
+                prefill = calibrate_prefill(cfg.payload, int(cfg.block_tokens), int(cfg.seed), int(cal.repeats))
+            except ExoError as err:
+                prefill_note = f"compute not calibrated: {err}"
     finally:
         torch.set_num_threads(threads)
-    compute_lines = prefill.yaml_lines() if prefill is not None else [f"# {prefill_note}"]
+    if encode is not None:
+        compute_lines = encode.yaml_lines()
+    else:
+        compute_lines = prefill.yaml_lines() if prefill is not None else [f"# {prefill_note}"]
     text = profile_yaml(name, hw, links, copies, codecs, compute_lines)
     path = _write(target / f"{name}.yaml", text)
-    result = Calibration(name, path, copies, links, codecs, text, prefill=prefill, prefill_note=prefill_note)
+    result = Calibration(
+        name, path, copies, links, codecs, text, prefill=prefill, prefill_note=prefill_note, encode=encode
+    )
     scratch = Path(tempfile.mkdtemp(prefix="exo-calibrate-", dir=base))
     try:
         result.host = measure_host(cfg, links, codecs, scratch, progress)

@@ -53,6 +53,8 @@ def test_exo_calibrate_writes_the_serial_executor_exo_sim_loads(tmp_path: Path) 
         "runtime.calibrate.bytes_per_size=1048576",
         "runtime.calibrate.repeats=1",
         "runtime.calibrate.codec_elements=65536",
+        "runtime.calibrate.encode_batch_chunks=[1,2]",  # the rag payload's encoder: a small grid
+        "runtime.calibrate.encode_chunk_tokens=[16,64]",
         f"hydra.run.dir={tmp_path / 'cal'}",
         timeout=300,
     )

@@ -54,6 +54,15 @@ def main(cfg: DictConfig) -> None:
                 f"d {c.d_s_per_token * 1e6:.4f} us/cached token; relative error median {r.median:.3f}, "
                 f"max {r.max:.3f}"
             )
+        elif result.encode is not None:
+            e = result.encode
+            rates = ", ".join(f"{rate:.2f} chunks/s at k={k} t={t}" for k, t, rate in e.measured_chunks_per_s())
+            print(
+                f"encoder (all-MiniLM-L6-v2 on {e.device}, {e.threads} thread(s), {e.weights}; the cost does not "
+                f"depend on the weights): a {e.cost.a_s * 1e3:.3f} ms/pass, b {e.cost.b_s_per_token * 1e6:.3f} "
+                f"us/token, c {e.cost.c_s_per_token_pair * 1e9:.4f} ns/pair; relative error median "
+                f"{e.residuals.median:.3f}, max {e.residuals.max:.3f}; measured {rates}"
+            )
         else:
             print(result.prefill_note)
         print(f"wrote {result.path}; load it with hardware=calibrated/{result.name}")

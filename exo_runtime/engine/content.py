@@ -98,7 +98,8 @@ class ChunkEmbedding:
         texts = [chunk_text(c, self.chunk_chars) for c in ids]
         tokens = self.encoder.tokenize(texts)
         self.clock.start()
-        emb = torch.cat([self.encoder.encode_ids(tokens[a : a + 32]) for a in range(0, len(tokens), 32)])
+        step = self.encoder.batch_size
+        emb = torch.cat([self.encoder.encode_ids(tokens[a : a + step]) for a in range(0, len(tokens), step)])
         self.clock.stop(sum(len(t) for t in tokens))
         x[: len(blocks)].view(len(blocks), -1).copy_(emb.view(len(blocks), -1).cpu())
         if raw is not None:

