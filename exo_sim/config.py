@@ -52,6 +52,7 @@ class LinkConfig:
     reverse_bandwidth_gbps: Optional[float] = None  # dst -> src, duplex only; None: bandwidth_gbps
     reverse_latency_us: Optional[float] = None  # dst -> src, duplex only; None: latency_us
     block_us: float = 0.0  # per block carried (one I/O or copy call per block), on top of the latency
+    reverse_block_us: Optional[float] = None  # dst -> src, duplex only; None: block_us
 
 
 @dataclass
@@ -297,42 +298,6 @@ class PathsConfig:
 
 
 @dataclass
-class HostCostConfig:
-    """What one host thread pays for a request's work under ``sim.executor=serial`` (``sim.host``).
-
-    ``exo-run`` carries out each request in one thread, step after step; ``exo-calibrate`` measures
-    these figures on its host (``conf/sim/calibrated/<name>.yaml``). ``checksum_gbps`` is the CRC-32
-    speed in GB/s (``None``: checksums are not charged) over bytes the thread has just written — a
-    born block's float32 data and raw bytes, a block re-encoded for another tier, a block read into a
-    buffer — and ``checksum_cold_gbps`` (``None``: the same) over a slab's row checked in place, as
-    the runtime checks a block it copies straight from one host-memory tier to another without
-    re-encoding it; reads are checked only with ``verify_reads``.
-    ``batch_moves``: a request's moves are applied in batches, one closed before a reference whenever
-    it holds more than this many (``exo-run``'s staging pool; ``None``: one batch per request).
-    ``request_us``, ``reference_us``, ``batch_us`` and ``move_us``: fixed bookkeeping time per
-    request, per block reference, per batch and per move the decision core makes. A file tier keeps
-    ``max(8, ceil(capacity x file_spare_fraction))`` spare slots and reuses a freed slot only after a
-    manifest commit; it commits when a batch needs more free slots than it has, and every
-    ``commit_interval_s`` (``None``: never on time alone); a commit costs ``commit_us`` plus
-    ``commit_entry_us`` per block the tier holds (``exo-run``'s ``runtime.file_spare_fraction`` and
-    ``runtime.manifest_interval_s``).
-    """
-
-    checksum_gbps: Optional[float] = None
-    checksum_cold_gbps: Optional[float] = None
-    verify_reads: bool = True
-    batch_moves: Optional[int] = None
-    request_us: float = 0.0
-    reference_us: float = 0.0
-    batch_us: float = 0.0
-    move_us: float = 0.0
-    file_spare_fraction: float = 0.05
-    commit_interval_s: Optional[float] = None
-    commit_us: float = 0.0
-    commit_entry_us: float = 0.0
-
-
-@dataclass
 class SimConfig:
     """Knobs of the SimPy timed model (``exo-sim``); options live in ``conf/sim/`` (``sim=default``).
 
@@ -342,7 +307,7 @@ class SimConfig:
     when its previous one is served and a think time (``think_time_s``, ``fixed`` or ``exponential``
     with that mean) has passed. Every process hands requests to the decision core in workload order.
 
-    Serving (``executor=engines``): each request waits for one of ``compute_engines`` compute engines
+    Serving: each request waits for one of ``compute_engines`` compute engines
     (a GPU, or a TP group; one request at a time each, FCFS: no batching of prefills), loads its
     cached prefix from lower tiers over the links (and decodes it on one of ``codec_workers`` codec
     engines), then prefills the rest at the hardware profile's prefill cost ``prefill_s(n, p)``
@@ -352,13 +317,9 @@ class SimConfig:
     tiers is decoded and re-encoded at the hardware profile's codec throughputs. Victims are
     demoted in the ``background`` (the request does not wait for them) or ``sync`` (it does). A
     promotion crossing several links is carried ``store_and_forward`` (one link after the other) or
-    ``pipeline`` (all links held at once, the slowest one setting the pace).
-
-    Executor (``executor``): ``engines`` runs each request's transfers, codec work and recompute on
-    the links, codec engines and prefill engines above, in parallel; ``serial`` carries out a
-    request's whole work in one host thread, one step after the other, requests in arrival order — as
-    ``exo-run`` does — and also charges that thread's costs in ``host`` (checksums, bookkeeping) and
-    the birth of every block the request writes (see :mod:`exo_sim.sim.host`).
+    ``pipeline`` (all links held at once, the slowest one setting the pace). What the engine spends
+    around the prefill (scheduling, the KV load out of the top tier, the KV store after the first
+    token, and whether its own thread does the copies) is the hardware profile's ``engine``.
     """
 
     arrival: str = "trace"  # trace | poisson | fixed_rate | closed_loop
@@ -368,13 +329,11 @@ class SimConfig:
     think_time_dist: str = "fixed"  # fixed | exponential
     demotion: str = "background"  # background | sync
     multi_hop: str = "store_and_forward"  # store_and_forward | pipeline
-    prefill_tokens_per_s: float = 10_000.0  # payloads without an architecture (RAG chunks), and serial
+    prefill_tokens_per_s: float = 10_000.0  # payloads without an architecture or encoder cost
     compute_engines: int = 1
     overlap: str = "none"  # none | layerwise
     codec_workers: int = 1
     write_requests: bool = True  # write requests.parquet (one row per request)
-    executor: str = "engines"  # engines | serial
-    host: HostCostConfig = field(default_factory=HostCostConfig)  # serial only
 
 
 @dataclass
@@ -535,6 +494,16 @@ class PlanConfig:
 
 
 @dataclass
+class CrosscheckTargetsConfig:
+    """The cross-check's error targets (fractions; see :class:`CrosscheckConfig`)."""
+
+    ttft_median: float = 0.10
+    ttft_p99: float = 0.15
+    makespan: float = 0.15
+    makespan_median: float = 0.05
+
+
+@dataclass
 class CrosscheckConfig:
     """Knobs of the cross-check (``exo-crosscheck``), owned by ``experiments.crosschecking``.
 
@@ -544,8 +513,10 @@ class CrosscheckConfig:
     measured by ``exo-calibrate`` into ``calibration_name`` under the run's folder; otherwise
     ``profile`` names an existing ``hardware=calibrated/<profile>`` and ``sim=calibrated/<profile>``.
     Each config runs the timed model, then the runtime ``repeats`` times (the run with the median
-    makespan is compared). A config passes when its decisions are identical and its makespan and p99
-    latency errors are within ``tolerance`` (a fraction).
+    makespan is compared). ``targets`` are the model's error bounds (fractions): a config passes when
+    its hits are identical, its median per-request TTFT error is within ``ttft_median``, its p99 TTFT
+    error within ``ttft_p99`` and its makespan error within ``makespan``; the suite also needs its
+    median makespan error within ``makespan_median``.
     """
 
     name: str = "cpu"
@@ -554,7 +525,7 @@ class CrosscheckConfig:
     calibration_name: str = "crosscheck"
     profile: Optional[str] = None
     repeats: int = 1
-    tolerance: float = 0.15
+    targets: CrosscheckTargetsConfig = field(default_factory=lambda: CrosscheckTargetsConfig())
 
 
 @dataclass

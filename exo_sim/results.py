@@ -61,6 +61,17 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 
 @dataclass
+class PairUsage:
+    """What the copies from tier ``src`` to tier ``dst`` took: blocks, bytes and busy seconds."""
+
+    src: str
+    dst: str
+    blocks: int = 0
+    bytes_moved: int = 0
+    busy_s: float = 0.0
+
+
+@dataclass
 class OccupancySeries:
     """Occupancy samples: one row per (sample, tier)."""
 

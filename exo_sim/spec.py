@@ -156,6 +156,7 @@ class LinkSpec:
     reverse_bandwidth_bytes_per_s: float | None = None
     reverse_latency_s: float | None = None
     block_s: float = 0.0
+    reverse_block_s: float | None = None
 
     def reverse(self) -> LinkSpec:
         """The ``dst`` -> ``src`` direction as a link of its own (same channels)."""
@@ -166,7 +167,7 @@ class LinkSpec:
             latency_s=self.reverse_latency_s or self.latency_s,
             duplex=self.duplex,
             channels=self.channels,
-            block_s=self.block_s,
+            block_s=self.block_s if self.reverse_block_s is None else self.reverse_block_s,
         )
 
 
@@ -478,8 +479,14 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
         block_us = float(getattr(link, "block_us", 0.0))
         if not block_us >= 0:
             raise _fail(locate, f"{key}.block_us", f"must be >= 0, got {block_us}")
+        reverse_block = getattr(link, "reverse_block_us", None)
+        if reverse_block is not None and not float(reverse_block) >= 0:
+            raise _fail(locate, f"{key}.reverse_block_us", f"must be >= 0 (or null: as block_us), got {reverse_block}")
         reverse_bw = getattr(link, "reverse_bandwidth_gbps", None)
         reverse_lat = getattr(link, "reverse_latency_us", None)
+        if reverse_block is not None and not link.duplex:
+            raise _fail(locate, f"{key}.reverse_block_us", "is set on a link that is not duplex; a simplex link "
+                        "carries both directions on one resource at one speed")
         for name, value in (("reverse_bandwidth_gbps", reverse_bw), ("reverse_latency_us", reverse_lat)):
             if value is None:
                 continue
@@ -499,6 +506,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
                 reverse_bandwidth_bytes_per_s=None if reverse_bw is None else float(reverse_bw) * 1e9,
                 reverse_latency_s=None if reverse_lat is None else float(reverse_lat) * 1e-6,
                 block_s=block_us * 1e-6,
+                reverse_block_s=None if reverse_block is None else float(reverse_block) * 1e-6,
             )
         )
 

@@ -1,12 +1,14 @@
-"""``exo-crosscheck``: the timed model against the runtime on a suite of configs, in one command.
+"""``exo-crosscheck``: the planner's timed model against the serving engine on a suite of configs.
 
-``exo-calibrate`` measures this host into a calibrated profile and serial executor (under the run's
-folder), then every config of the suite (``conf/crosscheck/<suite>.yaml``; its configs are options of
-``conf/experiment/crosscheck/``) runs on the timed model and on the runtime, and the two are compared:
-decisions must be identical, time is the model's relative error. Writes ``crosscheck.parquet``,
-``report.md`` and ``report.html`` (with figures) into Hydra's run folder, prints one verdict per config
-and ends with the line ``decisions identical K/N; makespan error median X%, worst Y%; p99 latency error
-median Z%``. See :mod:`experiments.crosschecking.suite` for what runs how.
+``exo-calibrate`` measures this host into a calibrated profile (under the run's folder: links, codecs,
+the payload's prefill compute), then for every config of the suite (``conf/crosscheck/<suite>.yaml``;
+its configs are options of ``conf/experiment/crosscheck/``) the engine's own costs are measured, the
+timed model ``exo-plan`` uses predicts the run, ``exo-run`` runs it, and the two are compared: hits
+must be identical, time is the model's relative error. Writes ``crosscheck.parquet``,
+``crosscheck_requests.parquet`` (every request's TTFT error), ``report.md`` and ``report.html`` (with
+figures) into Hydra's run folder, prints one verdict per config and ends with the line ``hits
+identical K/N; TTFT error median X%, p99 Y%; makespan error median Z%, worst W%`` (then, if the suite
+misses ``crosscheck.targets``, which ones, and exits 1). See :mod:`experiments.crosschecking.suite`.
 
     exo-crosscheck                    # the CPU-only suite (a few minutes)
     exo-crosscheck crosscheck=tiny    # seconds
@@ -29,18 +31,19 @@ from omegaconf import DictConfig
 
 from exo_sim.cli.entry import CONF_DIR, setup, user_errors
 from exo_sim.errors import ConfigError
-from experiments.crosschecking.compare import Comparison, compare
-from experiments.crosschecking.rates import BlockRates, model_overrides
-from experiments.crosschecking.report import ReportInputs, results_frame, summary_line, write_report
+from experiments.crosschecking.compare import Comparison, compare_pair
+from experiments.crosschecking.report import ReportInputs, write_report, write_tables
 from experiments.crosschecking.suite import (
     RunPair,
     calibrate_host,
     check_suite,
     compose_config,
     config_overrides,
+    engine_overrides,
     run_pair,
     suite_names,
 )
+from experiments.crosschecking.verdict import Targets, suite_errors, suite_misses, summary_line, verdict_line
 
 setup()
 
@@ -54,6 +57,7 @@ class CrosscheckResult:
     comparisons: list[Comparison]
     pairs: list[RunPair]
     line: str
+    misses: list[str]
     parquet: Path
     report_md: Path
     report_html: Path
@@ -83,8 +87,7 @@ def run_crosscheck(
     cc = cfg.crosscheck
     if int(cc.repeats) < 1:
         raise ConfigError("crosscheck.repeats", f"must be >= 1, got {cc.repeats}")
-    if not float(cc.tolerance) > 0:
-        raise ConfigError("crosscheck.tolerance", f"must be > 0, got {cc.tolerance}")
+    targets = suite_targets(cc.targets)
     names = suite_names(cfg)
     extra = list(overrides)
     check_suite(names, extra)
@@ -92,36 +95,45 @@ def run_crosscheck(
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     host = calibrate_host(cfg, out, say)
-    rates = BlockRates(out / "calibration")
-    tolerance = float(cc.tolerance)
     comparisons: list[Comparison] = []
     pairs: list[RunPair] = []
     for i, name in enumerate(names):
         if say:
-            say(f"[{i + 1}/{len(names)}] {name}: timed model, then runtime")
+            say(f"[{i + 1}/{len(names)}] {name}: engine calibration, timed model, then exo-run")
         base = compose_config(config_overrides(name, host, extra))
-        model, rate = model_overrides(base, rates)
-        run_cfg = compose_config(config_overrides(name, host, extra, model))
-        pair = run_pair(name, run_cfg, out, int(cc.repeats), rate)
-        result = compare(name, pair.sim_summary, pair.runtime_summary, pair.sim_series, pair.runtime_series)
+        engine, _ = engine_overrides(base, out / "calibration", say)
+        run_cfg = compose_config(config_overrides(name, host, extra, engine))
+        pair = run_pair(name, run_cfg, out, int(cc.repeats), host.calibration is not None or bool(cc.profile))
+        result = compare_pair(pair)
         comparisons.append(result)
         pairs.append(pair)
         if emit:
-            emit(result.verdict(tolerance))
-    parquet = out / "crosscheck.parquet"
-    results_frame(comparisons).to_parquet(parquet, index=False)
+            emit(verdict_line(result, targets))
+    parquet, _ = write_tables(comparisons, out, targets)
     inputs = ReportInputs(
         suite=str(cc.name),
         host=host,
         pairs=pairs,
-        tolerance=tolerance,
+        targets=targets,
         load_before=load_before,
         load_after=os.getloadavg(),
         elapsed_s=time.perf_counter() - t0,
         cpus=os.cpu_count() or 1,
     )
     md, html = write_report(comparisons, inputs, out)
-    return CrosscheckResult(comparisons, pairs, summary_line(comparisons), parquet, md, html)
+    misses = suite_misses(suite_errors(comparisons), targets)
+    return CrosscheckResult(comparisons, pairs, summary_line(comparisons), misses, parquet, md, html)
+
+
+def suite_targets(node: Any) -> Targets:
+    """``crosscheck.targets`` as :class:`Targets`, each refused in one sentence naming its key."""
+    values = {}
+    for name in ("ttft_median", "ttft_p99", "makespan", "makespan_median"):
+        value = node[name]
+        if not (isinstance(value, int | float) and 0 < float(value) < 10):
+            raise ConfigError(f"crosscheck.targets.{name}", f"must be a fraction > 0 (0.10 is 10 %), got {value!r}")
+        values[name] = float(value)
+    return Targets(**values)
 
 
 def passed_overrides(task: Sequence[str]) -> list[str]:
@@ -151,6 +163,9 @@ def main(cfg: DictConfig) -> None:
                                 lambda line: print(line, flush=True))
         print(f"-> {result.report_md}, {result.report_html}, {result.parquet}")
         print(result.line)
+        if result.misses:
+            print("targets missed: " + "; ".join(result.misses))
+            sys.exit(1)
 
 
 if __name__ == "__main__":

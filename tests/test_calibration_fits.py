@@ -7,18 +7,16 @@ or degenerate points, and the residual a fit reports against one computed here w
 
 The fits: a link's latency and bandwidth (:func:`~exo_runtime.calibrate.fit_link`; the copies
 :func:`~exo_runtime.calibrate.measure_link` times are fed to it as :class:`CopyMeasurement` rows),
-the host costs (:mod:`exo_runtime.hostcosts`: checksum rate, bookkeeping, manifest commits), the
-prefill compute (:func:`~exo_sim.compute.fit_prefill_cost` on the grid
+the prefill compute (:func:`~exo_sim.compute.fit_prefill_cost` on the grid
 :func:`~exo_runtime.engine.calibrate_compute.calibrate_prefill` measures, and that function itself
-with a model whose times are known), and the cross-check's per-block-size rates
-(:class:`~experiments.crosschecking.rates.BlockRates`, :class:`~exo_runtime.hostcosts.DriveRate`).
+with a model whose times are known). The engine's own costs (call + per-block fits) are tested in
+tests/test_calibrate_engine.py.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,10 +27,7 @@ import yaml
 from exo_runtime.calibrate import CopyMeasurement, fit_link
 from exo_runtime.engine import calibrate_compute
 from exo_runtime.engine.calibrate_compute import PREFILL_GRID, PrefillCalibration, calibrate_prefill
-from exo_runtime.hostcosts import DriveRate, InRunRates, fit_commit, fit_rate, nonnegative_fit
 from exo_sim.compute import PrefillCost, fit_prefill_cost
-from exo_sim.spec import build_spec
-from experiments.crosschecking import rates as rates_mod
 
 SIGNS = list(itertools.product((1.0, -1.0), repeat=3))
 """Every sign pattern of a +-1 % error over three sizes: the noise the noisy link fits are fed."""
@@ -116,117 +111,6 @@ def test_fit_link_refuses_no_measurements_or_zero_times() -> None:
         fit_link([])
     with pytest.raises(ValueError, match="fit_link needs"):
         fit_link([CopyMeasurement("a", "b", "ram", "shm", 65536, 4, 0.0)])
-
-
-# --------------------------------------------------------------------------- checksums (fit_rate)
-@pytest.mark.parametrize("signs", SIGNS, ids=SIGN_IDS)
-def test_fit_rate_recovers_a_checksum_rate_under_noise(signs: tuple[float, ...]) -> None:
-    sizes, latency_s, rate = [16384, 262144, 4194304], 0.4e-6, 6e9  # CRC-32: ~6 GB/s, 0.4 us a call
-    exact = [latency_s + s / rate for s in sizes]
-    got_rate, got_latency = fit_rate(sizes, exact)
-    assert got_rate == pytest.approx(rate, rel=1e-9) and got_latency == pytest.approx(latency_s, abs=1e-15)
-    eps = 0.01  # tolerances as for links: 2 % on the rate, 2 % of the smallest size's time on latency
-    got_rate, got_latency = fit_rate(sizes, [t * (1 + eps * s) for t, s in zip(exact, signs, strict=True)])
-    assert got_rate == pytest.approx(rate, rel=2 * eps)
-    assert abs(got_latency - latency_s) <= 2 * eps * exact[0]
-
-
-def test_fit_rate_reports_a_true_zero_latency_as_zero_never_negative() -> None:
-    sizes = [16384, 262144, 4194304]
-    times = [s / 6e9 * f for s, f in zip(sizes, [0.99, 1.01, 1.01], strict=True)]
-    slope, intercept = np.polyfit(sizes, times, 1, w=1 / np.asarray(times))
-    assert intercept < 0  # the noise does pull a plain fit's latency below zero
-    rate, latency = fit_rate(sizes, times)
-    assert latency == 0.0 and rate == pytest.approx(6e9, rel=0.02)
-
-
-def test_fit_rate_refuses_empty_mismatched_or_zero_times() -> None:
-    with pytest.raises(ValueError, match="one time per size"):
-        fit_rate([], [])
-    with pytest.raises(ValueError, match="one time per size"):
-        fit_rate([1000, 2000], [1e-6])
-    with pytest.raises(ValueError, match="> 0 s"):
-        fit_rate([1000, 2000], [1e-6, 0.0])
-
-
-# --------------------------------------------------------------------------- bookkeeping (nonnegative_fit)
-# Counts shaped like the six calibration workloads (requests, references, batches, moves), invented
-# here: hits with 1, 4 and 16 references a request (nothing moves, so no batches), then thrashing ones.
-BOOKKEEPING_X = np.array(
-    [
-        [3000, 3000, 0, 12],
-        [1000, 4000, 0, 20],
-        [500, 8000, 0, 40],
-        [2400, 2400, 1900, 4500],
-        [800, 3200, 1400, 6100],
-        [300, 4800, 1100, 9000],
-    ],
-    dtype=np.float64,
-)
-
-
-def test_nonnegative_fit_recovers_bookkeeping_costs_with_a_true_zero() -> None:
-    beta = np.array([20e-6, 3e-6, 0.0, 8e-6])  # s per request, reference, batch (truly free), move
-    got = nonnegative_fit(BOOKKEEPING_X, BOOKKEEPING_X @ beta)
-    assert got[[0, 1, 3]] == pytest.approx(beta[[0, 1, 3]], rel=1e-9)
-    assert 0.0 <= got[2] <= 1e-12
-
-
-@pytest.mark.parametrize("signs", [(1, -1, -1, 1, -1, 1), (1, 1, -1, -1, 1, -1), (-1, 1, 1, -1, 1, 1)])
-def test_nonnegative_fit_under_noise_stays_non_negative_and_near(signs: tuple[int, ...]) -> None:
-    # +-2 % on each run's extra time. Tolerance: 1 us on every coefficient, the error plain least
-    # squares makes on this design with this noise (|pinv(X) @ noise| < 1 us, checked here).
-    beta = np.array([20e-6, 3e-6, 0.0, 8e-6])
-    y = BOOKKEEPING_X @ beta
-    noise = y * 0.02 * np.array(signs)
-    assert np.abs(np.linalg.pinv(BOOKKEEPING_X) @ noise).max() < 1e-6
-    got = nonnegative_fit(BOOKKEEPING_X, y + noise)
-    assert (got >= 0).all()
-    assert np.abs(got - beta).max() < 1e-6
-
-
-def test_nonnegative_fit_reaches_the_optimum_where_dropping_negatives_does_not() -> None:
-    # Unconstrained least squares gives (-4, 5, -3). Dropping the most negative column, then the next,
-    # leaves column 1 alone (residual 1.84). The optimum, by hand: support {0, 1}, normal equations
-    # [[7, 13], [13, 26]] beta = [16, 30] -> (2, 2/13); column 2's gradient there is -6/13 < 0, so it
-    # stays out (Karush-Kuhn-Tucker); residual sqrt(234)/13 = 1.177.
-    x = np.array([[2, 3, 1], [1, 3, 3], [1, 2, 1], [1, 2, 1]], dtype=np.float64)
-    y = np.array([4, 2, 3, 3], dtype=np.float64)
-    got = nonnegative_fit(x, y)
-    assert got == pytest.approx([2.0, 2.0 / 13.0, 0.0], abs=1e-12)
-    assert np.linalg.norm(x @ got - y) == pytest.approx(np.sqrt(234) / 13)
-
-
-# --------------------------------------------------------------------------- manifest commits (fit_commit)
-def test_fit_commit_recovers_a_fixed_cost_and_a_cost_per_entry() -> None:
-    fixed_s, per_entry_s = 250e-6, 0.05e-6
-    entries = (64, 2048)  # measure_commit's default
-    medians = [fixed_s + per_entry_s * e for e in entries]
-    assert fit_commit(entries, medians) == pytest.approx((fixed_s, per_entry_s), rel=1e-9)
-    # a point between the first and the last is not used (documented): moving it changes nothing
-    assert fit_commit((64, 512, 2048), [medians[0], 1.0, medians[1]]) == pytest.approx((fixed_s, per_entry_s))
-    # +-5 % on the two medians: the line through them, computed here
-    noisy = [medians[0] * 1.05, medians[1] * 0.95]
-    slope = (noisy[1] - noisy[0]) / (2048 - 64)
-    assert fit_commit(entries, noisy) == pytest.approx((noisy[0] - 64 * slope, slope))
-
-
-def test_fit_commit_clips_truly_zero_terms_at_zero() -> None:
-    # no cost per entry, and noise making the larger manifest faster: per-entry 0, all of it fixed
-    assert fit_commit((64, 2048), [300e-6, 290e-6]) == (pytest.approx(300e-6), 0.0)
-    # no fixed cost: exactly proportional medians give 0 (never negative)
-    fixed, per_entry = fit_commit((64, 2048), [64 * 0.1e-6, 2048 * 0.1e-6])
-    assert per_entry == pytest.approx(0.1e-6) and 0.0 <= fixed < 1e-18
-    # one point, or the same count twice: all of it fixed
-    assert fit_commit((64,), [300e-6]) == (300e-6, 0.0)
-    assert fit_commit((64, 64), [300e-6, 310e-6]) == (300e-6, 0.0)
-
-
-def test_fit_commit_refuses_no_points() -> None:
-    with pytest.raises(ValueError, match="fit_commit needs"):
-        fit_commit((), [])
-    with pytest.raises(ValueError, match="fit_commit needs"):
-        fit_commit((64, 2048), [1e-4])
 
 
 # --------------------------------------------------------------------------- prefill compute
@@ -363,65 +247,3 @@ def test_calibrate_prefill_fits_the_times_it_measures(monkeypatch: pytest.Monkey
     assert [(pt[0], pt[1]) for pt in cal.points] == list(PREFILL_GRID)
     assert [pt[2] for pt in cal.points] == pytest.approx(seconds.tolist(), rel=1e-9)  # best, warm-up dropped
     assert cal.cost.coefficients() == pytest.approx(PREFILL_TRUE, rel=1e-6)
-
-
-# --------------------------------------------------------------------------- the cross-check's rates
-def test_drive_rate_recovers_the_bandwidth_after_a_known_latency() -> None:
-    latency_us, gbps, block = 30.0, 1.5, 262144
-    rate = DriveRate(blocks=100, nbytes=100 * block, seconds=100 * (latency_us * 1e-6 + block / (gbps * 1e9)))
-    assert rate.bandwidth_gbps(latency_us) == pytest.approx(gbps, rel=1e-9)
-    # another latency than the drive's: the bandwidth that gives the same mean time per block
-    other = rate.bandwidth_gbps(80.0)
-    assert other is not None
-    assert 80e-6 + block / (other * 1e9) == pytest.approx(latency_us * 1e-6 + block / (gbps * 1e9), rel=1e-9)
-    # nothing measured, or a latency the mean time per block does not cover: no bandwidth
-    assert DriveRate().bandwidth_gbps(30.0) is None
-    assert rate.bandwidth_gbps(1e6) is None
-
-
-def test_block_rates_and_model_overrides_reproduce_known_times(
-    monkeypatch: pytest.MonkeyPatch, make_cfg: Callable[..., Any], tmp_path: Path
-) -> None:
-    cfg = make_cfg("hardware=ci_cpu", "payload=tiny_llama_kv")
-    block = {t.name: t.block_bytes for t in build_spec(cfg).tiers}
-    mem_latency_s, mem_rate = 2.5e-6, 9e9  # shared <-> ram, one memory copy
-    drive_latency_s, write_rate, read_rate = 50e-6, 1.2e9, 2.4e9  # ram <-> nvme
-    birth_s = 400e-6
-    calls = {"in_run": 0, "link": 0}
-
-    def fake_in_run(c: Any, data_dir: Path) -> InRunRates:
-        calls["in_run"] += 1
-        nb, n = block["nvme"], 200
-        return InRunRates(
-            codecs={"fp32": (7.0, 9.0)}, birth_s=birth_s, runs=1,
-            reads={"nvme": DriveRate(n, n * nb, n * (drive_latency_s + nb / read_rate))},
-            writes={"nvme": DriveRate(n, n * nb, n * (drive_latency_s + nb / write_rate))},
-        )
-
-    def fake_link(src: str, sm: str, dst: str, dm: str, size: int, total: int, repeats: int, *a: Any,
-                  **k: Any) -> tuple[CopyMeasurement, CopyMeasurement]:
-        calls["link"] += 1
-        t = 16 * (mem_latency_s + size / mem_rate)
-        return CopyMeasurement(src, dst, sm, dm, size, 16, t), CopyMeasurement(dst, src, dm, sm, size, 16, t)
-
-    monkeypatch.setattr(rates_mod, "measure_in_run", fake_in_run)
-    monkeypatch.setattr(rates_mod, "measure_link", fake_link)
-    rates = rates_mod.BlockRates(tmp_path)
-    assert rates.prefill_tokens_per_s(cfg) == pytest.approx(int(cfg.block_tokens) / birth_s)
-    overrides, rate = rates_mod.model_overrides(cfg, rates)
-    assert rate == pytest.approx(int(cfg.block_tokens) / birth_s, rel=1e-9)
-    assert calls == {"in_run": 1, "link": 2}  # measured once per block size, then cached
-    got = dict(o.split("=", 1) for o in overrides)
-
-    def model_s(i: int, direction: str, nbytes: int) -> float:
-        return float(got[f"hardware.links.{i}.{direction}latency_us"]) * 1e-6 + nbytes / (
-            float(got[f"hardware.links.{i}.{direction}bandwidth_gbps"]) * 1e9)
-
-    # link 0 (shared <-> ram): each direction's time per block as copied, within 0.01 us and rounding
-    for direction, nbytes in (("", block["shared"]), ("reverse_", block["ram"])):
-        assert model_s(0, direction, nbytes) == pytest.approx(mem_latency_s + nbytes / mem_rate, abs=1.1e-8, rel=1e-5)
-    # link 1 (ram <-> nvme): the profile's 80 us latency kept, bandwidth set so the time per block is the drive's
-    nb = block["nvme"]
-    assert got["hardware.links.1.latency_us"] == "80"
-    assert model_s(1, "", nb) == pytest.approx(drive_latency_s + nb / write_rate, rel=1e-5)
-    assert model_s(1, "reverse_", nb) == pytest.approx(drive_latency_s + nb / read_rate, rel=1e-5)

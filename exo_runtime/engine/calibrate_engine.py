@@ -80,6 +80,27 @@ class EngineFigures:
     store_points: list[tuple[int, float]] = field(default_factory=list)
     scheduled_blocks: int = 0
 
+    def values(self, copies: str = "host") -> dict[str, Any]:
+        """``hardware.engine``'s keys and values.
+
+        ``copies``: ``host`` for ``exo-run``, whose executor applies a request's moves on the engine's
+        thread before its prefill.
+        """
+        return {
+            "copies": copies,
+            "schedule_us_per_block": float(f"{self.schedule_s_per_block * 1e6:.4g}"),
+            "kv_load_gbps": None,
+            "kv_load_block_us": float(f"{self.load_block_s * 1e6:.4g}"),
+            "kv_store_gbps": None,
+            "kv_store_block_us": float(f"{self.store_block_s * 1e6:.4g}"),
+            "calibrated": True,
+        }
+
+    def overrides(self, copies: str = "host") -> list[str]:
+        """The figures as Hydra overrides of ``hardware.engine``."""
+        return [f"hardware.engine.{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+                for k, v in self.values(copies).items()]
+
     def yaml_lines(self, copies: str) -> list[str]:
         """The ``engine:`` section of a calibrated hardware profile, with what each figure rests on."""
 
@@ -95,13 +116,8 @@ class EngineFigures:
             f"#   KV store (blocks: median time): {pts(self.store_points)}; fit {self.store_call_s * 1e6:.1f} us "
             f"per call (not modelled) + {self.store_block_s * 1e6:.2f} us per block",
             "engine:",
-            f"  copies: {copies}",
-            f"  schedule_us_per_block: {self.schedule_s_per_block * 1e6:.4g}",
-            "  kv_load_gbps: null",
-            f"  kv_load_block_us: {self.load_block_s * 1e6:.4g}",
-            "  kv_store_gbps: null",
-            f"  kv_store_block_us: {self.store_block_s * 1e6:.4g}",
-            "  calibrated: true",
+            *(f"  {k}: {'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+              for k, v in self.values(copies).items()),
         ]
 
 

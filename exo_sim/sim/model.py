@@ -28,8 +28,10 @@ uncompressed data); raw bytes (RAG text) are not re-encoded.
 Occupancy is the decision core's: a block counts in its new tier from the moment the decision is made
 (its slot is reserved), while its bytes are still on the way.
 
-With ``sim.executor=serial`` none of the above runs in parallel: each request is one job on a single
-host server, costed step by step by :class:`~exo_sim.sim.host.SerialHost` — ``exo-run``'s executor.
+Around the prefill the serving engine also schedules the request, loads its cached prefix out of the
+top tier and stores its new KV after the first token (``hardware.engine``, :mod:`exo_sim.engine_costs`);
+with ``copies: host`` its own thread does the request's copies between tiers too, one step after the
+other, before the prefill (a CPU server, or any engine that swaps blocks synchronously).
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ from exo_sim.driver import Driver
 from exo_sim.errors import ConfigError
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.replay import ProgressFn
-from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries
-from exo_sim.sim.host import PairUsage, SerialHost
+from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries, PairUsage
 from exo_sim.sim.links import Fabric, Link
 from exo_sim.sim.servers import Job, Server
 from exo_sim.sim.settings import Locator, SimSettings
@@ -98,7 +99,7 @@ class TimedModel:
         names = [t.name for t in spec.tiers]
         pairs = _codec_pairs(spec)
         self.fabric.check_routes(pairs, names, locate)
-        self.h = Hierarchy(spec, record_moves=settings.serial)
+        self.h = Hierarchy(spec)
         n = len(spec.tiers)
         self._routes: list[list[tuple[Link, ...]]] = [
             [self.fabric.route(a, b) or () for b in range(n)] for a in range(n)
@@ -112,10 +113,6 @@ class TimedModel:
         self._pairs: dict[tuple[int, int], PairUsage] = {}
         self.driver = Driver(self.h, spec.reuse, spec.block_tokens)
         self.codec = Server(self.env, settings.codec_workers, "codec")
-        self.host: SerialHost | None = None
-        self.host_server = Server(self.env, 1, "host")
-        if settings.serial:
-            self.host = SerialHost(spec, settings, self.fabric, self.h, self._codec_s, locate)
         self.last_end_s = 0.0
         self.log: list[tuple[float, float, str, str]] | None = None
         if keep_log:
@@ -146,7 +143,6 @@ class TimedModel:
         # set by run()
         self._chunks: Iterator[RequestChunk] = iter(())
         self._stream: Iterator[Request] = iter(())
-        self._serial_work = [0.0, 0.0]
         self.prefix = spec.reuse == "prefix"
         self._progress: ProgressFn | None = None
         self._series: OccupancySeries | None = None
@@ -157,7 +153,7 @@ class TimedModel:
         """Log every job: ``(start_s, end_s, server, request)``, e.g. ``(0.0, 1e-5, "t1->t0", "r2")``."""
         log: list[tuple[float, float, str, str]] = []
         self.log = log
-        servers = [self.engine, self.codec, self.host_server] + [link.server for link in self.fabric.links]
+        servers = [self.engine, self.codec] + [link.server for link in self.fabric.links]
         for server in servers:
             server.log = log  # type: ignore[assignment]
 
@@ -230,15 +226,7 @@ class TimedModel:
         self._in_system_since = now
         self.in_system_seen.append(self.in_system)
         self.in_system += 1
-        work = (0.0, 0.0)
-        between = None
-        if self.host is not None:
-            self._serial_work = [self.host.request_s(len(blocks), now), 0.0]
-            between = self._serial_batch
-        served = self.driver.request(blocks, tokens, writes, nxt, now, between)
-        if self.host is not None:
-            self._serial_batch(force=True)
-            work = (self._serial_work[0], self._serial_work[1])
+        served = self.driver.request(blocks, tokens, writes, nxt, now)
 
         rid = len(self.arrival_s)
         self.agent_of.append(agent)
@@ -294,8 +282,6 @@ class TimedModel:
                     down_n[i] += count
                 down_codec += count * codec_s
         self.bytes_loaded.append(loaded)
-        if self.host is not None:
-            return self._issue_serial(rid, work, waiter)
         if self.settings.encode is not None:  # rag_chunk: the encoder embeds the missed and the written blocks
             compute_s = self.settings.encode.seconds(served.reads - served.hit_blocks + served.writes)
         elif self.prefix:
@@ -481,39 +467,6 @@ class TimedModel:
         if waiter is not None:
             waiter.succeed()
 
-    def _serial_batch(self, force: bool = False) -> None:
-        """Serial executor: time the moves made so far as one batch when the runtime would apply them.
-
-        The runtime applies a request's pending moves before a block whenever they exceed its
-        staging pool's batch limit, and the rest at the end of the request (``force``).
-        """
-        host = self.host
-        assert host is not None
-        moves = self.h.moves
-        if moves and (force or len(moves) > host.batch_limit):
-            u, d = host.batch_s(moves)
-            moves.clear()
-            self._serial_work[0] += u
-            self._serial_work[1] += d
-
-    def _issue_serial(self, rid: int, work: tuple[float, float], waiter: simpy.Event | None) -> bool:
-        """Serial executor: the request's work is one job on the host server (demotions a second one)."""
-        main_s, down_s = work
-        sync = self.settings.demotion_sync
-        if sync:
-            main_s, down_s = main_s + down_s, 0.0
-        label = f"r{rid}" if self.log is not None else ""
-        server = self.host_server
-        if main_s <= 0 and down_s <= 0 and not server.in_use:  # nothing to do and nothing to wait for
-            self._depart(rid)
-            return False
-        service = _Service(self, rid, waiter)
-        service.pending = 1
-        server.job(main_s, label).callbacks.append(service.part_done)  # even 0 s: after the work queued
-        if down_s > 0:
-            server.job(down_s, label).callbacks.append(self._background_done)
-        return True
-
     def _depart(self, rid: int, first_token_s: float | None = None) -> None:
         """Request ``rid`` leaves the engine now; its first token came at ``first_token_s`` (default now)."""
         now = self.env.now
@@ -611,17 +564,18 @@ class TimedModel:
     @property
     def engine_busy_s(self) -> float:
         """Compute-engine seconds held by requests (loading their prefix and prefilling)."""
-        return self.host.prefill_busy_s if self.host is not None else self.engine.busy_s
+        return self.engine.busy_s
 
     @property
     def codec_busy_s(self) -> float:
         """Engine-seconds of codec work."""
-        return self.host.codec_busy_s if self.host is not None else self.codec.busy_s
+        return self.codec.busy_s
 
     def pair_usage(self) -> list[PairUsage]:
-        """Busy time and bytes per (source tier, destination tier) pair (host copies, serial executor; else empty)."""
-        if self.host is not None:
-            return self.host.pair_usage()
+        """Busy time and bytes per (source, destination) tier pair of the engine's own copies.
+
+        Empty with copy engines (``copies: dma``), whose time is counted per link.
+        """
         return list(self._pairs.values())
 
     @property
@@ -710,26 +664,6 @@ def _fewer_collections() -> Iterator[None]:
     finally:
         gc.set_threshold(*old)
         gc.unfreeze()
-
-
-class _Service:
-    """Counts down the parts a request waits for; the last one to end serves it."""
-
-    __slots__ = ("model", "rid", "waiter", "pending")
-
-    def __init__(self, model: TimedModel, rid: int, waiter: simpy.Event | None) -> None:
-        self.model = model
-        self.rid = rid
-        self.waiter = waiter
-        self.pending = 0
-
-    def part_done(self, _event: simpy.Event | None = None) -> None:
-        """One part ended (called once with nothing pending when there is nothing to wait for)."""
-        self.pending -= 1
-        if self.pending <= 0:
-            self.model._depart(self.rid)
-            if self.waiter is not None:
-                self.waiter.succeed()
 
 
 class _Chain:

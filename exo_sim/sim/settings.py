@@ -3,8 +3,7 @@
 Every value a type cannot check is checked here and refused with a
 :class:`~exo_sim.errors.ConfigError` naming its key: an unknown arrival process, an arrival rate that
 is not positive, a closed loop with no agents, a negative think time, a prefill rate that is not
-positive, an unknown demotion or multi-hop mode, an unknown executor, host costs that are negative
-(or set while the executor is not ``serial``, which alone uses them).
+positive, an unknown demotion, multi-hop or overlap mode.
 """
 
 from __future__ import annotations
@@ -28,28 +27,7 @@ OVERLAP_MODES = ("none", "layerwise")
 """How a request's prefix load and its prefill share time: ``none`` one after the other;
 ``layerwise`` pipelined layer by layer."""
 
-EXECUTORS = ("engines", "serial")
-"""``engines``: links, codec and prefill engines work in parallel; ``serial``: one host thread does all."""
-
 Locator = Callable[[str], "str | None"]
-
-
-@dataclass(frozen=True)
-class HostCosts:
-    """``cfg.sim.host``, validated, in SI units (see :class:`~exo_sim.config.HostCostConfig`)."""
-
-    checksum_bytes_per_s: float | None = None
-    checksum_cold_bytes_per_s: float | None = None
-    verify_reads: bool = True
-    batch_moves: int | None = None
-    request_s: float = 0.0
-    reference_s: float = 0.0
-    batch_s: float = 0.0
-    move_s: float = 0.0
-    file_spare_fraction: float = 0.05
-    commit_interval_s: float | None = None
-    commit_s: float = 0.0
-    commit_entry_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -67,8 +45,6 @@ class SimSettings:
     compute_engines: int
     codec_workers: int
     write_requests: bool
-    serial: bool = False
-    host: HostCosts = HostCosts()
     prefill_cost: PrefillCost = PrefillCost(0.0, 1e-4, 0.0, 0.0, "derived", "sim.prefill_tokens_per_s")
     layerwise: bool = False
     layers: int = 1
@@ -103,8 +79,6 @@ def sim_settings(sim: Any, locate: Locator | None = None) -> SimSettings:
     for key in ("compute_engines", "codec_workers"):
         if int(getattr(sim, key)) < 1:
             raise _fail(locate, f"sim.{key}", f"must be >= 1, got {getattr(sim, key)}")
-    executor = one_of("executor", str(getattr(sim, "executor", "engines")), EXECUTORS)
-    host = _host_costs(getattr(sim, "host", None), executor, locate)
     rate = sim.arrival_rate_per_s
     settings = SimSettings(
         arrival=str(sim.arrival),
@@ -123,8 +97,6 @@ def sim_settings(sim: Any, locate: Locator | None = None) -> SimSettings:
         layerwise=overlap == "layerwise",
         codec_workers=int(sim.codec_workers),
         write_requests=bool(sim.write_requests),
-        serial=executor == "serial",
-        host=host,
     )
     arrival_process(settings, seed=0, locate=locate)  # checks the arrival knobs
     return settings
@@ -154,53 +126,3 @@ def with_compute(settings: SimSettings, cfg: Any, locate: Locator | None = None)
     return replace(
         settings, prefill_cost=cost or settings.prefill_cost, layers=max(1, layers), encode=encode, engine=engine
     )
-
-
-def _host_costs(host: Any, executor: str, locate: Locator | None) -> HostCosts:
-    """Check ``cfg.sim.host``; refuse figures that are negative, or set for an executor that ignores them."""
-    if host is None:
-        return HostCosts()
-    rate = host.checksum_gbps
-    if rate is not None and not float(rate) > 0:
-        raise _fail(locate, "sim.host.checksum_gbps", f"must be > 0 (or null: not charged), got {rate}")
-    cold = getattr(host, "checksum_cold_gbps", None)
-    if cold is not None and not float(cold) > 0:
-        raise _fail(locate, "sim.host.checksum_cold_gbps", f"must be > 0 (or null: as checksum_gbps), got {cold}")
-    for key in ("request_us", "reference_us", "batch_us", "move_us", "commit_us", "commit_entry_us",
-                "file_spare_fraction"):
-        if not float(getattr(host, key)) >= 0:
-            raise _fail(locate, f"sim.host.{key}", f"must be >= 0, got {getattr(host, key)}")
-    costs = HostCosts(
-        checksum_bytes_per_s=None if rate is None else float(rate) * 1e9,
-        checksum_cold_bytes_per_s=None if cold is None else float(cold) * 1e9,
-        verify_reads=bool(host.verify_reads),
-        batch_moves=None if host.batch_moves is None else int(host.batch_moves),
-        request_s=float(host.request_us) * 1e-6,
-        reference_s=float(host.reference_us) * 1e-6,
-        batch_s=float(host.batch_us) * 1e-6,
-        move_s=float(host.move_us) * 1e-6,
-        file_spare_fraction=float(host.file_spare_fraction),
-        commit_interval_s=None if host.commit_interval_s is None else float(host.commit_interval_s),
-        commit_s=float(host.commit_us) * 1e-6,
-        commit_entry_s=float(host.commit_entry_us) * 1e-6,
-    )
-    if costs.commit_interval_s is not None and not costs.commit_interval_s > 0:
-        raise _fail(locate, "sim.host.commit_interval_s", f"must be > 0 (or null), got {costs.commit_interval_s}")
-    if executor != "serial":
-        given = {
-            "checksum_gbps": rate is not None,
-            "checksum_cold_gbps": cold is not None,
-            "batch_moves": costs.batch_moves is not None,
-            "request_us": costs.request_s > 0,
-            "reference_us": costs.reference_s > 0,
-            "batch_us": costs.batch_s > 0,
-            "move_us": costs.move_s > 0,
-            "commit_us": costs.commit_s > 0,
-            "commit_entry_us": costs.commit_entry_s > 0,
-            "commit_interval_s": costs.commit_interval_s is not None,
-        }
-        for key, is_set in given.items():
-            if is_set:
-                raise _fail(locate, f"sim.host.{key}", f"is set but sim.executor={executor} does not use "
-                            "host costs; set sim.executor=serial or leave sim.host at its defaults")
-    return costs

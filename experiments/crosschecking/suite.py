@@ -1,4 +1,4 @@
-"""The suite: which configs, composed how, checked before any work, calibrated, then run twice.
+"""The suite: which configs, composed how, checked before any work, calibrated, then predicted and run.
 
 A suite (``conf/crosscheck/<suite>.yaml``, ``crosscheck.configs``) names options of
 ``conf/experiment/crosscheck/``. Each is composed like any exo config (``experiment=crosscheck/<name>``
@@ -6,15 +6,19 @@ plus the command line's own overrides), and every one is validated — the timed
 runtime's (media this machine lacks are refused here, with the runtime's sentence) — before the host
 is calibrated or anything runs.
 
-Then, per config, on the calibrated profile (``hardware=calibrated/<name>``, the template's tiers with
-this host's measured links and codecs) and the calibrated serial executor (``sim=calibrated/<name>``):
+Then, per config:
 
-* the timed model, with the settings that follow from the config's blocks
-  (:func:`~experiments.crosschecking.rates.model_overrides`: the runtime's birth rate as the prefill
-  rate, codec, drive and memory-copy speeds at its block size, the runtime's batch limit, its arrivals);
-* the runtime (``run_runtime``), ``crosscheck.repeats`` times, keeping the run of median makespan.
+1. **calibrate** — ``exo-calibrate`` has measured this host once for the suite (links, codecs, the
+   payload's prefill compute: ``hardware=calibrated/<name>``); the engine's own costs around the
+   prefill depend on the config's top tier, codec and block size, so they are measured for each
+   config (:func:`~exo_runtime.engine.calibrate_engine.measure_engine`: scheduling, KV load, KV
+   store, the engine's copies between tiers) and given as ``hardware.engine`` / link overrides;
+2. **predict** — the same timed model ``exo-plan`` uses (``run_sim``) on that calibrated profile;
+3. **measure** — ``exo-run``, the serving engine (``runtime.compute=model``: a real forward pass over
+   the tiered KV), ``crosscheck.repeats`` times, keeping the run of median makespan.
 
-Results of both go under ``<out>/runs/<config>/{sim,runtime}/`` in the common schema.
+Nothing of the run being predicted feeds the prediction. Results of both go under
+``<out>/runs/<config>/{sim,runtime}/`` in the common schema.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from exo_runtime.calibrate import Calibration, calibrate
+from exo_runtime.engine.calibrate_engine import EngineFigures, measure_engine
 from exo_runtime.run import check_media, check_runtime_keys, run_runtime
 from exo_sim.cli.entry import CONF_DIR
 from exo_sim.errors import ConfigError
@@ -56,8 +61,9 @@ class RunPair:
     runtime_summary: dict[str, Any]
     runtime_series: pd.DataFrame
     runtime_requests: pd.DataFrame
-    prefill_tokens_per_s: float
     runtime_makespans_s: list[float]
+    calibrated: dict[str, str] = field(default_factory=dict)
+    """Each figure the model used -> ``calibrated on this host`` or ``assumption``."""
 
 
 @dataclass
@@ -69,8 +75,8 @@ class Host:
     calibration: Calibration | None
 
     def overrides(self) -> list[str]:
-        """Overrides that put a config on the calibrated profile and serial executor."""
-        out = [f"hardware=calibrated/{self.profile}", f"sim=calibrated/{self.profile}"]
+        """Overrides that put a config on the calibrated profile."""
+        out = [f"hardware=calibrated/{self.profile}"]
         if self.conf_dir is not None:
             out.append(f"hydra.searchpath=[file://{self.conf_dir}]")
         return out
@@ -145,7 +151,6 @@ def calibrate_host(cfg: Any, out: Path, say: Say | None = None) -> Host:
     cal_cfg = OmegaConf.merge(cfg, {"runtime": {"calibrate": {
         "name": name,
         "out_dir": str(conf / "hardware" / "calibrated"),
-        "sim_out_dir": str(conf / "sim" / "calibrated"),
     }}})
     if say:
         say(f"calibrating this host from hardware={cfg.hardware.name} -> {conf}/hardware/calibrated/{name}.yaml")
@@ -156,19 +161,44 @@ def calibrate_host(cfg: Any, out: Path, say: Say | None = None) -> Host:
     return Host(name, conf, result)
 
 
-def config_overrides(name: str, host: Host, extra: list[str], model: list[str] | None = None) -> list[str]:
-    """Everything composed for one config of the suite: its experiment, the command line's overrides,
-    the calibrated host, and ``model`` (the timed model's settings that depend on the config).
+def config_overrides(name: str, host: Host, extra: list[str], engine: list[str] | None = None) -> list[str]:
+    """Everything composed for one config of the suite: its experiment, the serving engine
+    (``runtime.compute=model``), the command line's overrides, the calibrated host and ``engine`` (the
+    engine's figures measured for this config, :func:`engine_overrides`)."""
+    return [f"experiment=crosscheck/{name}", "runtime.compute=model", *extra, *host.overrides(),
+            "output.progress=false", *(engine or [])]
 
-    The runtime runs with ``runtime.compute=seeded`` (blocks born from seeded data, no model): the
-    serial executor it is compared with models those births, not a prefill. Comparing the planner's
-    own timed model with the serving engine is issue 11's cross-check.
+
+def engine_overrides(cfg: DictConfig, out: Path, say: Say | None = None) -> tuple[list[str], EngineFigures]:
+    """Measure the engine's costs around the prefill for ``cfg`` on this host, as config overrides."""
+    t0 = time.perf_counter()
+    figures = measure_engine(cfg, out)
+    if say:
+        say(f"  engine measured in {time.perf_counter() - t0:.1f} s: schedule "
+            f"{figures.schedule_s_per_block * 1e6:.2f} us/block, KV load {figures.load_block_s * 1e6:.1f} "
+            f"us/block, KV store {figures.store_block_s * 1e6:.1f} us/block")
+    return figures.overrides(), figures
+
+
+def calibration_sources(cfg: DictConfig, host_calibrated: bool) -> dict[str, str]:
+    """Which figures the model used are calibrated on this host and which are assumptions.
+
+    ``host_calibrated``: the profile is ``exo-calibrate``'s (this run's, or a named calibrated one).
     """
-    return [f"experiment=crosscheck/{name}", "runtime.compute=seeded", *extra, *host.overrides(),
-            "output.progress=false", *(model or [])]
+    hw = cfg.hardware
+    calibrated = "calibrated on this host"
+    out = {
+        "links (bandwidth, latency)": calibrated if host_calibrated else "assumption",
+        "codec throughputs": calibrated if host_calibrated else "assumption",
+        "prefill compute (a, b, c, d)": calibrated if hw.compute.prefill.a_s is not None else "assumption",
+        "engine: schedule, KV load, KV store": calibrated if bool(hw.engine.calibrated) else "assumption",
+        "arrivals": "the trace's timestamps (time-scaled), the same in both clocks",
+        "policies, tiers, capacities, block size": "the config's own (both clocks run the one decision core)",
+    }
+    return out
 
 
-def run_pair(name: str, cfg: DictConfig, out: Path, repeats: int, prefill_tokens_per_s: float) -> RunPair:
+def run_pair(name: str, cfg: DictConfig, out: Path, repeats: int, host_calibrated: bool = True) -> RunPair:
     """Run ``cfg`` through the timed model, then on the runtime ``repeats`` times; write both."""
     folder = out / "runs" / name
     sim = run_sim(cfg)
@@ -196,6 +226,6 @@ def run_pair(name: str, cfg: DictConfig, out: Path, repeats: int, prefill_tokens
         runtime_summary=chosen.summary,
         runtime_series=chosen.series.frame(chosen.spec),
         runtime_requests=chosen.requests,
-        prefill_tokens_per_s=prefill_tokens_per_s,
         runtime_makespans_s=[r[0] for r in sorted(runs, key=lambda r: r[1])],
+        calibrated=calibration_sources(cfg, host_calibrated),
     )
