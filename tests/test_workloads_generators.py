@@ -52,33 +52,48 @@ def uniform_sd(lo: int, hi: int) -> float:
 # ------------------------------------------------------------------ agent_sessions
 def test_agent_sessions_fixed_parameters_give_exact_counts() -> None:
     S, C, T, x, prefix = 7, 3, 5, 600, 300  # noqa: N806
-    b = math.ceil(x / 256)  # 3 blocks per turn: 256, 256, 88
-    P = math.ceil(prefix / 256)  # noqa: N806  2 prefix blocks: 256, 44
+    # one shared full prefix block (256 tokens); each stream starts with the prefix's other 44 tokens.
+    # Per session, tail + 600 new tokens: 44+600 = 644 -> 2 full blocks, tail 132; 732 -> 2, 220;
+    # 820 -> 3, 52; 652 -> 2, 140; 740 -> 2, 228. Turn k reads the prefix block and the full blocks so far.
+    full_per_turn = [2, 2, 3, 2, 2]
+    reads_per_turn = [1, 3, 5, 8, 10]
     reqs = requests_of(
         agents(sessions=S, concurrency=C, turns_min=T, turns_max=T, turn_tokens_min=x, turn_tokens_max=x,
                prefix_tokens=prefix, seed=3)
     )
     assert len(reqs) == S * T
-    reads = sum(len(r["reads"]) for r in reqs)
-    writes = sum(len(r["writes"]) for r in reqs)
-    assert writes == S * T * b
-    assert reads == S * T * P + S * b * T * (T - 1) // 2
+    assert sum(len(r["writes"]) for r in reqs) == S * sum(full_per_turn)
+    assert sum(len(r["reads"]) for r in reqs) == S * sum(reads_per_turn)
     all_blocks = [x for r in reqs for x in r["blocks"]]
-    assert len(set(all_blocks)) == P + S * T * b
+    assert len(set(all_blocks)) == 1 + S * sum(full_per_turn)
 
     context: dict[int, list[int]] = {}
     turn: dict[int, int] = {}
     for r in reqs:
         s = r["session"]
         ctx = context.setdefault(s, [])
-        # each turn re-reads the shared prefix, then the session's whole context, in order
-        assert r["reads"] == list(range(P)) + ctx
-        assert r["read_tokens"][:P] == [256, 44]
-        assert r["write_tokens"] == [256, 256, 88]
-        assert len(r["writes"]) == b
+        k = turn.get(s, 0)
+        # each turn re-reads the shared prefix, then the session's whole context, in order; all full
+        assert r["reads"] == [0] + ctx
+        assert r["read_tokens"] == [256] * len(r["reads"])
+        assert r["write_tokens"] == [256] * full_per_turn[k]
         ctx += r["writes"]
-        turn[s] = turn.get(s, 0) + 1
+        turn[s] = k + 1
     assert sorted(turn) == list(range(S)) and set(turn.values()) == {T}
+
+
+def test_agent_sessions_a_stream_shorter_than_a_block_reads_its_tail() -> None:
+    # prefix 12 < 16 tokens: no shared block. Turn 1: 12 + 20 = 32 -> writes 2 full blocks (tail 0);
+    # turn 2: 20 -> 1 full, tail 4. With 3-token turns and no prefix the stream needs 6 turns to fill
+    # a block: until then each turn reads its tail (3, 6, 9, 12, 15 tokens) as one partial block.
+    reqs = requests_of(agents(16, sessions=1, concurrency=1, turns_min=2, turns_max=2, turn_tokens_min=20,
+                              turn_tokens_max=20, prefix_tokens=12))
+    assert [(r["reads"], r["writes"]) for r in reqs] == [([], [0, 1]), ([0, 1], [2])]
+    reqs = requests_of(agents(16, sessions=1, concurrency=1, turns_min=6, turns_max=6, turn_tokens_min=3,
+                              turn_tokens_max=3, prefix_tokens=0))
+    assert [r["read_tokens"] for r in reqs] == [[3], [6], [9], [12], [15], []]
+    assert [len(set(r["reads"])) for r in reqs[:5]] == [1] * 5 and len({r["reads"][0] for r in reqs[:5]}) == 5
+    assert reqs[5]["write_tokens"] == [16]
 
 
 def test_agent_sessions_concurrency_start_and_end() -> None:
@@ -114,13 +129,14 @@ def test_agent_sessions_random_statistics_match_their_parameters() -> None:
         per_session[r["session"]] = per_session.get(r["session"], 0) + 1
     turns = np.array(list(per_session.values()))
     assert abs(turns.mean() - 7.0) < 5 * uniform_sd(2, 12) / math.sqrt(600)
+    # a turn writes the full blocks its tokens complete: what it adds, give or take a 256-token tail
     added = np.array([sum(r["write_tokens"]) for r in reqs])
-    assert added.min() >= 100 and added.max() <= 3000
-    assert abs(added.mean() - 1550) < 5 * uniform_sd(100, 3000) / math.sqrt(len(reqs))
+    assert added.min() >= 0 and added.max() <= 3000 + 255
+    assert abs(added.mean() - 1550) < 5 * uniform_sd(100, 3000) / math.sqrt(len(reqs)) + 256 / 2
     gaps = np.diff([0.0] + [r["arrival_s"] for r in reqs])
     assert abs(gaps.mean() - 0.2) < 5 * 0.2 / math.sqrt(len(gaps))  # exponential: sd = mean
-    # prefix sharing: every request starts with the same 4 prefix blocks
-    assert all(r["reads"][:4] == [0, 1, 2, 3] for r in reqs)
+    # prefix sharing: every request starts with the same 3 full prefix blocks (1,000 = 3 x 256 + 232)
+    assert all(r["reads"][:3] == [0, 1, 2] for r in reqs)
     # determinism: same seed, same stream; another seed, another stream
     assert requests_of(agents(**kw)) == reqs
     assert requests_of(agents(**{**kw, "seed": 12})) != reqs

@@ -1,17 +1,24 @@
 """``agent_sessions``: many concurrent multi-turn agent sessions whose context grows every turn.
 
-Pseudocode::
+A session's context is one stream of tokens (the shared prefix, then every turn's tokens), cut into
+blocks of ``block_tokens`` as a serving engine's KV cache cuts it: a block is cached (has an id that
+later turns find) only once it is full, so only the stream's last block is ever partial. Pseudocode::
 
-    prefix = ceil(prefix_tokens / block_tokens) shared blocks (ids 0..P-1; system prompt, tool schemas)
+    prefix = floor(prefix_tokens / block_tokens) shared full blocks (ids 0..P-1; system prompt, tools)
+    each session's stream starts with the prefix's remaining prefix_tokens % block_tokens tokens
     start min(concurrency, sessions) sessions; each draws turns ~ U{turns_min..turns_max}
     while sessions are active:
         s = an active session, uniformly at random            (one request = one turn of s)
-        read  prefix blocks, then all of s's blocks so far, in order
-        write ceil(x / block_tokens) new blocks, x ~ U{turn_tokens_min..turn_tokens_max}
+        x ~ U{turn_tokens_min..turn_tokens_max} new tokens
+        read  the prefix blocks, then all of s's full blocks so far, in order (full: block_tokens each)
+        write the full blocks that the stream's partial tail plus the x new tokens complete
+              (new ids; what is left, fewer than block_tokens, stays the stream's tail)
         if s has taken its turns: it ends, and the next session (if any) starts in its place
 
-A turn's tokens start a new block, so each turn's last block may be partial (``tokens`` says how
-many it carries). New blocks are numbered in order of creation from ``P`` up and written with
+The tail's tokens are computed with the turn that completes their block, once (a prompt's partial
+last block is never cached, so a server recomputes it anyway). A turn that neither reads a full block
+nor completes one (a stream still shorter than a block) reads its tail as one partial block, under an
+id of its own. New blocks are numbered in order of creation from ``P`` up and written with
 ``writes=True`` (computed by the turn, so they are not read misses). Requests arrive as a Poisson
 process of ``request_rate_per_s``; ``session_ids`` carries each request's session. Seeded and
 deterministic; memory holds only the active sessions' contexts, never the whole stream.
@@ -75,8 +82,8 @@ class AgentSessionsWorkload(Workload):
 
     @property
     def prefix_blocks(self) -> int:
-        """Blocks of the shared prefix."""
-        return -(-int(self.cfg.prefix_tokens) // self.block_tokens)
+        """Full blocks of the shared prefix (its remaining tokens start each session's own stream)."""
+        return int(self.cfg.prefix_tokens) // self.block_tokens
 
     def chunks(self) -> Iterator[RequestChunk]:
         """Yield turns of the active sessions, about ``CHUNK_REFS`` references per chunk."""
@@ -88,17 +95,16 @@ class AgentSessionsWorkload(Workload):
         n_prefix = self.prefix_blocks
         prefix = list(range(n_prefix))
         prefix_tokens = [bt] * n_prefix
-        if n_prefix:
-            prefix_tokens[-1] = int(c.prefix_tokens) - (n_prefix - 1) * bt
+        tail0 = int(c.prefix_tokens) - n_prefix * bt
         next_block = n_prefix
         started = 0
-        # active sessions: [session id, turns left, block ids, block tokens]
+        # active sessions: [session id, turns left, full block ids, tokens in the stream's tail]
         active: list[list[Any]] = []
 
         def start() -> None:
             nonlocal started
             turns = int(turns_rng.integers(int(c.turns_min), int(c.turns_max) + 1))
-            active.append([started, turns, [], []])
+            active.append([started, turns, [], tail0])
             started += 1
 
         while started < min(int(c.concurrency), int(c.sessions)):
@@ -114,24 +120,26 @@ class AgentSessionsWorkload(Workload):
         while active:
             slot = int(pick_rng.integers(len(active)))
             sess = active[slot]
-            sid, _, ctx, ctx_tokens = sess
+            sid, _, ctx, tail = sess
+            x = int(tokens_rng.integers(int(c.turn_tokens_min), int(c.turn_tokens_max) + 1))
+            n_new, sess[3] = divmod(tail + x, bt)
             n_read = n_prefix + len(ctx)
             blocks += prefix
             blocks += ctx
             tokens += prefix_tokens
-            tokens += ctx_tokens
-            x = int(tokens_rng.integers(int(c.turn_tokens_min), int(c.turn_tokens_max) + 1))
-            n_new = -(-x // bt)
+            tokens += [bt] * len(ctx)
+            if n_read == 0 and n_new == 0:  # a stream still shorter than a block: its tail, uncacheable
+                blocks.append(next_block)
+                tokens.append(tail + x)
+                next_block += 1
+                n_read = 1
             new = list(range(next_block, next_block + n_new))
-            new_tokens = [bt] * n_new
-            new_tokens[-1] = x - (n_new - 1) * bt
             next_block += n_new
             blocks += new
-            tokens += new_tokens
+            tokens += [bt] * n_new
             writes += [False] * n_read
             writes += [True] * n_new
             ctx += new
-            ctx_tokens += new_tokens
             offsets.append(len(blocks))
             sessions.append(sid)
             t += float(arrival_rng.exponential(gap))

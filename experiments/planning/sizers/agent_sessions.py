@@ -118,7 +118,7 @@ class AgentSessionsSizer(Sizer):
         sid = np.concatenate(sids)
         n = sid.shape[0]
         prefix = int(workload.cfg.prefix_tokens)
-        prefix_blocks = -(-prefix // bt)
+        prefix_blocks = prefix // bt  # shared full blocks; the rest of the prefix fills each session's first block
         means, peaks = [], []
         for per_req, base in ((np.concatenate(wtok), prefix), (np.concatenate(wslot), prefix_blocks * bt)):
             live = self._live(sid, per_req, int(base))
