@@ -14,6 +14,8 @@ from exo_runtime.engine.loader import LayerwiseLoader, host_loader, layer_loader
 from exo_runtime.engine.model import (
     DecoderModel,
     PastKV,
+    RequestKV,
+    attend_after_context,
     blocks_to_kv,
     kv_block_shape,
     kv_to_blocks,
@@ -87,6 +89,79 @@ def test_prefill_after_a_cached_prefix_equals_the_whole(model: DecoderModel, tot
     # a different prefix gives different logits for the same rest: attention really reads the context
     other = model.prefill(ids_of(cached, seed=999))
     assert (model.prefill(ids[cached:], past=other.kv).logits - whole.logits).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(("cached", "chunk"), [(0, 256), (0, 500), (384, 256), (640, 1000)])
+def test_prefill_in_chunks_into_the_request_kv_equals_one_pass(model: DecoderModel, cached: int, chunk: int) -> None:
+    """A long prompt prefilled in chunks into one RequestKV, after a prefix loaded from its blocks or not,
+    is the one-pass forward pass: the expected KV and logits come from a single prefill of every token."""
+    total, outputs = 1200, 64
+    ids = ids_of(total + outputs, seed=cached + chunk)
+    whole = model.prefill(ids)  # one pass over prompt and outputs: the reference
+    prompt = model.prefill(ids[:total])  # one pass over the prompt only: its last logits
+    cache = RequestKV.for_model(model, total + outputs)
+    loader = None
+    if cached:
+        blocks = kv_to_blocks([(k[:, :cached], v[:, :cached]) for k, v in whole.kv], 128)
+        loader = host_loader(blocks, into=cache)
+    done, last = cached, None
+    while done < total:
+        part = ids[done : min(total, done + chunk)]
+        out = model.prefill(part, position=done, past_loader=loader if done == cached else None, cache=cache)
+        assert out.kv[0][0].shape[1] == part.numel() and cache.tokens == done + part.numel()
+        done, last = done + part.numel(), out.logits
+    assert last is not None
+    torch.testing.assert_close(last, prompt.logits, atol=1e-5, rtol=1e-5)
+    tail = model.prefill(ids[total:], cache=cache)  # the outputs after the prompt, as the engine does
+    torch.testing.assert_close(tail.logits, whole.logits, atol=1e-5, rtol=1e-5)
+    assert cache.tokens == total + outputs
+    assert_kv_equal(cache.kv(), whole.kv, atol=1e-5)
+    assert_kv_equal(tail.kv, [(k[:, total:], v[:, total:]) for k, v in whole.kv], atol=1e-5)
+
+
+def test_attention_after_a_context_is_masked_softmax_by_hand() -> None:
+    """The CPU's two-pass attention (no mask built) against softmax(q k^T / sqrt(d)) with the causal mask,
+    written out in float64: new token i (at position p + i) reads keys 0 .. p + i, query head h reads KV head h // 4."""
+    gen = torch.Generator().manual_seed(11)
+    heads, kv_heads, n, p, d = 8, 2, 37, 53, 32
+    q = torch.randn(heads, n, d, generator=gen)
+    keys, values = torch.randn(kv_heads, p + n, d, generator=gen), torch.randn(kv_heads, p + n, d, generator=gen)
+    got = attend_after_context(q, keys, values, p)
+    k64 = keys.double().repeat_interleave(heads // kv_heads, dim=0)
+    v64 = values.double().repeat_interleave(heads // kv_heads, dim=0)
+    scores = q.double() @ k64.transpose(1, 2) / d**0.5
+    visible = torch.arange(p + n)[None, :] <= (p + torch.arange(n))[:, None]
+    want = scores.masked_fill(~visible, float("-inf")).softmax(-1) @ v64
+    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+    # keys a token must not see do not matter; one it must see does
+    later = keys.clone()
+    later[:, p + n - 1] += 5.0  # only the last new token sees the last key
+    moved = attend_after_context(q, later, values, p)
+    assert torch.equal(moved[:, :-1], got[:, :-1]) and not torch.allclose(moved[:, -1], got[:, -1])
+
+
+def test_request_kv_is_written_once_and_refuses_what_does_not_fit(model: DecoderModel) -> None:
+    ids = ids_of(96, seed=12)
+    prefix = model.prefill(ids[:64])
+    blocks = kv_to_blocks(prefix.kv, 32)
+    cache = RequestKV.for_model(model, 96)
+    assert cache.nbytes() == 2 * 4 * 96 * 2 * 32 * 4
+    load = host_loader(blocks, into=cache)
+    k, v = load(2)
+    assert cache.holds(2, (k, v), 64) and not cache.holds(2, (k.clone(), v), 64)
+    assert_kv_equal([(k, v)], [prefix.kv[2]])
+    model.prefill(ids[64:80], position=64, past_loader=load, cache=cache)
+    assert cache.k[2].data_ptr() == k.data_ptr()  # the loader's rows are the cache's: nothing copied again
+    with pytest.raises(ValueError, match="holds 96 tokens"):
+        model.prefill(ids[:17], position=80, cache=cache)
+    with pytest.raises(ValueError, match="needs a cached context"):
+        model.prefill(ids[:4], position=81, cache=cache)  # the cache holds 80
+    with pytest.raises(ValueError, match="the model's are"):
+        model.prefill(ids[:4], cache=RequestKV(3, 2, 32, 8))
+    with pytest.raises(ValueError, match="capacity_tokens"):
+        RequestKV.for_model(model, 0)
+    with pytest.raises(ValueError, match="tokens must lie"):
+        cache.write_blocks(0, blocks, 65)
 
 
 def test_layerwise_hook_equals_the_whole_past(model: DecoderModel) -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,7 @@ class Rig:
 
 
 @pytest.fixture
-def rig() -> Rig:
+def rig() -> Iterator[Rig]:
     cfg = compose_cfg(*ENGINE, "hardware.tiers.2.medium=ram", *tiers(8, 16, 32), *SESSIONS)
     spec = build_spec(cfg)
     settings = StoreSettings(data_dir=Path("."), tag="exo-test-engine")
@@ -144,6 +145,44 @@ def test_a_corrupted_top_tier_block_is_reported_recomputed_and_never_used(rig: R
         got, bound = rig.top_block(b)
         assert float((got - want[b - 10]).abs().max()) < 0.05
     assert not rig.executor.copies[11][rig.h.top].stale
+    rig.executor.verify()
+
+
+@pytest.mark.parametrize("cached_blocks", [0, 5])
+def test_engine_prefills_a_long_prompt_in_chunks_as_one_pass(rig: Rig, cached_blocks: int) -> None:
+    """The engine's chunked prefill into the request's KV (chunk edges inside blocks; after a prefix
+    written from its blocks or not) is the model's one-pass prefill of every token, within float32."""
+    T = rig.block_tokens
+    chain = list(range(100, 112))  # 12 blocks, 192 tokens
+    ids = request_token_ids(chain, [T] * len(chain), T, rig.model.arch.vocab_size)
+    whole = rig.model.prefill(ids).kv  # the reference: one forward pass
+    cached = cached_blocks * T
+    past = torch.stack(kv_to_blocks([(k[:, :cached], v[:, :cached]) for k, v in whole], T)) if cached else None
+    rig.engine.chunk_tokens = 40
+    kv, seconds = rig.engine._prefill(ids[cached:], past, cached, extra_tokens=2 * T)
+    assert kv.capacity_tokens == len(ids) + 2 * T and kv.tokens == len(ids) and seconds > 0
+    for (k, v), (kw, vw) in zip(kv.kv(), whole, strict=True):
+        torch.testing.assert_close(k, kw, atol=1e-5, rtol=0)
+        torch.testing.assert_close(v, vw, atol=1e-5, rtol=0)
+
+
+def test_output_blocks_are_prefilled_after_the_prompt_in_the_same_kv(rig: Rig) -> None:
+    """A prompt prefilled in chunks, then its output blocks after it: the outputs' stored KV is the
+    one-pass model's over prompt and outputs (within the top tier's int8 bound)."""
+    T = rig.block_tokens
+    blocks, writes = [30, 31, 32, 33, 34], [False, False, False, True, True]
+    tokens = [T] * len(blocks)
+    rig.engine.chunk_tokens = 20
+    served = rig.driver.request(blocks, tokens, writes)
+    rig.executor.apply(rig.h.moves)
+    rig.h.moves.clear()
+    rig.engine.serve(blocks, tokens, writes, served)
+    vocab = rig.model.arch.vocab_size
+    ids = torch.cat((request_token_ids(blocks[:3], tokens[:3], T, vocab), request_token_ids(blocks[3:], tokens[3:], T, vocab)))
+    want = kv_to_blocks(rig.model.prefill(ids).kv, T)
+    for i, b in enumerate(blocks):
+        got, bound = rig.top_block(b)
+        assert 0 < float((got - want[i]).abs().max()) <= bound * (1 + 1e-6), b
     rig.executor.verify()
 
 

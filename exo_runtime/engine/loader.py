@@ -10,6 +10,10 @@ layer runs. Two loaders, both built from the prefix's decoded blocks (shaped
   that event only. So the copy of layer ``i`` runs while layer ``i - 1`` computes — LMCache's and
   vLLM's layer-wise KV loading.
 * On the CPU there is nothing to overlap with: :func:`host_loader` gathers the layer when asked.
+
+Given ``into`` (the request's :class:`~exo_runtime.engine.model.RequestKV`), either loader writes the
+prefix straight into the cache's rows ``0 .. tokens`` — once — and returns views of them, which
+``prefill(..., cache=into)`` recognises and does not copy again.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from exo_runtime.engine.model import KV, PastLoader, blocks_shape, layer_kv_from_blocks
+from exo_runtime.engine.model import KV, PastLoader, RequestKV, blocks_shape, layer_kv_from_blocks, same_device
 
 
 def host_loader(
@@ -26,12 +30,22 @@ def host_loader(
     tokens: int | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
+    into: RequestKV | None = None,
 ) -> PastLoader:
     """A synchronous ``past_loader``: layer ``i``'s K and V gathered from ``blocks`` when asked.
 
     ``tokens`` keeps the first ``tokens`` of the prefix (all by default); the result is moved to
-    ``device`` and ``dtype`` (the blocks' dtype by default).
+    ``device`` and ``dtype`` (the blocks' dtype by default). With ``into``, the layer is written
+    into that cache's rows ``0 .. tokens`` (converted to its dtype) and views of them are returned.
     """
+    if into is not None:
+        keep = len(blocks) * blocks_shape(blocks)[2] if tokens is None else tokens
+
+        def load_into(layer: int) -> KV:
+            into.write_blocks(layer, blocks, keep)
+            return into.layer(layer, 0, keep)
+
+        return load_into
 
     def load(layer: int) -> KV:
         k, v = layer_kv_from_blocks(blocks, layer, tokens)
@@ -54,10 +68,12 @@ class LayerwiseLoader:
         dtype: the model's compute dtype.
         tokens: keep the first ``tokens`` tokens of the prefix (all by default).
         prefetch_layers: how many layers ahead of the one being computed copies are issued (>= 1).
+        into: the request's cache on ``device`` in ``dtype``: the prefix is copied into its rows
+            ``0 .. tokens`` (the default allocates one of ``tokens``).
 
     Raises:
-        ValueError: when ``device`` is not a CUDA device or CUDA is unavailable, or for malformed
-            blocks.
+        ValueError: when ``device`` is not a CUDA device or CUDA is unavailable, for malformed
+            blocks, or for an ``into`` on another device or dtype or too small.
 
     """
 
@@ -68,6 +84,7 @@ class LayerwiseLoader:
         dtype: torch.dtype,
         tokens: int | None = None,
         prefetch_layers: int = 1,
+        into: RequestKV | None = None,
     ) -> None:
         self.device = torch.device(device)
         if self.device.type != "cuda" or not torch.cuda.is_available():
@@ -86,10 +103,19 @@ class LayerwiseLoader:
         """Bytes copied host -> device so far."""
         self._stream = torch.cuda.Stream(self.device)
         compute = torch.cuda.current_stream(self.device)
-        shape = (total, heads, head_dim)
+        if into is None:
+            into = RequestKV(self.layers, heads, head_dim, max(1, self.tokens), self.device, dtype)
+        elif (
+            not same_device(into.device, self.device)
+            or (into.dtype, into.layers) != (dtype, self.layers)
+            or into.capacity_tokens < self.tokens
+        ):
+            raise ValueError(
+                f"into is a cache of {into.layers} layers x {into.capacity_tokens} tokens on {into.device} in "
+                f"{into.dtype}; the prefix needs {self.layers} x {self.tokens} on {self.device} in {dtype}"
+            )
         # Allocated on the compute stream before any copy is issued, held until the loader dies.
-        self._k = [torch.empty(shape, device=self.device, dtype=dtype) for _ in range(self.layers)]
-        self._v = [torch.empty(shape, device=self.device, dtype=dtype) for _ in range(self.layers)]
+        self._k, self._v = into.k, into.v
         for buf in self._k + self._v:
             buf.record_stream(self._stream)
         self._events = [torch.cuda.Event() for _ in range(self.layers)]
@@ -103,10 +129,11 @@ class LayerwiseLoader:
         with torch.cuda.stream(self._stream):
             while self._issued <= min(last, self.layers - 1):
                 layer = self._issued
-                for b, block in enumerate(self._blocks):
-                    self._k[layer][b * t : (b + 1) * t].copy_(block[0, layer], non_blocking=True)
-                    self._v[layer][b * t : (b + 1) * t].copy_(block[1, layer], non_blocking=True)
-                    self.bytes_loaded += 2 * block[0, layer].numel() * block.element_size()
+                for b, block in enumerate(self._blocks[: -(-self.tokens // t)]):
+                    rows = min(t, self.tokens - b * t)  # the last block may be cut at `tokens`
+                    self._k[layer][b * t : b * t + rows].copy_(block[0, layer, :rows], non_blocking=True)
+                    self._v[layer][b * t : b * t + rows].copy_(block[1, layer, :rows], non_blocking=True)
+                    self.bytes_loaded += 2 * block[0, layer, :rows].numel() * block.element_size()
                 self._events[layer].record(self._stream)
                 self._issued += 1
 
@@ -138,8 +165,12 @@ def layer_loader(
     device: torch.device | str,
     dtype: torch.dtype,
     tokens: int | None = None,
+    into: RequestKV | None = None,
 ) -> PastLoader:
-    """The loader for ``device``: :class:`LayerwiseLoader` on a CUDA device, :func:`host_loader` otherwise."""
+    """The loader for ``device``: :class:`LayerwiseLoader` on a CUDA device, :func:`host_loader` otherwise.
+
+    With ``into`` (the request's cache), the prefix is written into it once (see the module docstring).
+    """
     if torch.device(device).type == "cuda":
-        return LayerwiseLoader(blocks, device, dtype, tokens)
-    return host_loader(blocks, tokens, device, dtype)
+        return LayerwiseLoader(blocks, device, dtype, tokens, into=into)
+    return host_loader(blocks, tokens, device, dtype, into=into)

@@ -32,6 +32,17 @@ exactly exo's (``2 x layers x kv_heads_per_rank x head_dim`` KV elements per tok
   :mod:`exo_runtime.payload_data` has the same shape). Flattened, it is exactly
   ``2 x layers x kv_heads_per_rank x head_dim x block_tokens`` elements — exo's block. Convert with
   :func:`kv_to_blocks` and :func:`blocks_to_kv`.
+* :class:`RequestKV` — one request's KV, preallocated for all its tokens: per layer ``K`` and ``V``
+  each ``[capacity_tokens, kv_heads_per_rank, head_dim]`` (token-major, so a block's layer slice is
+  one contiguous run of it). :meth:`DecoderModel.prefill` writes the new tokens' K/V into it in
+  place and attends over a view of its first ``position + n`` rows: a prompt prefilled in chunks
+  copies no KV, and a loaded prefix is written into it once.
+
+**Attention after a context.** New token ``i`` (absolute position ``position + i``) sees every
+cached token and the new tokens up to itself. On the CPU that is two flash-attention passes merged
+by their log-sum-exp: the new tokens over the context with no mask (the query heads of a KV group
+folded into rows, so K/V are never repeated), and over themselves with ``is_causal`` — no
+``n x (position + n)`` mask is built. On a GPU, SDPA with a lower-right causal bias (its flash kernel).
 """
 
 from __future__ import annotations
@@ -92,7 +103,8 @@ class Prefill(NamedTuple):
     """What :meth:`DecoderModel.prefill` returns.
 
     Attributes:
-        kv: the new tokens' KV (:data:`PastKV`, ``tokens`` = the new tokens only).
+        kv: the new tokens' KV (:data:`PastKV`, ``tokens`` = the new tokens only; views of the
+            :class:`RequestKV` the prefill wrote them into).
         logits: the last token's logits over the rank's vocabulary rows, float32 ``[vocab_rows]``.
 
     """
@@ -213,6 +225,7 @@ class DecoderModel:
         position: int | None = None,
         *,
         past_loader: PastLoader | None = None,
+        cache: RequestKV | None = None,
     ) -> Prefill:
         """Run ``token_ids`` through the model after a cached context; return their KV and the last logits.
 
@@ -224,17 +237,26 @@ class DecoderModel:
                 when given on the CPU).
             past: the cached context's KV, every layer at once (:data:`PastKV`).
             position: tokens of cached context (the new tokens' first absolute position); defaults
-                to ``past``'s tokens, or 0; required with ``past_loader``.
+                to ``past``'s tokens, else ``cache.tokens``, else 0; required with ``past_loader``.
             past_loader: instead of ``past``, ``layer -> (K, V)`` of the context for that layer,
                 called just before the layer runs, so a caller can load layer ``i`` while layer
                 ``i - 1`` computes (:class:`~exo_runtime.engine.loader.LayerwiseLoader`).
+            cache: the request's :class:`RequestKV`. The new tokens' K/V are written into its rows
+                ``position .. position + n`` and attention reads its rows ``0 .. position + n``; the
+                context given by ``past`` or ``past_loader`` is copied into rows ``0 .. position``
+                (not when it already is those rows, as a loader given ``into=cache`` returns);
+                without either, the cache must already hold ``position`` tokens. Afterwards
+                ``cache.tokens == position + n``. Without a cache, one of ``position + n`` tokens is
+                made for this call (the context copied into it once).
 
         Returns:
-            :class:`Prefill`: the new tokens' KV (positions ``position ..``) and the last logits.
+            :class:`Prefill`: the new tokens' KV (positions ``position ..``; views of the cache's
+            rows) and the last logits.
 
         Raises:
-            ValueError: for malformed ids, both ``past`` and ``past_loader``, or a context whose
-                shape disagrees with the model or with ``position``.
+            ValueError: for malformed ids, both ``past`` and ``past_loader``, a context whose shape
+                disagrees with the model or with ``position``, or a cache that is not the model's,
+                too small, or holding fewer than ``position`` tokens.
 
         """
         ids = self._check_ids(token_ids)
@@ -244,34 +266,39 @@ class DecoderModel:
         if past is not None:
             if len(past) != self.arch.layers:
                 raise ValueError(f"past has {len(past)} layers; the model has {self.arch.layers}")
-            cached = int(past[0][0].shape[1])
             if position is None:
-                position = cached
+                position = int(past[0][0].shape[1])
         elif past_loader is not None:
             if position is None:
                 raise ValueError("position (the cached context's tokens) is required with past_loader")
         elif position is None:
-            position = 0
-        if position < 0 or (past is None and past_loader is None and position != 0):
-            raise ValueError(f"position {position} needs a cached context of that many tokens (past or past_loader)")
+            position = cache.tokens if cache is not None else 0
+        held = cache.tokens if cache is not None and past is None and past_loader is None else 0
+        if position < 0 or (past is None and past_loader is None and position > held):
+            raise ValueError(
+                f"position {position} needs a cached context of that many tokens (past, past_loader or a "
+                f"cache holding them; {held} held)"
+            )
+        if cache is None:
+            cache = RequestKV.for_model(self, position + n)
+        else:
+            self._check_cache(cache, position + n)
 
         cos, sin = self._rotary(position, n)
-        mask = self._causal_mask(n, position)
         x = F.embedding(ids, self.embed)
-        new_kv: PastKV = []
         for i, layer in enumerate(self.layers):
             context: KV | None = None
             if past is not None:
                 context = past[i]
             elif past_loader is not None:
                 context = past_loader(i)
-            if context is not None:
-                context = self._check_context(context, i, position)
-            x, k, v = self._layer(layer, x, cos, sin, context, mask)
-            new_kv.append((k, v))
+            if context is not None and not cache.holds(i, context, position):
+                cache.write(i, 0, self._check_context(context, i, position))
+            x = self._layer(layer, x, cos, sin, cache.k[i], cache.v[i], position)
+        cache.tokens = position + n
         last = F.rms_norm(x[-1:], (self.hidden_size,), self.final_norm, RMS_EPS)
         logits = F.linear(last, self.lm_head)[0].float()
-        return Prefill(new_kv, logits)
+        return Prefill(cache.kv(position, position + n), logits)
 
     def _check_ids(self, token_ids: torch.Tensor) -> torch.Tensor:
         if token_ids.dim() != 1 or token_ids.numel() == 0:
@@ -295,25 +322,22 @@ class DecoderModel:
                 f"layer {layer}'s cached K/V are {tuple(k.shape)}/{tuple(v.shape)}; expected {want} "
                 "([kv_heads_per_rank, tokens, head_dim])"
             )
-        return k.to(self.device, self.dtype), v.to(self.device, self.dtype)
+        return k, v
+
+    def _check_cache(self, cache: RequestKV, tokens: int) -> None:
+        want = (self.arch.layers, self.kv_heads, self.head_dim, self.device, self.dtype)
+        got = (cache.layers, cache.kv_heads, cache.head_dim, cache.device, cache.dtype)
+        if got[:3] != want[:3] or cache.dtype != self.dtype or not same_device(cache.device, self.device):
+            raise ValueError(f"the cache is (layers, kv_heads, head_dim, device, dtype) {got}; the model's are {want}")
+        if tokens > cache.capacity_tokens:
+            raise ValueError(f"the cache holds {cache.capacity_tokens} tokens; this prefill reaches token {tokens}")
 
     def _rotary(self, position: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The cosines and sines ``[n, head_dim]`` for absolute positions ``position .. position + n - 1``."""
+        """The cosines and sines ``[n, 1, head_dim]`` for absolute positions ``position .. position + n - 1``."""
         pos = torch.arange(position, position + n, device=self.device, dtype=torch.float64)
         angles = torch.outer(pos, self._inv_freq).float()
-        angles = torch.cat((angles, angles), dim=1)
+        angles = torch.cat((angles, angles), dim=1)[:, None, :]
         return angles.cos().to(self.dtype), angles.sin().to(self.dtype)
-
-    def _causal_mask(self, n: int, position: int) -> torch.Tensor | None:
-        """``None`` (plain causal) without context; else new token ``i`` sees keys ``<= position + i``."""
-        if position == 0:
-            return None
-        if self.device.type == "cuda":
-            from torch.nn.attention.bias import causal_lower_right
-
-            # Lower-right causal bias lets SDPA use its flash kernel (GQA included) without a mask.
-            return causal_lower_right(n, position + n)
-        return torch.ones((n, position + n), dtype=torch.bool, device=self.device).tril(position)
 
     def _layer(
         self,
@@ -321,39 +345,197 @@ class DecoderModel:
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        context: KV | None,
-        mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k_rows: torch.Tensor,
+        v_rows: torch.Tensor,
+        position: int,
+    ) -> torch.Tensor:
+        """One decoder layer over ``x`` ``[n, hidden]``, its new K/V written into the cache's rows.
+
+        ``k_rows``/``v_rows`` are the cache's ``[capacity, kv_heads, head_dim]``; the new tokens go at
+        ``position ..``.
+        """
         n, d = x.shape[0], self.head_dim
+        end = position + n
         h = F.rms_norm(x, (self.hidden_size,), w.attn_norm, RMS_EPS)
         q, k, v = F.linear(h, w.qkv).split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=1)
-        q = _rotate(q.view(n, self.heads, d).transpose(0, 1), cos, sin)
-        k = _rotate(k.view(n, self.kv_heads, d).transpose(0, 1), cos, sin)
-        v = v.view(n, self.kv_heads, d).transpose(0, 1).contiguous()  # not a view of the qkv buffer
-        keys, values = k, v
-        if context is not None:
-            keys = torch.cat((context[0], k), dim=1)
-            values = torch.cat((context[1], v), dim=1)
-        attn = F.scaled_dot_product_attention(
-            q.unsqueeze(0),
-            keys.unsqueeze(0),
-            values.unsqueeze(0),
-            attn_mask=mask,
-            is_causal=mask is None,
-            enable_gqa=self.heads != self.kv_heads,
-        )[0]
+        # q rotated straight into a [heads, n, d] buffer, k and v straight into the cache's rows
+        q_heads = torch.empty((self.heads, n, d), device=x.device, dtype=x.dtype)
+        _rotate(q.view(n, self.heads, d), cos, sin, out=q_heads.transpose(0, 1))
+        _rotate(k.view(n, self.kv_heads, d), cos, sin, out=k_rows[position:end])
+        v_rows[position:end].copy_(v.view(n, self.kv_heads, d))
+        attn = self._attend(q_heads, k_rows[:end].transpose(0, 1), v_rows[:end].transpose(0, 1), position)
         x = x + F.linear(attn.transpose(0, 1).reshape(n, self.heads * d), w.o)
         h = F.rms_norm(x, (self.hidden_size,), w.mlp_norm, RMS_EPS)
         gate, up = F.linear(h, w.gate_up).chunk(2, dim=1)
-        x = x + F.linear(F.silu(gate) * up, w.down)
-        return x, k, v
+        return x + F.linear(F.silu(gate) * up, w.down)
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: int) -> torch.Tensor:
+        """Causal attention of ``q`` ``[heads, n, d]`` (positions ``position ..``), ``[heads, n, d]``.
+
+        ``keys``/``values`` are ``[kv_heads, position + n, d]`` views of the cache.
+        """
+        gqa = self.heads != self.kv_heads
+        if position == 0:
+            return F.scaled_dot_product_attention(q[None], keys[None], values[None], is_causal=True, enable_gqa=gqa)[0]
+        if q.device.type == "cpu":
+            return attend_after_context(q, keys, values, position)
+        from torch.nn.attention.bias import causal_lower_right
+
+        # Lower-right causal bias lets SDPA use its flash kernel (GQA included) without a mask.
+        bias = causal_lower_right(q.shape[1], keys.shape[1])
+        return F.scaled_dot_product_attention(q[None], keys[None], values[None], attn_mask=bias, enable_gqa=gqa)[0]
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding (rotate-half form, as Hugging Face's Llama) of ``x`` ``[heads, n, d]``."""
+def attend_after_context(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: int) -> torch.Tensor:
+    """Causal attention of new tokens after ``position`` context tokens, on the CPU, with no mask built.
+
+    ``q`` is ``[heads, n, d]`` (contiguous), ``keys``/``values`` ``[kv_heads, position + n, d]`` (any
+    strides, last dimension contiguous); query head ``h`` reads KV head ``h // (heads / kv_heads)``
+    (grouped-query attention, as SDPA's ``enable_gqa``). Every new token sees the whole context, so
+    that part is one unmasked flash-attention pass, with each KV head's query heads folded into its
+    rows (K/V are not repeated); the new tokens over themselves are one ``is_causal`` pass; the two
+    are merged by their log-sum-exp. Returns ``[heads, n, d]`` in ``q``'s dtype.
+    """
+    heads, n, d = q.shape
+    kv_heads = keys.shape[0]
+    group = heads // kv_heads
+    out_ctx, lse_ctx = _flash_cpu(
+        q.reshape(1, kv_heads, group * n, d), keys[None, :, :position], values[None, :, :position]
+    )
+    k_new, v_new = keys[:, position:], values[:, position:]
+    if group > 1:  # n tokens only: cheap next to the context
+        k_new, v_new = k_new.repeat_interleave(group, dim=0), v_new.repeat_interleave(group, dim=0)
+    out_new, lse_new = _flash_cpu(q[None], k_new[None], v_new[None], is_causal=True)
+    lse_ctx = lse_ctx.reshape(heads, n, 1)
+    lse_new = lse_new.reshape(heads, n, 1)
+    lse = torch.logaddexp(lse_ctx, lse_new)
+    out = out_ctx.reshape(heads, n, d).float() * (lse_ctx - lse).exp()
+    out += out_new[0].float() * (lse_new - lse).exp()
+    return out.to(q.dtype)
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices name the same one (``cuda`` and ``cuda:0`` alike where one has no index)."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _flash_cpu(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CPU flash-attention kernel SDPA dispatches to, with its log-sum-exp (``[B, H, L]``, float32)."""
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, is_causal)
+    return out, lse
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding (rotate-half form, as Hugging Face's Llama) of ``x`` ``[n, heads, d]`` into ``out``."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    torch.mul(x, cos, out=out)
+    return out.addcmul_(rotated, sin)
+
+
+class RequestKV:
+    """One request's KV for every layer, preallocated for all its tokens (cached, new and outputs).
+
+    Per layer, :attr:`k` and :attr:`v` are each ``[capacity_tokens, kv_heads, head_dim]``
+    (token-major: a block's layer slice ``[block_tokens, kv_heads, head_dim]`` is one contiguous run
+    of rows). :meth:`DecoderModel.prefill` writes each chunk's new K/V into the rows after the
+    context and attends over a view of the rows so far; :meth:`layer` and :meth:`kv` give the
+    :data:`PastKV` layout ``[kv_heads, tokens, head_dim]`` as views.
+
+    Args:
+        layers, kv_heads, head_dim: the model's KV shape per rank.
+        capacity_tokens: the most tokens the request will hold (>= 1).
+        device, dtype: where and in what the KV is kept (the model's).
+
+    Raises:
+        ValueError: for ``capacity_tokens < 1``.
+
+    """
+
+    def __init__(
+        self,
+        layers: int,
+        kv_heads: int,
+        head_dim: int,
+        capacity_tokens: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if capacity_tokens < 1:
+            raise ValueError(f"capacity_tokens must be >= 1, got {capacity_tokens}")
+        self.layers, self.kv_heads, self.head_dim = layers, kv_heads, head_dim
+        self.capacity_tokens = capacity_tokens
+        self.device, self.dtype = torch.device(device), dtype
+        data = torch.empty((2, layers, capacity_tokens, kv_heads, head_dim), device=self.device, dtype=dtype)
+        self.k: list[torch.Tensor] = list(data[0].unbind(0))
+        """Per layer, K ``[capacity_tokens, kv_heads, head_dim]`` (after the rotary embedding)."""
+        self.v: list[torch.Tensor] = list(data[1].unbind(0))
+        """Per layer, V ``[capacity_tokens, kv_heads, head_dim]``."""
+        self.tokens = 0
+        """Leading tokens whose KV the cache holds (set by :meth:`DecoderModel.prefill`)."""
+
+    @classmethod
+    def for_model(cls, model: DecoderModel, capacity_tokens: int) -> RequestKV:
+        """A cache of ``capacity_tokens`` tokens shaped, placed and typed for ``model``."""
+        return cls(model.arch.layers, model.kv_heads, model.head_dim, capacity_tokens, model.device, model.dtype)
+
+    def nbytes(self) -> int:
+        """Bytes the cache holds allocated."""
+        return 2 * self.layers * self.capacity_tokens * self.kv_heads * self.head_dim * self.dtype.itemsize
+
+    def layer(self, layer: int, start: int = 0, stop: int | None = None) -> KV:
+        """Layer ``layer``'s K and V of tokens ``start .. stop`` (``tokens`` by default), views ``[kv_heads, t, d]``."""
+        stop = self.tokens if stop is None else stop
+        return self.k[layer][start:stop].transpose(0, 1), self.v[layer][start:stop].transpose(0, 1)
+
+    def kv(self, start: int = 0, stop: int | None = None) -> PastKV:
+        """Every layer's :meth:`layer` (views)."""
+        return [self.layer(i, start, stop) for i in range(self.layers)]
+
+    def holds(self, layer: int, kv: KV, tokens: int) -> bool:
+        """Whether ``kv`` is exactly this cache's rows ``0 .. tokens`` of ``layer`` (written in place)."""
+        k, v = kv
+        mine_k, mine_v = self.layer(layer, 0, tokens)
+        return all(
+            a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+            for a, b in ((k, mine_k), (v, mine_v))
+        )
+
+    def write(self, layer: int, start: int, kv: KV) -> None:
+        """Copy ``kv`` (``[kv_heads, t, head_dim]``, any device or dtype) into ``layer``'s rows ``start ..``."""
+        k, v = kv
+        stop = start + k.shape[1]
+        self.k[layer][start:stop].copy_(k.transpose(0, 1))
+        self.v[layer][start:stop].copy_(v.transpose(0, 1))
+
+    def write_blocks(self, layer: int, blocks: Sequence[torch.Tensor] | torch.Tensor, tokens: int) -> None:
+        """Copy ``layer`` of a prefix's blocks (each :func:`kv_block_shape`) into rows ``0 .. tokens``.
+
+        Raises:
+            ValueError: when ``tokens`` exceeds the blocks' tokens or the cache's capacity.
+
+        """
+        block_tokens = blocks_shape(blocks)[2]
+        if not 0 <= tokens <= min(len(blocks) * block_tokens, self.capacity_tokens):
+            raise ValueError(
+                f"tokens must lie in [0, {min(len(blocks) * block_tokens, self.capacity_tokens)}] for "
+                f"{len(blocks)} blocks of {block_tokens} tokens and a cache of {self.capacity_tokens}, got {tokens}"
+            )
+        full = tokens // block_tokens
+        if isinstance(blocks, torch.Tensor) and full:  # one copy for the whole blocks
+            rows = slice(0, full * block_tokens)
+            self.k[layer][rows].view(full, block_tokens, self.kv_heads, self.head_dim).copy_(blocks[:full, 0, layer])
+            self.v[layer][rows].view(full, block_tokens, self.kv_heads, self.head_dim).copy_(blocks[:full, 1, layer])
+            first = full
+        else:
+            first = 0
+        for b in range(first, -(-tokens // block_tokens)):
+            lo = b * block_tokens
+            hi = min(lo + block_tokens, tokens)
+            self.k[layer][lo:hi].copy_(blocks[b][0, layer, : hi - lo])
+            self.v[layer][lo:hi].copy_(blocks[b][1, layer, : hi - lo])
 
 
 # ---------------------------------------------------------------------- KV blocks

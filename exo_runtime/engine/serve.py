@@ -40,7 +40,7 @@ import torch
 from exo_runtime.buffers import StagingPool
 from exo_runtime.engine.content import ComputeClock
 from exo_runtime.engine.loader import layer_loader
-from exo_runtime.engine.model import DecoderModel, PastKV, kv_to_blocks
+from exo_runtime.engine.model import DecoderModel, PastKV, RequestKV, kv_to_blocks
 from exo_runtime.engine.tierio import BlockData, TierIO
 from exo_runtime.engine.tokens import request_token_ids
 from exo_runtime.errors import DiskFullError, RunFault
@@ -90,6 +90,10 @@ class PrefixEngine:
         clock: where compute time is summed.
         chunk_tokens: the longest prefill in one forward pass.
         token_seed: mixed into every block's token ids.
+
+    Each request gets one :class:`~exo_runtime.engine.model.RequestKV` sized for all its tokens
+    (cached prefix, new tokens, output blocks): the loaded prefix is written into it once, each
+    chunk's new KV in place, and the output blocks' after the prompt's, so no KV is concatenated.
     """
 
     def __init__(
@@ -136,7 +140,9 @@ class PrefixEngine:
         ids = request_token_ids([blocks[i] for i in reads], [tokens[i] for i in reads], T, vocab, self.token_seed)
         cached = usable * T
         past_blocks = xs[:usable].view(usable, *self.shape) if usable else None
-        new_kv, compute_s = self._prefill(ids[cached:], past_blocks, cached)
+        out_tokens = T * sum(1 for w in writes if w) if writes is not None else 0
+        kv, compute_s = self._prefill(ids[cached:], past_blocks, cached, out_tokens)
+        new_kv = kv.kv(cached, len(ids))
         parts.compute_s = compute_s
 
         t1 = time.perf_counter()
@@ -153,29 +159,32 @@ class PrefixEngine:
             for k in partial:
                 data[k] = (tail, None)
         if writes is not None and any(writes):
-            data.update(self._outputs(blocks, tokens, writes, past_blocks, cached, new_kv))
+            data.update(self._outputs(blocks, writes, kv))
         io.store(data, sorted(ex.pending) + repair)
         parts.store_s = time.perf_counter() - t1
         return parts
 
-    def _prefill(self, ids: torch.Tensor, past_blocks: torch.Tensor | None, cached: int) -> tuple[PastKV, float]:
-        """Prefill ``ids`` after ``cached`` tokens of loaded context; the new tokens' KV and the seconds.
+    def _prefill(
+        self, ids: torch.Tensor, past_blocks: torch.Tensor | None, cached: int, extra_tokens: int = 0
+    ) -> tuple[RequestKV, float]:
+        """Prefill ``ids`` after ``cached`` tokens of loaded context; the request's KV and the seconds.
 
-        The first chunk reads the loaded prefix through the layer loader (layer-wise on a GPU); a
-        prompt longer than ``chunk_tokens`` continues in chunks, each over the context so far.
+        The request's KV is one :class:`RequestKV` of ``cached + len(ids) + extra_tokens`` tokens
+        (``extra_tokens``: the output blocks prefilled later). The first chunk writes the loaded
+        prefix into it through the layer loader (layer-wise on a GPU); a prompt longer than
+        ``chunk_tokens`` continues in chunks, each writing its KV after the last and attending over
+        the rows so far.
         """
         m = self.model
         self.clock.start()
-        loader = layer_loader(past_blocks, m.device, m.dtype) if past_blocks is not None else None
-        first = ids[: self.chunk_tokens]
-        new = m.prefill(first, position=cached, past_loader=loader).kv if loader else m.prefill(first).kv
-        done = first.numel()
+        kv = RequestKV.for_model(m, cached + ids.numel() + extra_tokens)
+        loader = layer_loader(past_blocks, m.device, m.dtype, into=kv) if past_blocks is not None else None
+        done = 0
         while done < ids.numel():
             part = ids[done : done + self.chunk_tokens]
-            ctx = new if loader is None else _cat([loader(i) for i in range(m.arch.layers)], new)
-            new = _cat(new, m.prefill(part, past=ctx, position=cached + done).kv)
+            m.prefill(part, position=cached + done, past_loader=loader if done == 0 else None, cache=kv)
             done += part.numel()
-        return new, self.clock.stop(ids.numel())
+        return kv, self.clock.stop(ids.numel())
 
     def _partial(self, kv: PastKV, start: int, n: int) -> torch.Tensor:
         """The prompt's partial last block (``n`` tokens from ``start``), zero-padded to a block, float32."""
@@ -187,36 +196,18 @@ class PrefixEngine:
         ]
         return kv_to_blocks(padded, T)[0].float().cpu()
 
-    def _outputs(
-        self,
-        blocks: Sequence[int],
-        tokens: Sequence[int],
-        writes: Sequence[bool],
-        past_blocks: torch.Tensor | None,
-        cached: int,
-        new_kv: PastKV,
-    ) -> dict[int, BlockData]:
-        """The output blocks' KV: their tokens prefilled after the whole prompt (after the first token)."""
+    def _outputs(self, blocks: Sequence[int], writes: Sequence[bool], kv: RequestKV) -> dict[int, BlockData]:
+        """The output blocks' KV: their tokens prefilled after the whole prompt (after the first token).
+
+        Their KV is written into the request's ``kv`` after the prompt's.
+        """
         m, T = self.model, self.block_tokens
         outs = [i for i in range(len(blocks)) if writes[i]]
         ids = request_token_ids([blocks[i] for i in outs], [T] * len(outs), T, m.arch.vocab_size, self.token_seed)
-        ctx = new_kv
-        if past_blocks is not None:
-            loader = layer_loader(past_blocks, m.device, m.dtype)
-            ctx = _cat([loader(i) for i in range(m.arch.layers)], new_kv)
-        position = int(ctx[0][0].shape[1])
         self.clock.start()
-        kv = m.prefill(ids, past=ctx, position=position).kv
+        out_kv = m.prefill(ids, cache=kv).kv
         self.clock.stop(ids.numel())
-        return {blocks[i]: (blk.float().cpu(), None) for i, blk in zip(outs, kv_to_blocks(kv, T), strict=True)}
-
-
-def _cat(a: PastKV, b: PastKV) -> PastKV:
-    """Two runs of KV, one after the other (per layer, along the tokens)."""
-    return [
-        (torch.cat((ka, kb.to(ka.dtype)), dim=1), torch.cat((va, vb.to(va.dtype)), dim=1))
-        for (ka, va), (kb, vb) in zip(a, b, strict=True)
-    ]
+        return {blocks[i]: (blk.float().cpu(), None) for i, blk in zip(outs, kv_to_blocks(out_kv, T), strict=True)}
 
 
 class HitReader:
