@@ -1,15 +1,20 @@
-"""The runtime's settings, resolved once from ``cfg.runtime`` into a frozen, checked object.
+"""The runtime's settings, resolved once from the config into a frozen, checked object.
 
 Every ``runtime.*`` key is documented on :class:`exo_sim.config.RuntimeConfig`; this module refuses a
 bad value in one sentence naming the key (before any work starts) and hands the rest of the runtime
-plain typed values instead of the raw config.
+plain typed values instead of the raw config. The few root keys the runtime reads itself (``seed``,
+``output.timeseries_points``, and the payload and codec parameters a durable tier's layout records) are
+resolved alongside; the engine's model and the common summary still read the composed config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from exo_runtime.integrity import INTEGRITY_MODES
 from exo_sim.errors import ConfigError
@@ -21,7 +26,17 @@ COMPUTE_MODES = ("model", "seeded")
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """``cfg.runtime``, checked (see :class:`exo_sim.config.RuntimeConfig` for each key)."""
+    """``cfg.runtime``, checked, and the root keys the runtime reads itself.
+
+    See :class:`exo_sim.config.RuntimeConfig` for each ``runtime.*`` key.
+
+    Attributes:
+        seed: ``seed``.
+        timeseries_points: ``output.timeseries_points`` (occupancy samples per tier).
+        payload: ``payload`` as plain data (a durable tier's layout records it).
+        codec_params: the integer codecs' ``codec.int8_group_size``, ``codec.int4_group_size`` and
+            ``codec.scale_bytes`` (a durable tier's layout records them).
+    """
 
     data_dir: Path | None
     resume: bool
@@ -37,6 +52,15 @@ class RuntimeSettings:
     codec_threads: int
     compute: str
     prefill_chunk_tokens: int
+    seed: int
+    timeseries_points: int
+    payload: Mapping[str, Any]
+    codec_params: Mapping[str, int]
+
+    @property
+    def persist(self) -> bool:
+        """Whether durable tiers outlive the run (``runtime.data_dir`` is given), for a later resume."""
+        return self.data_dir is not None
 
     @property
     def model(self) -> bool:
@@ -79,9 +103,26 @@ def check_runtime_keys(rc: Any, locate: Locator | None = None) -> None:
         raise fail("file_spare_fraction", f"must be between 0 and 1, got {rc.file_spare_fraction}")
 
 
-def resolve_settings(rc: Any, locate: Locator | None = None) -> RuntimeSettings:
-    """Check ``cfg.runtime`` (:func:`check_runtime_keys`) and resolve it into :class:`RuntimeSettings`."""
+def _plain(node: Any) -> dict[str, Any]:
+    """A config node (or its dataclass) as plain data."""
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else vars(node)
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items()}
+
+
+def resolve_settings(cfg: Any, locate: Locator | None = None) -> RuntimeSettings:
+    """Check ``cfg.runtime`` (:func:`check_runtime_keys`) and resolve it into :class:`RuntimeSettings`.
+
+    Args:
+        cfg: the composed root config (``runtime``, ``seed``, ``output``, ``payload`` and ``codec``).
+        locate: names the origin of a config key in error messages.
+
+    Raises:
+        ConfigError: a bad ``runtime.*`` value, naming the key (and its file and line where known).
+    """
+    rc = cfg.runtime
     check_runtime_keys(rc, locate)
+    mix = cfg.codec
     return RuntimeSettings(
         data_dir=Path(str(rc.data_dir)) if rc.data_dir else None,
         resume=bool(rc.resume),
@@ -97,6 +138,14 @@ def resolve_settings(rc: Any, locate: Locator | None = None) -> RuntimeSettings:
         codec_threads=int(rc.codec_threads),
         compute=str(getattr(rc, "compute", "model")),
         prefill_chunk_tokens=int(getattr(rc, "prefill_chunk_tokens", 4096)),
+        seed=int(cfg.seed),
+        timeseries_points=int(cfg.output.timeseries_points),
+        payload=_plain(cfg.payload),
+        codec_params={
+            "int8_group_size": int(mix.int8_group_size),
+            "int4_group_size": int(mix.int4_group_size),
+            "scale_bytes": int(mix.scale_bytes),
+        },
     )
 
 
