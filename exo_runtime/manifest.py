@@ -15,10 +15,11 @@ A store whose slab does not outlive the process (``Store.persistent`` false: ``e
 (``O_TMPFILE``) and ``fsync`` it, so they cost what a persistent run's commits cost (the timed model
 charges one calibrated commit cost for both) and nothing is left behind, even after ``kill -9``.
 
-Format: the line ``EXOMANIFEST1``, a little-endian u64 header length, the header (JSON: the layout and its
-hash, the tier, slots and row size), a u64 entry count, the entries (a packed numpy record per block:
-block id, slot, CRC-32 of the stored bytes, CRC-32 at birth, write sequence, error bound, lossless
-flag) and a CRC-32 of everything before it.
+Format 2: the line ``EXOMANIFEST2``, a little-endian u64 header length, the header (JSON: the layout and
+its hash, the tier, slots and row size), a u64 entry count, the entries (a packed numpy record per block:
+block id, slot, CRC-32C of the stored bytes, CRC-32C at birth, write sequence, error bound, lossless
+flag) and a CRC-32 (zlib) of everything before it. Format 1 (``EXOMANIFEST1``) recorded CRC-32 block
+checksums, which no block read now would match: it is refused in one sentence.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from exo_runtime.errors import DataDirError, DiskFullError
 from exo_runtime.stores.base import Store
 from exo_runtime.stores.file import NO_SPACE_ERRNOS
 
-MAGIC = b"EXOMANIFEST1\n"
+MAGIC = b"EXOMANIFEST2\n"
+OLD_MAGICS = {b"EXOMANIFEST1\n": "format 1, with CRC-32 block checksums; this version checks CRC-32C"}
+"""Earlier formats, refused with what changed."""
 ENTRY = np.dtype(
     [
         ("block", "<i8"),
@@ -80,7 +83,10 @@ def load_manifest(path: Path) -> tuple[dict[str, Any], np.ndarray]:
     """
     data = path.read_bytes()
     problem = None
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 20:
+    old = next((why for magic, why in OLD_MAGICS.items() if data.startswith(magic)), None)
+    if old is not None:
+        problem = f"was written by an earlier exo ({old})"
+    elif not data.startswith(MAGIC) or len(data) < len(MAGIC) + 20:
         problem = "is not an exo manifest"
     elif zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
         problem = "fails its checksum (damaged)"

@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
@@ -208,9 +209,38 @@ def engine_path(model: DecoderModel, arch: object, args: argparse.Namespace, gen
     return worst
 
 
+LOAD_BLOCKS = (64, 512)
+"""Prefix lengths of the load path, in blocks of 256 tokens of tiny_llama_kv: 64 (16K tokens: 32 MiB in fp32,
+8 MiB in int8, which a raw copy may find in a 32 MiB L3) and 512 (128K tokens: 256 MiB in fp32, 65 MiB in int8,
+beyond the L3 for every codec; the float32 output is 256 MiB)."""
+
+
 def load_path(cfg: object, args: argparse.Namespace) -> float:
-    """The load path (TierIO.load: read the prefix's slots, CRC-32 each, decode) against a raw copy of
-    the same bytes out of the same store, per host medium; the worst ratio of GB/s."""
+    """exo-run's load path against a raw copy of the same bytes out of the same store; the worst ratio.
+
+    For each host medium (``shm``, ``ram``), each codec of the seed mix (``conf/codec/seed_mix.yaml``: every
+    codec it uses, fast or not) and each prefix length in :data:`LOAD_BLOCKS`, the top tier's store holds
+    that many blocks of ``payload`` in consecutive slots, encoded by the codec from random normal values,
+    and these are timed, same process, one thread:
+
+    * **load** -- ``TierIO.load(0, keys)``, exactly as exo-run calls it: for each block, read its bytes in
+      place from the store's slab, compute their CRC-32C and decode them into float32 rows in one pass
+      (``exo_runtime.native.fused_rows``; a codec with no fused decoder is checksummed in that pass, then
+      decoded by torch), compare each CRC-32C with the copy's recorded one. It writes ``elements x 4``
+      bytes per block.
+    * **raw** -- ``store.read(slots, rows)``: the store's own copy of the same slots into a staging
+      buffer (numpy, one copy per run of consecutive slots, so here one copy of the whole prefix: glibc's
+      memcpy); no checksum, no decode. It writes ``slot_bytes`` per block.
+    * **write** -- only for context: filling a float32 buffer of the load's output size (numpy ``fill``),
+      the least any load that hands over float32 rows must do.
+
+    Load and raw are checked first (every block verified, decode equal to ``codec.decode`` of the raw copy). A
+    sample repeats a side back to back for at least ``--min-sample-s``; ``--repeats`` rounds of samples
+    rotate which side runs first. Printed: store bytes per second of load and raw (the medians), their
+    ratio (the median over rounds of raw time / load time) and ``bound``, the median of raw time /
+    write time: the ratio a load would reach if it cost no more than writing its output (an int8 load
+    writes 4 bytes per byte it reads, fp16 2, fp32 1).
+    """
     from pathlib import Path
 
     from exo_runtime.buffers import StagingPool
@@ -218,55 +248,87 @@ def load_path(cfg: object, args: argparse.Namespace) -> float:
     from exo_runtime.engine.tierio import TierIO
     from exo_runtime.executor import Copy, Executor
     from exo_runtime.integrity import row_crcs
+    from exo_runtime.native import features, fused_decoder
     from exo_runtime.stores import StoreSettings, store_class
     from exo_sim.hierarchy import Hierarchy
     from exo_sim.spec import build_spec
 
-    print(f"{'medium':>8} {'codec':>6} {'load GB/s':>10} {'raw GB/s':>9} {'ratio':>6}   (64 blocks of 256 tokens)")
+    cpu = torch.device("cpu")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        mix = compose("config", overrides=["codec=seed_mix"]).codec
+    names = list(dict.fromkeys([*mix.per_tier.values(), mix.default]))
+    simd = ", ".join(f"{k}={v}" for k, v in features().items())
+    print(f"load path vs raw copy, store bytes/s; codecs of the seed mix: {', '.join(names)}; blocks of 256 tokens "
+          f"({simd})")
+    print(f"{'medium':>8} {'codec':>6} {'blocks':>6} {'MiB':>6} {'load GB/s':>10} {'raw GB/s':>9} {'ratio':>6} "
+          f"{'bound':>6}  decode")
     worst = float("inf")
+    gen = torch.Generator().manual_seed(args.seed)
     for medium in ("shm", "ram"):
-        for codec_name in ("fp32", "fp16"):
-            with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
-                c = compose("config", overrides=[
-                    f"payload={args.payload}", "hardware=ci_cpu", "block_tokens=256", f"codec={codec_name}",
-                    f"hardware.tiers.0.medium={medium}", "hardware.tiers.0.capacity_bytes=null",
-                    "hardware.tiers.0.capacity_blocks=80", "hardware.tiers.1.capacity_bytes=null",
-                    "hardware.tiers.1.capacity_blocks=8", "hardware.tiers.2.medium=ram",
-                    "hardware.tiers.2.capacity_bytes=null", "hardware.tiers.2.capacity_blocks=8",
-                    "runtime.compute=seeded"])
-            spec = build_spec(c)
-            st = StoreSettings(data_dir=Path("."), tag="exo-bench-load")
-            stores = [store_class(t.medium)(t, st) for t in spec.tiers]
-            codecs = [make_codec(t.codec, spec.content.elements, c.codec) for t in spec.tiers]
-            ex = Executor(Hierarchy(spec), stores, codecs, None, StagingPool(1 << 22, False), 1 << 22,  # type: ignore[arg-type]
-                          "checksum", {}, 1.0)
-            top, n = stores[0], 64
-            slots = [top.allocate() for _ in range(n)]
-            rows = torch.randint(0, 255, (n, ex._stride(0)), dtype=torch.uint8)
-            top.write(slots, rows)
-            for key, (slot, crc) in enumerate(zip(slots, row_crcs(rows, top.slot_bytes), strict=True)):
-                ex.copies[key] = {0: Copy(slot, crc, 0.0, True)}
-            io = TierIO(ex)
-            raw_rows = torch.empty_like(rows)
-            keys = list(range(n))
+        for codec_name in names:
+            for n in LOAD_BLOCKS:
+                with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+                    c = compose("config", overrides=[
+                        f"payload={args.payload}", "hardware=ci_cpu", "block_tokens=256", f"codec={codec_name}",
+                        f"hardware.tiers.0.medium={medium}", "hardware.tiers.0.capacity_bytes=null",
+                        f"hardware.tiers.0.capacity_blocks={n + 8}", "hardware.tiers.1.capacity_bytes=null",
+                        "hardware.tiers.1.capacity_blocks=8", "hardware.tiers.2.medium=ram",
+                        "hardware.tiers.2.capacity_bytes=null", "hardware.tiers.2.capacity_blocks=8",
+                        "runtime.compute=seeded"])
+                spec = build_spec(c)
+                st = StoreSettings(data_dir=Path("."), tag="exo-bench-load")
+                stores = [store_class(t.medium)(t, st) for t in spec.tiers]
+                codecs = [make_codec(t.codec, spec.content.elements, c.codec) for t in spec.tiers]
+                ex = Executor(Hierarchy(spec), stores, codecs, None, StagingPool(1 << 22, False), 1 << 22,  # type: ignore[arg-type]
+                              "checksum", {}, 1.0)
+                top, codec = stores[0], codecs[0]
+                assert codec is not None and codec.name == codec_name
+                slots = [top.allocate() for _ in range(n)]
+                rows = torch.zeros((n, ex._stride(0)), dtype=torch.uint8)
+                codec.encode(torch.randn((n, ex.elements), generator=gen), rows)
+                top.write(slots, rows)
+                for key, (slot, crc) in enumerate(zip(slots, row_crcs(rows, top.slot_bytes), strict=True)):
+                    ex.copies[key] = {0: Copy(slot, crc, 0.0, True)}
+                io = TierIO(ex)
+                raw_rows = torch.empty_like(rows)
+                fill = torch.empty((n, ex.elements)).numpy()
+                keys = list(range(n))
 
-            def load(io: TierIO = io, keys: list[int] = keys) -> object:
-                return io.load(0, keys)
+                def load(io: TierIO = io, keys: list[int] = keys) -> object:
+                    return io.load(0, keys)
 
-            def raw(top: object = top, slots: list[int] = slots, out: torch.Tensor = raw_rows) -> None:
-                top.read(slots, out)  # type: ignore[attr-defined]
+                def raw(top: object = top, slots: list[int] = slots, out: torch.Tensor = raw_rows) -> None:
+                    top.read(slots, out)  # type: ignore[attr-defined]
 
-            load()
-            raw()
-            nbytes = n * top.slot_bytes
-            t_load = [timed(load, torch.device("cpu")) for _ in range(args.repeats)]
-            t_raw = [timed(raw, torch.device("cpu")) for _ in range(args.repeats)]
-            ratio = statistics.median(t_raw) / statistics.median(t_load)
-            worst = min(worst, ratio)
-            print(f"{medium:>8} {codec_name:>6} {nbytes / statistics.median(t_load) / 1e9:>10.2f} "
-                  f"{nbytes / statistics.median(t_raw) / 1e9:>9.2f} {ratio:>6.3f}")
-            for s_ in stores:
-                s_.close()
+                def write(fill: np.ndarray = fill) -> None:
+                    fill.fill(0.0)
+
+                xs, usable = io.load(0, keys)
+                raw()
+                want = torch.empty_like(xs)
+                codec.decode(raw_rows, want)
+                if usable != n or not torch.equal(xs, want):
+                    print(f"{medium} {codec_name}: the load path verified {usable} of {n} blocks or decoded "
+                          "them differently from the codec", file=sys.stderr)
+                    sys.exit(1)
+                write()
+                calls = max(1, math.ceil(args.min_sample_s / min(timed(load, cpu), timed(raw, cpu))))
+                sides: list[tuple[Callable[[], object], list[float]]] = [(load, []), (raw, []), (write, [])]
+                for r in range(args.repeats):
+                    for fn, out in sides[r % 3 :] + sides[: r % 3]:
+                        out.append(timed(fn, cpu, calls))
+                t_load, t_raw, t_write = (times for _, times in sides)
+                ratio = statistics.median(w / l_ for l_, w in zip(t_load, t_raw, strict=True))
+                bound = statistics.median(w / f for f, w in zip(t_write, t_raw, strict=True))
+                worst = min(worst, ratio)
+                nbytes = n * top.slot_bytes
+                how = "fused" if fused_decoder(codec) is not None else "torch"
+                print(f"{medium:>8} {codec_name:>6} {n:>6} {nbytes / 2**20:>6.0f} "
+                      f"{nbytes / statistics.median(t_load) / 1e9:>10.2f} "
+                      f"{nbytes / statistics.median(t_raw) / 1e9:>9.2f} {ratio:>6.3f} {bound:>6.3f}  {how}")
+                for s_ in stores:
+                    s_.close()
+                del io, rows, raw_rows, xs, want, fill
     return worst
 
 

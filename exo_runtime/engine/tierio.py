@@ -3,12 +3,13 @@
 The executor moves blocks between tiers; the engine does two more things with them:
 
 * **load** a cached prefix from the tier that holds it (the top tier, after the batch promoted it):
-  read each block's slot, verify it against the CRC-32 set when it was stored (every block, top-tier
-  hits included), decode it into float32 rows. The first block that is stale or fails its checksum
+  read each block's slot, verify it against the CRC-32C set when it was stored (every block, top-tier
+  hits included), decode it into float32 rows — checksum and decode in one pass over the bytes, read
+  in place from a host-memory slab. The first block that is stale or fails its checksum
   ends the usable prefix: it is reported (:class:`~exo_runtime.executor.Corruption`), marked stale so
   that nothing serves it, and it and every later block are recomputed by the caller.
 * **store** computed blocks' data into the slots the batch gave them (``Executor.pending``) or into
-  a stale copy being repaired: encode in the tier's codec, take the CRC-32 of the bytes written,
+  a stale copy being repaired: encode in the tier's codec, take the CRC-32C of the bytes written,
   list the copy in the tier's manifest.
 """
 
@@ -18,8 +19,11 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from exo_runtime.buffers import host_buffer
 from exo_runtime.executor import Copy, Corruption, Executor
 from exo_runtime.integrity import birth_crcs, row_crcs
+from exo_runtime.native import fused_decoder, fused_rows
+from exo_runtime.stores.base import runs
 from exo_runtime.timing import Meter, Span
 
 BlockData = tuple[torch.Tensor, torch.Tensor | None]
@@ -44,13 +48,18 @@ class TierIO:
         self._rows = torch.empty(0, dtype=torch.uint8)
         self._xs = torch.empty(0, dtype=torch.float32)
 
-    def _buffers(self, n: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ex = self.ex
+    def _staging(self, n: int, stride: int) -> torch.Tensor:
+        """``n`` staging rows of ``stride`` bytes for a store that cannot be read in place (page-aligned: O_DIRECT)."""
         if self._rows.numel() < n * stride:
-            self._rows = torch.empty(n * stride, dtype=torch.uint8, pin_memory=self.pinned)
-        if self._xs.numel() < n * ex.elements:
-            self._xs = torch.empty(n * ex.elements, dtype=torch.float32, pin_memory=self.pinned)
-        return self._rows[: n * stride].view(n, stride), self._xs[: n * ex.elements].view(n, ex.elements)
+            self._rows = host_buffer(n * stride, self.pinned)
+        return self._rows[: n * stride].view(n, stride)
+
+    def _decoded(self, n: int) -> torch.Tensor:
+        """``n`` float32 rows of a block's elements, the decode's output."""
+        e = self.ex.elements
+        if self._xs.numel() < n * e:
+            self._xs = torch.empty(n * e, dtype=torch.float32, pin_memory=self.pinned)
+        return self._xs[: n * e].view(n, e)
 
     # ------------------------------------------------------------------ load
     def load(self, k: int, keys: Sequence[int]) -> tuple[torch.Tensor, int]:
@@ -59,38 +68,51 @@ class TierIO:
         ``rows[:usable]`` (float32 ``[usable, elements]``, a view of a buffer reused by the next call)
         hold the leading blocks that passed; the block at ``usable`` (if any) was stale or corrupted
         and has been reported and marked stale.
+
+        One pass over each block's bytes computes its CRC-32C and writes its float32 decode
+        (:func:`~exo_runtime.native.fused_rows`). A store whose slab is host memory is read in place;
+        any other (a file, GPU memory) is first copied into staging rows by its ``read``. Codecs
+        without a fused decoder are checksummed in that pass and then decoded by torch. Copies from
+        the first stale one on are not read at all.
         """
         ex = self.ex
         n = len(keys)
         store, codec = ex.stores[k], ex.codecs[k]
         assert store is not None and codec is not None
+        xs = self._decoded(n)
         if n == 0:
-            return self._buffers(0, 1)[1], 0
-        stride = ex._stride(k)
-        rows, xs = self._buffers(n, stride)
+            return xs, 0
         cps = [ex.copies[key][k] for key in keys]
+        check = ex.integrity != "off"
+        fused = fused_decoder(codec) is not None
         with Span(store.device == "cuda") as span:
-            store.read([c.slot for c in cps], rows)
-            store.synchronize()
-            usable = n
-            if ex.integrity != "off":
-                crcs = row_crcs(rows, store.slot_bytes)
-                ex.reads_checked += n
-            for j, c in enumerate(cps):
-                reason = None
-                if c.stale:
-                    reason = "copy holds no valid data (pending or copied from a corrupted source)"
-                elif ex.integrity != "off" and crcs[j] != c.crc:
-                    reason = "stored bytes fail their checksum"
-                if reason is not None:
-                    usable = j
-                    key = keys[j]
-                    ex.corruptions.append(Corruption(ex.data_of.get(key, key), store.name, c.slot, reason))
-                    c.stale = True
-                    ex._unlist(k, key)
-                    break
-            if usable:
-                codec.decode(rows[:usable], xs[:usable])
+            fresh = next((j for j, c in enumerate(cps) if c.stale), n)
+            slots = [c.slot for c in cps[:fresh]]
+            slab = store.host_view()
+            if slab is None:
+                src, which = self._staging(fresh, ex._stride(k)), list(range(fresh))
+                store.read(slots, src)
+                store.synchronize()
+            else:
+                src, which = slab, slots
+            crcs = fused_rows(src, which, store.slot_bytes, codec if fused else None, xs, check) if fresh else []
+            usable = fresh
+            if check and crcs is not None:
+                ex.reads_checked += fresh
+                usable = next((j for j in range(fresh) if crcs[j] != cps[j].crc), fresh)
+            if usable < n:
+                reason = (
+                    "copy holds no valid data (pending or copied from a corrupted source)"
+                    if usable == fresh
+                    else "stored bytes fail their checksum"
+                )
+                key = keys[usable]
+                ex.corruptions.append(Corruption(ex.data_of.get(key, key), store.name, cps[usable].slot, reason))
+                cps[usable].stale = True
+                ex._unlist(k, key)
+            if usable and not fused:
+                for i, s, r in runs(which[:usable]):
+                    codec.decode(src[s : s + r], xs[i : i + r])
         self.load_meter.setdefault(k, Meter()).add(usable * store.slot_bytes, span.ns, usable, span.device_ns)
         dec = ex._codec_meter(codec.name)
         dec.decode.add(4 * ex.elements * usable, 0, usable)
