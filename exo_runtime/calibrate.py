@@ -16,10 +16,12 @@ other direction's. Codecs are timed encoding and decoding float32 blocks (GB/s o
 per element), one block per call within the executor's own steps for a block that changes codec
 (:func:`measure_codecs`), on ``runtime.codec_threads`` CPU threads, as ``exo-run`` runs them.
 
-What else the runtime's one thread pays — checksums, births (its stand-in for recomputing a block,
-not a model's prefill), manifest commits and its own bookkeeping — is measured by
-:mod:`exo_runtime.hostcosts` and written as the timed model's serial executor
-(``conf/sim/calibrated/<name>.yaml``, ``sim=calibrated/<name>``).
+The engine's own costs around the prefill — scheduling per block, loading the cached prefix out of
+the top tier, storing new KV into it — are measured for the config's top tier, codec and block size
+by :mod:`exo_runtime.engine.calibrate_engine` and written as the profile's ``engine`` section
+(``copies: host``: exo-run's thread applies a request's moves itself, before its prefill). Each link's
+per-block cost is the fitted per-copy intercept above (``block_us``); no per-batch latency is measured
+apart from it, so ``latency_us`` is left at a 0.01 us floor, and the bytes go at ``bandwidth_gbps``.
 
 The profile YAML keeps the template's tiers and writes the measured links and codec throughputs,
 with every per-size figure in its header comments. It opens with ``defaults: [base_hardware,
@@ -52,7 +54,7 @@ from exo_runtime.engine.calibrate_compute import (
     calibrate_prefill,
     check_encode_grid,
 )
-from exo_runtime.hostcosts import HostFigures, measure_host, sim_yaml
+from exo_runtime.engine.calibrate_engine import EngineFigures, measure_engine
 from exo_runtime.integrity import row_crcs
 from exo_runtime.nvml import GpuMemoryProbe
 from exo_runtime.stores import Store, StoreSettings, store_class
@@ -62,6 +64,9 @@ from exo_sim.errors import ConfigError, ExoError
 from exo_sim.spec import TierSpec
 
 ProgressFn = Callable[[str], None]
+
+LATENCY_FLOOR_US = 0.01
+"""A calibrated link's per-transfer latency: not measured apart from each block's own cost (``block_us``)."""
 
 
 @dataclass
@@ -302,11 +307,7 @@ def measure_codecs(
 
 @dataclass
 class Calibration:
-    """What ``exo-calibrate`` measured, the profile it wrote and the serial executor it wrote.
-
-    ``host``: the serial executor's costs (:mod:`exo_runtime.hostcosts`); ``sim_path``: the
-    ``sim=calibrated/<name>`` option written.
-    """
+    """What ``exo-calibrate`` measured and the profile it wrote."""
 
     name: str
     path: Path
@@ -314,9 +315,8 @@ class Calibration:
     links: list[dict[str, Any]]
     codecs: dict[str, tuple[float, float]]
     text: str
-    host: HostFigures | None = None
-    sim_path: Path | None = None
-    sim_text: str = ""
+    engine: EngineFigures | None = None
+    """The engine's costs around the prefill, for the config's top tier, codec and block size."""
     prefill: PrefillCalibration | None = None
     """The engine's measured prefill cost (``None``: not calibrated, see ``prefill_note``)."""
     prefill_note: str = ""
@@ -390,9 +390,11 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
                     "dst": str(b.name),
                     # a simplex link has one speed for both directions: the slower one's
                     "bandwidth_gbps": bw1 if duplex else min(bw1, bw2),
-                    "latency_us": lat1 if duplex else max(lat1, lat2),
+                    "latency_us": LATENCY_FLOOR_US,
+                    "block_us": lat1 if duplex else max(lat1, lat2),
                     "reverse_bandwidth_gbps": bw2 if duplex else None,
-                    "reverse_latency_us": lat2 if duplex else None,
+                    "reverse_latency_us": LATENCY_FLOOR_US if duplex else None,
+                    "reverse_block_us": lat2 if duplex else None,
                     "duplex": duplex,
                     "channels": int(link.channels),
                     "fits": {"down": (bw1, lat1), "up": (bw2, lat2)},
@@ -429,25 +431,19 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
         compute_lines = encode.yaml_lines()
     else:
         compute_lines = prefill.yaml_lines() if prefill is not None else [f"# {prefill_note}"]
-    text = profile_yaml(name, hw, links, copies, codecs, compute_lines)
+    engine = None
+    if bool(cal.engine):
+        if progress:
+            progress("the engine's scheduling, KV load and KV store")
+        engine = measure_engine(cfg, base, int(cal.repeats))
+    engine_lines = engine.yaml_lines("host") if engine is not None else [
+        "# engine: not measured (runtime.calibrate.engine=false); exo-crosscheck measures it per config"]
+    text = profile_yaml(name, hw, links, copies, codecs, compute_lines + engine_lines)
     path = _write(target / f"{name}.yaml", text)
     result = Calibration(
-        name, path, copies, links, codecs, text, prefill=prefill, prefill_note=prefill_note, encode=encode
+        name, path, copies, links, codecs, text, prefill=prefill, prefill_note=prefill_note, encode=encode,
+        engine=engine,
     )
-    scratch = Path(tempfile.mkdtemp(prefix="exo-calibrate-", dir=base))
-    try:
-        result.host = measure_host(cfg, links, codecs, scratch, progress)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    sim_out = getattr(cal, "sim_out_dir", None)
-    if sim_out:
-        sim_dir = Path(str(sim_out))
-    elif target.parts[-2:] == ("hardware", "calibrated"):  # a conf tree: its sim/calibrated/
-        sim_dir = target.parents[1] / "sim" / "calibrated"
-    else:
-        sim_dir = target / "sim"
-    result.sim_text = sim_yaml(name, result.host, cfg)
-    result.sim_path = _write(sim_dir / f"{name}.yaml", result.sim_text)
     return result
 
 
@@ -514,12 +510,12 @@ def profile_yaml(
         if lk.get("reverse_bandwidth_gbps") is not None:
             reverse = (
                 f", reverse_bandwidth_gbps: {lk['reverse_bandwidth_gbps']:.4f}, "
-                f"reverse_latency_us: {lk['reverse_latency_us']:.3f}"
+                f"reverse_latency_us: {lk['reverse_latency_us']:.3f}, reverse_block_us: {lk['reverse_block_us']:.3f}"
             )
         lines.append(
             f"  - {{src: {lk['src']}, dst: {lk['dst']}, bandwidth_gbps: {lk['bandwidth_gbps']:.4f}, "
-            f"latency_us: {lk['latency_us']:.3f}, duplex: {str(lk['duplex']).lower()}, "
-            f"channels: {lk['channels']}{reverse}}}"
+            f"latency_us: {lk['latency_us']:.3f}, block_us: {lk['block_us']:.3f}, "
+            f"duplex: {str(lk['duplex']).lower()}, channels: {lk['channels']}{reverse}}}"
         )
     lines.append("codec_throughput:")
     for codec, (enc, dec) in sorted(codecs.items()):

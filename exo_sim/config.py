@@ -345,24 +345,24 @@ class CalibrateConfig:
     through the runtime's own stores, ``bytes_per_size`` bytes per size and direction, best of
     ``repeats``. Codecs are timed on ``codec_elements`` float32 elements. The profile is written to
     ``<out_dir>/<name>.yaml`` (default ``conf/hardware/calibrated/<hostname>.yaml``) and loads with
-    ``hardware=calibrated/<name>``. The host's costs as ``exo-run`` pays them — CRC-32 speed, the
-    payload's birth (seeded generation) rate as the prefill rate — are written as the timed model's
-    serial executor to ``<sim_out_dir>/<name>.yaml`` (default: ``sim/calibrated/`` of the conf tree
-    ``out_dir`` is in, so ``conf/sim/calibrated/``; ``<out_dir>/sim/`` for a folder elsewhere), which
-    loads with ``sim=calibrated/<name>``. A ``rag_chunk`` payload's encoder is timed over forward passes
-    of every count in ``encode_batch_chunks`` chunks (at most 32, the runtime's batch) of every length in
-    ``encode_chunk_tokens`` tokens (at most 256), median of ``repeats`` after one warm-up each.
+    ``hardware=calibrated/<name>``. The payload's prefill compute is fitted over a grid of
+    prefills (:mod:`exo_runtime.engine.calibrate_compute`). A ``rag_chunk`` payload's encoder is timed
+    over forward passes of every count in ``encode_batch_chunks`` chunks (at most 32, the runtime's
+    batch) of every length in ``encode_chunk_tokens`` tokens (at most 256), median of ``repeats``
+    after one warm-up each. With ``engine`` the engine's own costs (scheduling, KV load and store)
+    are measured for the config's top tier, codec and block size and written as the profile's
+    ``engine`` section.
     """
 
     name: Optional[str] = None
     out_dir: Optional[str] = None
-    sim_out_dir: Optional[str] = None
     block_sizes_bytes: list[int] = field(default_factory=lambda: [65536, 1048576, 8388608])
     bytes_per_size: int = 134217728
     repeats: int = 3
     codec_elements: int = 4194304
     encode_batch_chunks: list[int] = field(default_factory=lambda: [1, 4, 16, 32])
     encode_chunk_tokens: list[int] = field(default_factory=lambda: [64, 256])
+    engine: bool = True
 
 
 @dataclass

@@ -84,6 +84,7 @@ class Served:
         stranded: read blocks that were resident but not served (past the first missing block, or
             the last block of a fully cached prompt).
         refused: the request's blocks exceed the top tier's room; nothing was done.
+        output_tokens: tokens of the written blocks (computed after the first token).
     """
 
     reads: int
@@ -97,6 +98,7 @@ class Served:
     recomputed_tokens: int
     stranded: int
     refused: bool = False
+    output_tokens: int = 0
 
 
 @dataclass
@@ -228,6 +230,7 @@ class Driver:
             else:
                 seen.add(b)
                 new_tokens += tok
+        output = 0
         if writes is not None:
             for i in range(len(blocks)):
                 if writes[i]:
@@ -235,6 +238,7 @@ class Driver:
                         between()
                     h.compute(blocks[i], nxt[i] if nxt is not None else NEVER, read=False)
                     seen.add(blocks[i])
+                    output += tokens[i]
         h.end_request()
         hits = hit if hit >= 0 else -1 - hit
         self._sample(now)
@@ -251,6 +255,7 @@ class Driver:
             new_tokens,
             recomputed_tokens,
             sum(h.stranded) - stranded0,
+            output_tokens=output,
         )
 
     def _blocks(
@@ -266,7 +271,7 @@ class Driver:
         found = [0] * h.n_tiers
         seen = self._seen
         series, every = self.series, self.every
-        prompt = hit_tokens = new_tokens = recomputed_tokens = n_written = 0
+        prompt = hit_tokens = new_tokens = recomputed_tokens = n_written = output = 0
         if len(blocks) > h.top_room:
             self.totals.oversized += 1
         for i, b in enumerate(blocks):
@@ -277,6 +282,7 @@ class Driver:
                 h.write(b, na)
                 seen.add(b)
                 n_written += 1
+                output += tokens[i]
                 continue
             tok = tokens[i]
             prompt += tok
@@ -300,7 +306,8 @@ class Driver:
         n_reads = len(blocks) - n_written
         self._rearm()
         return Served(
-            n_reads, n_written, prompt, hits, hit_tokens, found, prompt - hit_tokens, new_tokens, recomputed_tokens, 0
+            n_reads, n_written, prompt, hits, hit_tokens, found, prompt - hit_tokens, new_tokens, recomputed_tokens, 0,
+            output_tokens=output,
         )
 
     def _rearm(self) -> None:

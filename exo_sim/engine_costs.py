@@ -18,6 +18,9 @@ TTFT = queueing + loading the cached prefix + prefilling the rest. Around the pr
 * **stores the new KV** into the top tier after the first token: encodes it in the tier's codec,
   checksums and writes it — ``kv_store_block_us`` per block plus bytes over ``kv_store_gbps``
   (unset: the forward pass writes KV in place). The engine is busy meanwhile: the next request waits.
+  So it is while it computes a request's written (output) blocks' KV, after the first token (prefix
+  reuse: the prefill cost of those tokens after the prompt; exo-run computes them in one forward
+  pass, not token by token, and decoding is not modelled).
 
 Shipped profiles state these as assumptions; ``exo-calibrate`` measures them on the host with the
 runtime's own engine and writes them into the calibrated profile.

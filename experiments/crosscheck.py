@@ -90,11 +90,11 @@ def run_crosscheck(
     targets = suite_targets(cc.targets)
     names = suite_names(cfg)
     extra = list(overrides)
-    check_suite(names, extra)
+    composed = check_suite(names, extra)
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    host = calibrate_host(cfg, out, say)
+    host = calibrate_host(cfg, out, composed[0], say)
     comparisons: list[Comparison] = []
     pairs: list[RunPair] = []
     for i, name in enumerate(names):

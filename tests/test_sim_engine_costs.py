@@ -99,3 +99,29 @@ def test_bad_engine_figures_are_refused_naming_the_key(field: str, value: object
     with pytest.raises(ConfigError) as err:
         settings_of(make_cfg([4], [], prefill=COST, engine=eng))
     assert err.value.key == key
+
+
+def test_written_blocks_are_computed_after_the_first_token() -> None:
+    # r0 reads 1, 2 (32 tokens, nothing cached) and writes block 3 (16 output tokens), engine copies=host.
+    # First token: schedule 3 x 0.1 + prefill 0.5 + 32/16 + 32 x 16/640 = 0.3 + 3.3 = 3.6 s. Then the
+    # output's KV: 16 tokens after 32: 0.5 + 1 + 16 x 40/640 + 32/32 = 3.5 s, and 3 new blocks stored at
+    # 0.55 s each: the engine is free at 3.6 + 3.5 + 1.65 = 8.75 s.
+    import numpy as np
+
+    from exo_sim.sim.arrivals import arrival_process
+    from exo_sim.spec import build_spec
+    from exo_sim.workloads.base import RequestChunk
+
+    cfg = make_cfg([4, 8], [LINK], prefill=COST, engine=engine("host"))
+    spec = build_spec(cfg)
+    from dataclasses import replace
+
+    settings = settings_of(cfg)
+    model = TimedModel(replace(spec, reuse="prefix"), settings, keep_log=True)
+    chunk = RequestChunk(
+        arrival_s=np.array([0.0]), offsets=np.array([0, 3]), blocks=np.array([1, 2, 3]),
+        writes=np.array([False, False, True]), tokens=np.array([16, 16, 16]),
+    )
+    model.run(iter([chunk]), arrival_process(settings, 0).start)
+    assert column(model, "ttft_s") == pytest.approx([3.6])
+    assert model.makespan_s == pytest.approx(8.75)

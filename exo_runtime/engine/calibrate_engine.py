@@ -147,7 +147,7 @@ def measure_schedule(cfg: Any, requests: int = 240, seed: int = 0) -> tuple[floa
     top_room = max(4, int(spec.tiers[h.top].capacity_blocks))
     per_turn = max(1, min(8, top_room // 8))
     held = sum(int(t.capacity_blocks) for t in spec.tiers if t.usable)
-    sessions = max(4, (3 * held) // (per_turn * 6))
+    sessions = max(4, min(requests, (3 * held) // (per_turn * 21)))  # 21 = 1 + 2 + ... + 6 segments a session reads
     reqs = _chains(per_turn, 6, sessions, seed)[:requests]
     T = spec.block_tokens
     elapsed = 0

@@ -291,11 +291,15 @@ class TimedModel:
         self.compute_s[rid] = compute_s
         ec = self.engine_costs
         top_bytes = self._top_block_bytes
+        stored = served.reads - served.hit_blocks + served.writes
+        after = ec.store_s(stored, stored * top_bytes)  # after the first token: the new KV into the top tier
+        if self.prefix and served.output_tokens and self.settings.encode is None:
+            # the written (output) blocks' KV, computed once the prompt is: after the first token
+            after += self.cost.seconds(served.output_tokens, served.prompt_tokens)
         around = (
             ec.schedule_s(served.reads + served.writes),
             ec.load_s(served.hit_blocks, served.hit_blocks * top_bytes) if self.prefix else 0.0,
-            ec.store_s(served.reads - served.hit_blocks + served.writes,
-                       (served.reads - served.hit_blocks + served.writes) * top_bytes),
+            after,
         )
         label = f"r{rid}" if self.log is not None else ""
         if host_copies:

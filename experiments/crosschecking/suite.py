@@ -126,17 +126,27 @@ def check_suite(names: list[str], extra: list[str]) -> list[DictConfig]:
         ExoError: the first config that is invalid or that this machine cannot run, with its reason.
     """
     out = []
-    for name in names:
+    for i, name in enumerate(names):
         cfg = compose_config([f"experiment=crosscheck/{name}", *extra])
         spec, _, _, _ = prepare_sim(cfg)
         check_runtime_keys(cfg.runtime)
         check_media(spec)
+        if out and str(cfg.payload.name) != str(out[0].payload.name):
+            raise ConfigError(
+                f"crosscheck.configs[{i}]",
+                f"is {name}, whose payload {cfg.payload.name} is not the suite's ({out[0].payload.name}, from "
+                f"{names[0]}); a suite calibrates one payload's compute: put it in a suite of its own",
+            )
         out.append(cfg)
     return out
 
 
-def calibrate_host(cfg: Any, out: Path, say: Say | None = None) -> Host:
+def calibrate_host(cfg: Any, out: Path, first: DictConfig | None = None, say: Say | None = None) -> Host:
     """Measure this host (``exo-calibrate``) into the run's folder, or use ``crosscheck.profile``.
+
+    ``first``: the suite's first config, composed; the host is calibrated with its hardware template,
+    payload (the prefill compute is the payload's) and block size, and the suite's
+    ``runtime.calibrate`` knobs.
 
     Raises:
         ConfigError: ``crosscheck.calibrate`` is off and no ``crosscheck.profile`` is given.
@@ -148,12 +158,16 @@ def calibrate_host(cfg: Any, out: Path, say: Say | None = None) -> Host:
         return Host(str(cc.profile), None, None)
     conf = out / "conf"
     name = str(cc.calibration_name)
-    cal_cfg = OmegaConf.merge(cfg, {"runtime": {"calibrate": {
+    base = first if first is not None else cfg
+    cal_cfg = OmegaConf.merge(base, {"runtime": {"calibrate": OmegaConf.to_container(cfg.runtime.calibrate)}},
+                              {"runtime": {"calibrate": {
         "name": name,
         "out_dir": str(conf / "hardware" / "calibrated"),
+        "engine": False,  # it depends on each config's top tier, codec and block size: measured per config
     }}})
     if say:
-        say(f"calibrating this host from hardware={cfg.hardware.name} -> {conf}/hardware/calibrated/{name}.yaml")
+        say(f"calibrating this host from hardware={base.hardware.name}, payload={base.payload.name} -> "
+            f"{conf}/hardware/calibrated/{name}.yaml")
     t0 = time.perf_counter()
     result = calibrate(cal_cfg, out / "calibration", (lambda what: say(f"  measuring {what}")) if say else None)
     if say:
