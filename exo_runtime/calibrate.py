@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from exo_runtime.allocator import keep_freed_memory
 from exo_runtime.buffers import StagingPool, align_up
 from exo_runtime.codecs import codec_names, make_codec
 from exo_runtime.engine.calibrate_compute import (
@@ -335,6 +336,7 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
     Raises:
         ConfigError / MachineError: a bad knob, or a medium this machine lacks.
     """
+    keep_freed_memory()  # as exo-run does: the engine and its calibration under one allocator
     cal = cfg.runtime.calibrate
     sizes = [int(s) for s in cal.block_sizes_bytes]
     if not sizes or any(s <= 0 for s in sizes):
@@ -422,7 +424,8 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
             if progress:
                 progress("prefill compute")
             try:
-                prefill = calibrate_prefill(cfg.payload, int(cfg.block_tokens), int(cfg.seed), int(cal.repeats))
+                prefill = calibrate_prefill(cfg.payload, int(cfg.block_tokens), int(cfg.seed), int(cal.repeats),
+                                            chunk_tokens=int(getattr(cfg.runtime, "prefill_chunk_tokens", 4096)))
             except ExoError as err:
                 prefill_note = f"compute not calibrated: {err}"
     finally:

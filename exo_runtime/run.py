@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from exo_runtime.allocate import Allocation, allocate, close_stores
+from exo_runtime.allocator import keep_freed_memory
 from exo_runtime.datadir import DataDir, open_data_dir, prepare_dir, recover
 from exo_runtime.engine.compute import Compute, birth_source, prepare_compute
 from exo_runtime.engine.serve import HitReader, PrefixEngine, ServeResult, serve_workload
@@ -88,6 +89,7 @@ def run_runtime(
     prepare_dir(out, "the output folder")
     data = open_data_dir(spec, settings, out)
     sizes = check_run_fits(spec, settings, data, locate)
+    keep_freed_memory()  # the allocator exo-calibrate measured the engine under
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.codec_threads)  # pinned before the fit check measures the model's rate
     try:

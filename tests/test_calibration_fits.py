@@ -214,36 +214,37 @@ def test_prefill_calibration_writes_the_fitted_coefficients_into_the_profile() -
     assert prefill["payload"] == "tiny_llama_kv" and section["compute"]["compute_element_bytes"] == 4
 
 
-class _ClockedModel:
-    """A stand-in for the engine's model whose prefill takes a known time on a fake clock.
+class _ClockedPrefill:
+    """A stand-in for the engine's prefill whose time on a fake clock is known.
 
-    The first timed prefill of each grid point (the warm-up) costs ten times more, and the second
-    1 % more than the third: :func:`calibrate_prefill` must drop the warm-up and keep the best.
+    The first timed prefill of each grid point (the warm-up) costs ten times more, and the next three
+    1 % more, exactly, and 1 % less than the cost: :func:`calibrate_prefill` must drop the warm-up and
+    keep the median.
     """
 
     clock = [0.0]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self) -> None:
         self.calls: dict[tuple[int, int], int] = {}
 
-    def prefill(self, ids: Any, past: Any = None, position: int | None = None) -> Any:
-        n, p = int(ids.shape[0]), int(position or 0)
-        if past is None and position is None:  # building the cached context: untimed
-            return SimpleNamespace(kv="past")
+    def __call__(self, model: Any, ids: Any, past: Any, cached: int, chunk_tokens: int) -> None:
+        n, p = int(ids.shape[0]), int(cached)
+        assert (past is None) == (p == 0) and chunk_tokens == 4096
         k = self.calls[(n, p)] = self.calls.get((n, p), 0) + 1
         a, b, c, d = PREFILL_TRUE
-        self.clock[0] += (a + b * n + c * n * (p + n / 2) + d * p) * (10.0 if k == 1 else 1.01 if k == 2 else 1.0)
-        return SimpleNamespace(kv="new")
+        self.clock[0] += (a + b * n + c * n * (p + n / 2) + d * p) * {1: 10.0, 2: 1.01, 3: 1.0, 4: 0.99}[k]
 
 
 def test_calibrate_prefill_fits_the_times_it_measures(monkeypatch: pytest.MonkeyPatch, make_cfg: Callable[..., Any]) -> None:
     cfg = make_cfg("payload=tiny_llama_kv")
-    monkeypatch.setattr(calibrate_compute, "DecoderModel", _ClockedModel)
+    monkeypatch.setattr(calibrate_compute, "DecoderModel", lambda *a, **k: SimpleNamespace())
     monkeypatch.setattr(calibrate_compute, "check_engine_fits", lambda *a, **k: None)
-    monkeypatch.setattr(calibrate_compute.time, "perf_counter", lambda: _ClockedModel.clock[0])
+    monkeypatch.setattr(calibrate_compute, "context_blocks", lambda model, ids, block_tokens: "blocks")
+    monkeypatch.setattr(calibrate_compute, "prefill_request", _ClockedPrefill())
+    monkeypatch.setattr(calibrate_compute.time, "perf_counter", lambda: _ClockedPrefill.clock[0])
     monkeypatch.setattr(calibrate_compute.torch.cuda, "is_available", lambda: False)
-    cal = calibrate_prefill(cfg.payload, 16, seed=0, repeats=2)
+    cal = calibrate_prefill(cfg.payload, 16, seed=0, repeats=3)
     n, p, seconds = _grid_times(PREFILL_TRUE)
     assert [(pt[0], pt[1]) for pt in cal.points] == list(PREFILL_GRID)
-    assert [pt[2] for pt in cal.points] == pytest.approx(seconds.tolist(), rel=1e-9)  # best, warm-up dropped
+    assert [pt[2] for pt in cal.points] == pytest.approx(seconds.tolist(), rel=1e-9)  # median, warm-up dropped
     assert cal.cost.coefficients() == pytest.approx(PREFILL_TRUE, rel=1e-6)

@@ -1,47 +1,17 @@
-"""Calibration for the cross-check: the fits, the host costs, and ``exo-calibrate`` writing the serial
-executor (``sim=calibrated/<name>``) beside the hardware profile, which ``exo-sim`` then loads."""
+"""Calibration for the cross-check: ``exo-calibrate`` writing a profile (links with their per-block
+cost, codecs, the engine's costs) that ``exo-sim`` then loads, and the copies it times."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
-import pytest
 import yaml
 
-from exo_runtime.hostcosts import fit_rate, measure_commit, nonnegative_fit
 from tests.runtime_overrides import cli
 
 
-def test_fit_rate_recovers_latency_and_rate_of_a_line() -> None:
-    sizes = [1000, 2000, 4000]
-    rate, latency = fit_rate(sizes, [5e-6 + s / 2e9 for s in sizes])
-    assert rate == pytest.approx(2e9) and latency == pytest.approx(5e-6)
-
-
-def test_fit_rate_falls_back_to_the_largest_size_when_the_fit_is_not_physical() -> None:
-    assert fit_rate([1000, 2000], [2e-6, 1e-6]) == (pytest.approx(2000 / 1e-6), 0.0)
-    assert fit_rate([1000], [1e-6]) == (pytest.approx(1e9), 0.0)
-
-
-def test_nonnegative_fit_drops_a_column_that_would_go_negative() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.uniform(1, 10, size=(8, 3))
-    y = x @ np.array([2.0, 0.0, 3.0])
-    assert nonnegative_fit(x, y) == pytest.approx([2.0, 0.0, 3.0])
-    y_neg = x @ np.array([2.0, -1.0, 3.0])
-    beta = nonnegative_fit(x, y_neg)
-    assert (beta >= 0).all() and beta[1] == 0.0
-
-
-def test_measure_commit_times_a_real_manifest_commit(tmp_path: Path) -> None:
-    fixed_s, per_entry_s = measure_commit(tmp_path, block_bytes=4096, entries=(4, 64), trials=3)
-    assert 0 < fixed_s < 1.0 and per_entry_s >= 0
-    assert list(tmp_path.iterdir()) == []  # its slabs and manifests are removed
-
-
-def test_exo_calibrate_writes_the_serial_executor_exo_sim_loads(tmp_path: Path) -> None:
+def test_exo_calibrate_writes_a_profile_exo_sim_loads(tmp_path: Path) -> None:
     conf = tmp_path / "conf"
     proc = cli(
         "exo_runtime.cli.calibrate",
@@ -59,20 +29,18 @@ def test_exo_calibrate_writes_the_serial_executor_exo_sim_loads(tmp_path: Path) 
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    text = (conf / "sim" / "calibrated" / "twin.yaml").read_text()
-    twin = yaml.safe_load(text)
-    assert twin["executor"] == "serial" and twin["demotion"] == "sync" and twin["agents"] == 1
-    host = twin["host"]
-    assert host["checksum_gbps"] > 0 and host["checksum_cold_gbps"] > 0 and host["commit_us"] > 0
-    assert all(host[k] >= 0 for k in ("request_us", "reference_us", "batch_us", "move_us"))
-    assert host["file_spare_fraction"] == "${runtime.file_spare_fraction}"
-    assert "seeded" in text and "bookkeeping fitted on fixed calibration workloads" in text
-    assert twin["prefill_tokens_per_s"] > 0
+    text = (conf / "hardware" / "calibrated" / "twin.yaml").read_text()
+    profile = yaml.safe_load(text)
+    engine = profile["engine"]
+    assert engine["copies"] == "host" and engine["calibrated"] is True
+    assert engine["schedule_us_per_block"] > 0 and engine["kv_load_block_us"] > 0 and engine["kv_store_block_us"] > 0
+    for link in profile["links"]:
+        assert link["block_us"] > 0 and link["reverse_block_us"] > 0 and link["bandwidth_gbps"] > 0
+    assert profile["compute"]["encode"]["a_s"] is not None  # the rag payload's encoder, fitted
 
     sim = cli(
         "exo_sim.cli.sim",
         "hardware=calibrated/twin",
-        "sim=calibrated/twin",
         f"hydra.searchpath=[file://{conf}]",
         "payload=rag_chunk_minilm",
         "workload.accesses=2000",
@@ -85,10 +53,9 @@ def test_exo_calibrate_writes_the_serial_executor_exo_sim_loads(tmp_path: Path) 
     )
     assert sim.returncode == 0, sim.stderr
     summary = json.loads((tmp_path / "sim" / "summary.json").read_text())
-    assert summary["executor"] == "serial" and summary["host"]["batches"] > 0
-    assert summary["host"]["commits"] > 0  # a 100-block file tier fills and frees slots
-    loaded = summary["config"]["sim"]["host"]
-    assert loaded["file_spare_fraction"] == 0.05 and loaded["commit_interval_s"] == 1.0
+    assert summary["engine"]["copies"] == "host" and summary["engine"]["source"] == "calibrated"
+    assert summary["pair_usage"]  # the engine's own copies, per pair of tiers
+    assert summary["compute"]["encode_cost"] is not None
 
 
 def test_raw_copy_as_the_executor_copies_moves_every_block(tmp_path: Path) -> None:

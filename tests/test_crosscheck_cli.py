@@ -5,60 +5,90 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from exo_sim.sim.run import run_sim
 from experiments.crosscheck import passed_overrides
 from tests.runtime_overrides import REPO, cli
 
 LINE = re.compile(
-    r"^decisions identical (\d+)/(\d+); makespan error median \d+\.\d%, worst \d+\.\d%; "
-    r"p99 latency error median \d+\.\d%$"
+    r"^hits identical (\d+)/(\d+); TTFT error median (\d+\.\d)%, p99 (\d+\.\d)%; "
+    r"makespan error median (\d+\.\d)%, worst (\d+\.\d)%$"
 )
+TINY = ("tiny_conv_fp16", "tiny_agents_int8")
+LOOSE = 0.35
+"""The tiny suite's error bound in this test: loose for a shared CI machine (the README reports what
+the full suite reaches), tight enough that a model without its compute or its loads misses it."""
+
+
+def _ttft_median_error(model: pd.DataFrame, runtime: pd.DataFrame) -> float:
+    ok = ~runtime["refused"].to_numpy()
+    m, r = model["ttft_s"].to_numpy()[ok], runtime["ttft_s"].to_numpy()[ok]
+    return float(np.median(np.abs(m - r) / r))
 
 
 def test_exo_crosscheck_on_the_tiny_suite(tmp_path: Path) -> None:
     out = tmp_path / "xc"
-    proc = cli("experiments.crosscheck", "crosscheck=tiny", f"hydra.run.dir={out}", timeout=400)
-    assert proc.returncode == 0, proc.stderr
+    targets = [f"crosscheck.targets.{k}={LOOSE}" for k in ("ttft_median", "ttft_p99", "makespan", "makespan_median")]
+    proc = cli("experiments.crosscheck", "crosscheck=tiny", *targets, f"hydra.run.dir={out}", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # 1 would mean the loose targets were missed
     lines = proc.stdout.strip().splitlines()
     match = LINE.match(lines[-1])
     assert match, lines[-1]
-    assert match.groups() == ("2", "2")  # decisions identical on both configs
-    verdicts = [ln for ln in lines if ln.startswith(("tiny_zipf_seedmix: ", "tiny_agents_fp16: "))]
-    assert len(verdicts) == 2 and all("decisions identical (" in v and "makespan model" in v for v in verdicts)
-    assert all(v.endswith(("-> PASS", "-> FAIL")) for v in verdicts)
+    k, n, x, y, z, w = match.groups()
+    assert (k, n) == ("2", "2")  # hits, stranded and prefilled tokens identical on both configs
+    assert max(float(x), float(y), float(z), float(w)) <= 100 * LOOSE
+    verdicts = [ln for ln in lines if ln.startswith(tuple(f"{c}: " for c in TINY))]
+    assert len(verdicts) == 2 and all(v.endswith("-> PASS") for v in verdicts), verdicts
 
     frame = pd.read_parquet(out / "crosscheck.parquet")
-    assert set(frame["config"]) == {"tiny_zipf_seedmix", "tiny_agents_fp16"}
-    assert {"decisions", "time", "link", "component"} <= set(frame["kind"])
-    decisions = frame[frame["kind"] == "decisions"]
-    assert decisions["identical"].all() and (decisions["sim"] == decisions["runtime"]).all()
-    makespan = frame[frame["metric"] == "makespan_s"]
-    assert (makespan["sim"] > 0).all() and (makespan["runtime"] > 0).all()
-
+    assert set(frame["config"]) == set(TINY)
+    assert {"decisions", "ttft_error", "ttft", "time", "link", "share"} <= set(frame["kind"])
+    assert (out / "crosscheck_requests.parquet").exists()
     report = (out / "report.md").read_text()
-    for heading in ("## What ran where", "## Configs", "## Decisions", "## Time", "## Figures",
-                    "## Why the clocks differ"):
+    for heading in ("## Time to first token", "## Makespan", "## Links", "## Where TTFT goes",
+                    "## Calibrated on this host, and assumptions"):
         assert heading in report
     assert lines[-1] in report
-    for png in ("latency_predicted_vs_measured.png", "error_distribution.png", "occupancy_over_time.png"):
-        assert (out / png).stat().st_size > 10_000
-        assert f"({png})" in report
-    assert "<img src=\"occupancy_over_time.png\"" in (out / "report.html").read_text()
-
+    assert (out / "ttft_errors_by_config.png").stat().st_size > 10_000
+    for name in TINY:
+        assert (out / f"ttft_{name}.png").stat().st_size > 10_000
     # calibration went into the run's folder, not the repository's conf/
     assert (out / "conf" / "hardware" / "calibrated" / "crosscheck.yaml").exists()
-    assert (out / "conf" / "sim" / "calibrated" / "crosscheck.yaml").exists()
-    assert not (REPO / "conf" / "sim" / "calibrated" / "crosscheck.yaml").exists()
-    for name in ("tiny_zipf_seedmix", "tiny_agents_fp16"):
-        sim = json.loads((out / "runs" / name / "sim" / "summary.json").read_text())
-        run = json.loads((out / "runs" / name / "runtime" / "summary.json").read_text())
-        assert sim["source"] == "sim" and sim["executor"] == "serial" and run["source"] == "runtime"
-        assert sim["host"]["batches"] == run["runtime"]["batches"]
-        assert not list((out / "runs" / name).glob("data-*"))  # the file tiers' slabs are removed
+    assert not (REPO / "conf" / "hardware" / "calibrated" / "crosscheck.yaml").exists()
+
+    for name in TINY:
+        folder = out / "runs" / name
+        assert not list(folder.glob("data-*"))  # the file tiers' slabs are removed
+        sim = json.loads((folder / "sim" / "summary.json").read_text())
+        run = json.loads((folder / "runtime" / "summary.json").read_text())
+        assert sim["source"] == "sim" and run["source"] == "runtime"
+        assert sim["engine"]["source"] == "calibrated" and sim["compute"]["prefill_cost"]["source"] == "calibrated"
+        model = pd.read_parquet(folder / "sim" / "requests.parquet")
+        runtime = pd.read_parquet(folder / "runtime" / "requests.parquet")
+        assert _ttft_median_error(model, runtime) <= LOOSE
+        # the parts too: the model's load and compute time within the bound of what the engine spent
+        for part in ("load_s", "compute_s"):
+            assert abs(model[part].sum() - runtime[part].sum()) <= LOOSE * runtime[part].sum(), (name, part)
+        # the check has teeth: the same model without its compute, or without its loads, misses it
+        cfg = OmegaConf.create(sim["config"])
+        no_compute = OmegaConf.merge(cfg, {"hardware": {"compute": {"prefill": {
+            "a_s": 1e-12, "b_s_per_token": 0.0, "c_s_per_token_pair": 0.0, "d_s_per_token": 0.0}}}})
+        assert _ttft_median_error(run_sim(no_compute).requests, runtime) > LOOSE, name
+        free = {"bandwidth_gbps": 1e6, "block_us": 0.0, "latency_us": 0.001}
+        back = {"reverse_bandwidth_gbps": 1e6, "reverse_block_us": 0.0, "reverse_latency_us": 0.001}
+        links: list[dict[str, Any]] = []
+        for link in sim["config"]["hardware"]["links"]:
+            links.append({**link, **free, **(back if link["reverse_bandwidth_gbps"] is not None else {})})
+        no_loads = run_sim(OmegaConf.merge(cfg, {"hardware": {"links": links, "engine": {
+            "schedule_us_per_block": 0.0, "kv_load_block_us": 0.0}}})).requests
+        assert abs(no_loads["load_s"].sum() - runtime["load_s"].sum()) > LOOSE * runtime["load_s"].sum(), name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the four-tier suite would run")
@@ -77,10 +107,11 @@ def test_the_four_tier_suite_is_refused_without_a_gpu_before_anything_runs(tmp_p
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["crosscheck.configs=[tiny_zipf_seedmix,nope]"], "config key `crosscheck.configs[1]`"),
+        (["crosscheck.configs=[tiny_conv_fp16,nope]"], "config key `crosscheck.configs[1]`"),
         (["crosscheck.configs=[]"], "config key `crosscheck.configs`"),
         (["crosscheck.repeats=0"], "config key `crosscheck.repeats`"),
-        (["sim.executor=bogus"], "config key `sim.executor`"),
+        (["sim.overlap=bogus"], "config key `sim.overlap`"),
+        (["crosscheck.targets.ttft_median=0"], "config key `crosscheck.targets.ttft_median`"),
         (["crosscheck.calibrate=false"], "config key `crosscheck.profile`"),
     ],
 )

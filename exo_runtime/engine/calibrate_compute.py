@@ -3,7 +3,10 @@
 ``kv_cache`` payloads (``compute.prefill``): the engine's model (the payload's architecture, seeded
 random weights — the cost of a forward pass does not depend on the weights' values) prefills ``n``
 new tokens after ``p`` cached ones over a grid of ``(n, p)``, on the device ``exo-run`` would use, at
-its dtype and thread count; each point is the best of ``repeats`` timed runs after one warm-up.
+its dtype and thread count, through the engine's own call (:func:`~exo_runtime.engine.serve.prefill_request`:
+the request's KV buffer, the loaded prefix's blocks written into it, chunks of
+``runtime.prefill_chunk_tokens``); each point is the median of ``repeats`` timed runs after one
+warm-up (the engine meets a typical run, not the best one).
 :func:`exo_sim.compute.fit_prefill_cost` then fits ``a + b*n + c*n*(p + n/2) + d*p`` (non-negative,
 relative error, only the terms the measurements show); the coefficients and residuals go into the
 profile.
@@ -32,7 +35,8 @@ import torch
 from exo_runtime.engine.chunks import CHUNK_CHARS, chunk_text
 from exo_runtime.engine.encoder import MiniLMEncoder
 from exo_runtime.engine.fit import check_engine_fits
-from exo_runtime.engine.model import DecoderModel, default_compute_dtype
+from exo_runtime.engine.model import DecoderModel, default_compute_dtype, kv_to_blocks
+from exo_runtime.engine.serve import prefill_request
 from exo_sim.architecture import architecture_of
 from exo_sim.compute import FitResiduals, PrefillCost, fit_prefill_cost
 from exo_sim.encode_cost import EncodeCost, EncodeFitResiduals, fit_encode_cost
@@ -80,7 +84,12 @@ class PrefillCalibration:
 
 
 def calibrate_prefill(
-    payload: Any, block_tokens: int, seed: int, repeats: int, grid: tuple[tuple[int, int], ...] = PREFILL_GRID
+    payload: Any,
+    block_tokens: int,
+    seed: int,
+    repeats: int,
+    grid: tuple[tuple[int, int], ...] = PREFILL_GRID,
+    chunk_tokens: int = 4096,
 ) -> PrefillCalibration:
     """Time the engine's prefills over ``grid`` and fit the cost (see the module docstring).
 
@@ -97,19 +106,20 @@ def calibrate_prefill(
     gen = torch.Generator().manual_seed(seed)
     points = []
     for n, p in grid:
+        p = (p // block_tokens) * block_tokens  # a cached prefix is whole blocks
         ids = torch.randint(0, arch.vocab_size, (p + n,), generator=gen)
-        past = model.prefill(ids[:p]).kv if p else None
-        best = float("inf")
+        past = context_blocks(model, ids[:p], block_tokens) if p else None
+        samples = []
         for i in range(max(1, repeats) + 1):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            model.prefill(ids[p:], past=past, position=p)
+            prefill_request(model, ids[p:], past, p, chunk_tokens)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i:  # the first run warms up
-                best = min(best, time.perf_counter() - t0)
-        points.append((n, p, best))
+                samples.append(time.perf_counter() - t0)
+        points.append((n, p, statistics.median(samples)))
     cost, residuals = fit_prefill_cost(
         [x[0] for x in points], [x[1] for x in points], [x[2] for x in points], basis="exo-calibrate"
     )
@@ -117,6 +127,12 @@ def calibrate_prefill(
     return PrefillCalibration(
         str(payload.name), str(device), dtype_name, torch.get_num_threads(), points, cost, residuals
     )
+
+
+def context_blocks(model: DecoderModel, ids: torch.Tensor, block_tokens: int) -> torch.Tensor:
+    """The KV of ``ids`` (whole blocks) as the engine holds a loaded prefix: float32 blocks."""
+    blocks = kv_to_blocks(model.prefill(ids).kv, block_tokens)
+    return torch.stack([b.float().cpu() for b in blocks]).view(len(blocks), *model.block_shape(block_tokens))
 
 
 # --- the encoder (rag_chunk payloads) ----------------------------------------------------------

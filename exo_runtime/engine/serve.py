@@ -9,21 +9,23 @@ Per request (``runtime.compute=model``)::
               (computed) block gets its slot now and its data below (prefix reuse), or is computed
               as the batch runs (block reuse: its data depends on the block alone)
     load      prefix reuse: the cached prefix's blocks read from the top tier, verified (CRC-32 set
-              when stored) and decoded; the first stale or corrupted block ends the usable prefix
+              when stored, CRC-32C) and decoded; the first stale or corrupted block ends the usable prefix
               (reported; it and the rest are recomputed, never used)
     compute   the model prefills the rest of the prompt with attention over the loaded KV (a fully
               cached prompt recomputes its last block, as the core decided)
-    -- first token: TTFT = queue + decide/apply + load + compute
-    store     the new blocks' KV (and a recomputed corrupted block's) written into their slots in the
-              tier's codec, CRC-32 taken as stored; output blocks (writes) prefilled after the prompt
+    -- first token: its wall-clock time; TTFT = it - arrival (queue + decide/apply + load + compute,
+       and whatever the engine does between them)
+    after     output blocks (writes) prefilled after the prompt; the new blocks' KV (and a recomputed
+              corrupted block's) written into their slots in the tier's codec, CRC-32C taken as
+              stored. The engine is busy until then: the next request waits
 
 Under block reuse (``BlockPrefill`` / ``ChunkEmbedding``) the compute happens inside ``apply``; the
 loop reads the hits the top tier holds (verified and decoded) as the load. With
 ``runtime.compute=seeded`` there is no model: blocks are born from seeded data inside ``apply``.
 
-Each request's row in ``requests.parquet`` carries ``ttft_s`` and its ``queue_s``, ``load_s``
-(deciding, applying the batch, reading and decoding the prefix) and ``compute_s`` (the model's time,
-synchronised on a GPU) parts, measured with ``perf_counter``.
+Each request's row in ``requests.parquet`` carries ``ttft_s`` (from the wall clock at its first
+token) and its ``queue_s``, ``load_s`` (deciding, applying the batch, reading and decoding the prefix)
+and ``compute_s`` (the model's time, synchronised on a GPU) parts, measured with ``perf_counter``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,34 @@ class Parts:
     compute_s: float = 0.0
     store_s: float = 0.0
     bytes_loaded: int = 0
+    first_token_at: float | None = None
+    """``perf_counter()`` when the prompt's prefill ended (the first token); ``None``: when serving ended."""
+
+
+def prefill_request(
+    model: DecoderModel,
+    ids: torch.Tensor,
+    past_blocks: torch.Tensor | None,
+    cached: int,
+    chunk_tokens: int,
+    extra_tokens: int = 0,
+) -> RequestKV:
+    """One request's prefill as the engine runs it: ``ids`` after ``cached`` tokens of loaded KV.
+
+    The request's KV is one :class:`RequestKV` of ``cached + len(ids) + extra_tokens`` tokens
+    (``extra_tokens``: output blocks prefilled later). The first chunk writes the loaded prefix
+    (``past_blocks``, decoded blocks) into it through the layer loader (layer-wise on a GPU); a prompt
+    longer than ``chunk_tokens`` continues in chunks, each writing its KV after the last and attending
+    over the rows so far. ``exo-calibrate`` times this very function.
+    """
+    kv = RequestKV.for_model(model, cached + ids.numel() + extra_tokens)
+    loader = layer_loader(past_blocks, model.device, model.dtype, into=kv) if past_blocks is not None else None
+    done = 0
+    while done < ids.numel():
+        part = ids[done : done + chunk_tokens]
+        model.prefill(part, position=cached + done, past_loader=loader if done == 0 else None, cache=kv)
+        done += part.numel()
+    return kv
 
 
 class PrefixEngine:
@@ -144,6 +174,7 @@ class PrefixEngine:
         kv, compute_s = self._prefill(ids[cached:], past_blocks, cached, out_tokens)
         new_kv = kv.kv(cached, len(ids))
         parts.compute_s = compute_s
+        parts.first_token_at = time.perf_counter()  # the rest (output blocks, the store) comes after it
 
         t1 = time.perf_counter()
         data: dict[int, BlockData] = {}
@@ -175,15 +206,8 @@ class PrefixEngine:
         ``chunk_tokens`` continues in chunks, each writing its KV after the last and attending over
         the rows so far.
         """
-        m = self.model
         self.clock.start()
-        kv = RequestKV.for_model(m, cached + ids.numel() + extra_tokens)
-        loader = layer_loader(past_blocks, m.device, m.dtype, into=kv) if past_blocks is not None else None
-        done = 0
-        while done < ids.numel():
-            part = ids[done : done + self.chunk_tokens]
-            m.prefill(part, position=cached + done, past_loader=loader if done == 0 else None, cache=kv)
-            done += part.numel()
+        kv = prefill_request(self.model, ids, past_blocks, cached, self.chunk_tokens, extra_tokens)
         return kv, self.clock.stop(ids.numel())
 
     def _partial(self, kv: PastKV, start: int, n: int) -> torch.Tensor:
@@ -388,7 +412,9 @@ def serve_workload(
                         parts = hits.serve(keys)
                 compute_s = in_apply + parts.compute_s
                 load_s = (decided - start - in_apply) + parts.load_s
-                done = start + load_s + compute_s if not served.refused else start
+                # the first token's time as the wall clock saw it (everything before it counts)
+                first = parts.first_token_at if parts.first_token_at is not None else time.perf_counter()
+                done = first - t0 if not served.refused else start
                 stopped = None
                 n_requests += 1
                 cols["request"].append(n_requests - 1)
@@ -434,4 +460,7 @@ def serve_workload(
     return ServeResult(series, frame, ttft, elapsed, driver.totals, fault, stopped, grown, n_requests)
 
 
-__all__ = ["HitReader", "Parts", "PrefixEngine", "ServeResult", "cached_keys", "resident_keys", "serve_workload"]
+__all__ = [
+    "HitReader", "Parts", "PrefixEngine", "ServeResult", "cached_keys", "prefill_request", "resident_keys",
+    "serve_workload",
+]

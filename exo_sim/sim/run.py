@@ -2,10 +2,10 @@
 
 The summary has every key of the replay's, with the same values for the decisions (tiers, links'
 bytes, recomputed blocks), plus what only a clock gives: latency percentiles, makespan, per-link
-busy time and utilisation (``link_usage``), prefill and codec engine use, and the arrival process;
-with ``sim.executor=serial``, ``host``: the host thread's busy time, its checksum and bookkeeping
-seconds, and ``pair_usage`` (bytes, blocks and busy time per source / destination tier pair, as the
-runtime measures its links).
+busy time and utilisation (``link_usage``), prefill and codec engine use, the arrival process, the
+engine's costs around the prefill (``engine``), and ``pair_usage``: bytes, blocks and busy time per
+source / destination tier pair of the copies the engine's own thread does (``copies: host``), as the
+runtime measures its copies.
 """
 
 from __future__ import annotations
@@ -155,20 +155,9 @@ def run_sim(
             "arrival": arrivals.describe(),
             "demotion": "sync" if settings.demotion_sync else "background",
             "multi_hop": "pipeline" if settings.pipeline else "store_and_forward",
-            "executor": "serial" if settings.serial else "engines",
+            "engine": settings.engine.as_dict(),
+            "pair_usage": [vars(u) for u in model.pair_usage()],
             "complete": complete,
         }
     )
-    if model.host is not None:
-        host = model.host
-        summary["host"] = {
-            "busy_s": model.host_server.busy_s,
-            "utilisation": _share(model.host_server.busy_s, 1, makespan),
-            "checksum_s": host.checksum_busy_s,
-            "bookkeeping_s": host.bookkeeping_s,
-            "batches": host.batches,
-            "commits": host.commits,
-            "commit_s": host.commit_busy_s,
-            "pair_usage": [vars(u) for u in model.pair_usage()],
-        }
     return SimResult(spec=spec, summary=summary, series=series, requests=requests, model=model)

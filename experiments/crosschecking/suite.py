@@ -125,7 +125,7 @@ def check_suite(names: list[str], extra: list[str]) -> list[DictConfig]:
     Raises:
         ExoError: the first config that is invalid or that this machine cannot run, with its reason.
     """
-    out = []
+    out: list[DictConfig] = []
     for i, name in enumerate(names):
         cfg = compose_config([f"experiment=crosscheck/{name}", *extra])
         spec, _, _, _ = prepare_sim(cfg)
