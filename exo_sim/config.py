@@ -164,11 +164,13 @@ class EngineConfig:
     """
 
     copies: str = "dma"
+    request_us: float = 0.0
     schedule_us_per_block: float = 0.0
     kv_load_gbps: Optional[float] = None
     kv_load_block_us: float = 0.0
     kv_store_gbps: Optional[float] = None
     kv_store_block_us: float = 0.0
+    finish_us: float = 0.0
     calibrated: bool = False
 
 

@@ -5,8 +5,9 @@ random weights — the cost of a forward pass does not depend on the weights' va
 new tokens after ``p`` cached ones over a grid of ``(n, p)``, on the device ``exo-run`` would use, at
 its dtype and thread count, through the engine's own call (:func:`~exo_runtime.engine.serve.prefill_request`:
 the request's KV buffer, the loaded prefix's blocks written into it, chunks of
-``runtime.prefill_chunk_tokens``); each point is the median of ``repeats`` timed runs after one
-warm-up (the engine meets a typical run, not the best one).
+``runtime.prefill_chunk_tokens``); the grid is timed round-robin ``repeats`` times after a
+warm-up round, with 64 MiB written between two prefills on a CPU (in a run a prefill follows the
+engine's other work, which leaves the caches cold), and each point is the median of its runs.
 :func:`exo_sim.compute.fit_prefill_cost` then fits ``a + b*n + c*n*(p + n/2) + d*p`` (non-negative,
 relative error, only the terms the measurements show); the coefficients and residuals go into the
 profile.
@@ -44,6 +45,9 @@ from exo_sim.encoder_arch import ENCODE_BATCH_CHUNKS, MAX_SEQ_TOKENS
 from exo_sim.errors import ConfigError, ExoError
 
 PREFILL_GRID = tuple((n, p) for n in (16, 64, 256, 1024) for p in (0, 256, 1024))
+
+EVICT_BYTES = 64 << 20
+"""Written between two timed prefills on a CPU, so each starts with cold caches, as in a run."""
 """The ``(new, cached)`` token counts measured."""
 
 
@@ -104,22 +108,27 @@ def calibrate_prefill(
     check_engine_fits(arch, dtype, device, payload_name=str(payload.name), block_tokens=block_tokens)
     model = DecoderModel(arch, seed=seed, device=device, dtype=dtype)
     gen = torch.Generator().manual_seed(seed)
-    points = []
+    cases = []
     for n, p in grid:
         p = (p // block_tokens) * block_tokens  # a cached prefix is whole blocks
         ids = torch.randint(0, arch.vocab_size, (p + n,), generator=gen)
         past = context_blocks(model, ids[:p], block_tokens) if p else None
-        samples = []
-        for i in range(max(1, repeats) + 1):
+        cases.append((n, p, ids[p:], past))
+    junk = torch.zeros(EVICT_BYTES // 4, dtype=torch.float32) if device.type == "cpu" else None
+    samples: list[list[float]] = [[] for _ in cases]
+    for r in range(max(1, repeats) + 1):  # round-robin: each prefill follows other work, as in a run
+        for i, (_, p, new, past) in enumerate(cases):
+            if junk is not None:
+                junk.add_(1.0)  # the engine's other work between two prefills leaves the caches cold
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            prefill_request(model, ids[p:], past, p, chunk_tokens)
+            prefill_request(model, new, past, p, chunk_tokens)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            if i:  # the first run warms up
-                samples.append(time.perf_counter() - t0)
-        points.append((n, p, statistics.median(samples)))
+            if r:  # the first round warms up
+                samples[i].append(time.perf_counter() - t0)
+    points = [(n, p, statistics.median(samples[i])) for i, (n, p, _, _) in enumerate(cases)]
     cost, residuals = fit_prefill_cost(
         [x[0] for x in points], [x[1] for x in points], [x[2] for x in points], basis="exo-calibrate"
     )

@@ -14,6 +14,13 @@ predicted and never as a residual between a model and a run:
 * **the KV store**: :meth:`~exo_runtime.engine.tierio.TierIO.store` (encode, checksum, write) of
   ``k`` blocks of real-shaped float32 data into it.
 
+* **the engine's own time per request** outside the prefill and the KV load: ``exo-run`` itself serves
+  a fixed synthetic workload (agent sessions sized to the config's top tier, on the config's tiers,
+  codecs, block size and payload, arrivals not paced); for each request, the wall time from its
+  start to its first token less its measured compute and its KV load at the rate measured above is
+  the engine's scheduling and bookkeeping for it, fitted as ``request + blocks x block`` seconds
+  (``request_us``, ``schedule_us_per_block``). No run of the workload being predicted is used.
+
 The load and store times are fitted, non-negative least squares, as ``call + k x block`` seconds; the
 per-block figure is what the model charges (``kv_load_block_us``, ``kv_store_block_us``, at the
 config's block size, so ``kv_*_gbps`` stay unset), and the per-call one is reported beside it: it is
@@ -24,6 +31,7 @@ pins them (the caller's ``torch.set_num_threads``).
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -35,6 +43,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from exo_runtime.allocator import keep_freed_memory
 from exo_runtime.buffers import StagingPool
 from exo_runtime.codecs import make_codec
 from exo_runtime.engine.tierio import TierIO
@@ -79,6 +88,17 @@ class EngineFigures:
     load_points: list[tuple[int, float]] = field(default_factory=list)
     store_points: list[tuple[int, float]] = field(default_factory=list)
     scheduled_blocks: int = 0
+    request_s: float = 0.0
+    finish_s: float = 0.0
+    stored_block_s: float | None = None
+    """Per stored block after the first token, as exo-run spent it (``None``: the store micro-benchmark's)."""
+    requests_timed: int = 0
+    """Requests of the synthetic workload the per-request time was fitted on (0: not measured)."""
+
+    @property
+    def store_s_per_block(self) -> float:
+        """The per-block store time the model is given: exo-run's own when measured, else TierIO.store's."""
+        return self.stored_block_s if self.stored_block_s is not None else self.store_block_s
 
     def values(self, copies: str = "host") -> dict[str, Any]:
         """``hardware.engine``'s keys and values.
@@ -88,11 +108,13 @@ class EngineFigures:
         """
         return {
             "copies": copies,
+            "request_us": float(f"{self.request_s * 1e6:.4g}"),
             "schedule_us_per_block": float(f"{self.schedule_s_per_block * 1e6:.4g}"),
             "kv_load_gbps": None,
             "kv_load_block_us": float(f"{self.load_block_s * 1e6:.4g}"),
             "kv_store_gbps": None,
-            "kv_store_block_us": float(f"{self.store_block_s * 1e6:.4g}"),
+            "kv_store_block_us": float(f"{self.store_s_per_block * 1e6:.4g}"),
+            "finish_us": float(f"{self.finish_s * 1e6:.4g}"),
             "calibrated": True,
         }
 
@@ -110,7 +132,12 @@ class EngineFigures:
         return [
             f"# engine: measured on this host ({self.top_medium} top tier, {self.top_codec}, "
             f"{self.block_bytes} B blocks); see exo_runtime/engine/calibrate_engine.py",
-            f"#   scheduling: {self.scheduled_blocks} blocks decided by the decision core",
+            (f"#   {self.requests_timed} requests of a synthetic workload served by exo-run: before the first "
+             f"token {self.request_s * 1e6:.1f} us per request + {self.schedule_s_per_block * 1e6:.2f} us per "
+             f"block; after it {self.finish_s * 1e6:.1f} us per request + {self.store_s_per_block * 1e6:.2f} us "
+             "per stored block (used instead of the store fit below, which times TierIO.store alone)"
+             if self.requests_timed else
+             f"#   scheduling: {self.scheduled_blocks} blocks decided by the decision core"),
             f"#   KV load  (blocks: median time): {pts(self.load_points)}; fit {self.load_call_s * 1e6:.1f} us "
             f"per call (not modelled) + {self.load_block_s * 1e6:.2f} us per block",
             f"#   KV store (blocks: median time): {pts(self.store_points)}; fit {self.store_call_s * 1e6:.1f} us "
@@ -217,14 +244,88 @@ def measure_kv_path(cfg: Any, data_dir: Path, repeats: int = 5, seed: int = 0
                 s.close()
 
 
-def measure_engine(cfg: Any, data_dir: Path | None = None, repeats: int = 5) -> EngineFigures:
-    """Measure ``hardware.engine``'s figures for ``cfg`` on this host (see the module docstring)."""
+def _chained_trace(path: Path, block_tokens: int, top_blocks: int, seed: int) -> None:
+    """A Mooncake-format trace of chained sessions, reads only.
+
+    Each turn re-reads its session's context (after a shared prefix) and adds a few blocks; the last
+    block is partial one time in two.
+    """
+    rng = np.random.default_rng(seed)
+    per_turn = max(1, top_blocks // 24)
+    shared = list(range(max(1, per_turn)))
+    nxt = len(shared)
+    sessions: list[list[int]] = []
+    lines = []
+    for s in rng.permutation(np.repeat(np.arange(24), 5)).tolist():
+        while len(sessions) <= s:
+            sessions.append([])
+        add = int(rng.integers(1, per_turn + 1))
+        sessions[s] += list(range(nxt, nxt + add))
+        nxt += add
+        ids = shared + sessions[s]
+        tokens = len(ids) * block_tokens - (block_tokens // 2 if rng.integers(2) else 0)
+        lines.append(json.dumps({"timestamp": 0, "input_length": tokens, "output_length": 1, "hash_ids": ids}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def measure_requests(cfg: Any, data_dir: Path, load_block_s: float, seed: int = 0
+                     ) -> tuple[float, float, float, float, int]:
+    """The engine's time per request outside its prefill, KV load and store (see the module docstring).
+
+    ``exo-run`` serves a synthetic chained workload with arrivals not paced, so each request starts
+    when the one before has finished: before its first token, the wall time less its compute and KV
+    load is fitted as ``request + blocks x block``; after it, the time to the next request's start as
+    ``finish + stored blocks x store``. Returns ``(request, block, finish, store, requests)`` seconds.
+    """
+    from exo_runtime.run import run_runtime
+    from exo_sim.workloads.mooncake import MooncakeWorkloadConfig
+
+    c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    spec = build_spec(c)
+    T = spec.block_tokens
+    trace = data_dir / "chains.jsonl"
+    _chained_trace(trace, T, max(8, int(spec.tiers[0].capacity_blocks)), seed)
+    c.workload = OmegaConf.structured(MooncakeWorkloadConfig(path=str(trace), trace_block_tokens=T))
+    c.runtime.compute = "model"
+    c.runtime.pace_arrivals = False
+    c.runtime.data_dir = str(data_dir / "data")
+    c.runtime.resume = False
+    c.output.progress = False
+    req = run_runtime(c, data_dir / "run").requests
+    served = ~req["refused"].to_numpy()
+    hits = req["cached_tokens"].to_numpy() // T
+    before = (req["ttft_s"] - req["queue_s"] - req["compute_s"]).to_numpy() - hits * load_block_s
+    blocks = req["blocks_read"].to_numpy()
+    call, block = fit_call_and_block([(int(b), max(0.0, float(o)))
+                                      for b, o, ok in zip(blocks, before, served, strict=True) if ok])
+    after = req["arrival_s"].to_numpy()[1:] - req["served_s"].to_numpy()[:-1]  # not paced: start = arrival
+    stored = (blocks - hits)[:-1]
+    finish, store = fit_call_and_block([(int(n), max(0.0, float(t)))
+                                        for n, t, ok in zip(stored, after, served[:-1], strict=True) if ok])
+    return call, block, finish, store, int(served.sum())
+
+
+def measure_engine(cfg: Any, data_dir: Path | None = None, repeats: int = 5, in_engine: bool = True) -> EngineFigures:
+    """Measure ``hardware.engine``'s figures for ``cfg`` on this host (see the module docstring).
+
+    ``in_engine``: the per-request and per-block scheduling time from ``exo-run`` serving a synthetic
+    workload (a KV payload with an architecture only); otherwise the decision core's time alone.
+    """
+    keep_freed_memory()  # as exo-run runs
     schedule_s, blocks = measure_schedule(cfg, seed=int(cfg.seed))
     with tempfile.TemporaryDirectory(prefix="exo-calibrate-engine-", dir=data_dir) as tmp:
         load, store, medium, codec, block_bytes = measure_kv_path(cfg, Path(tmp), repeats, int(cfg.seed))
     lc, lb = fit_call_and_block(load)
     sc, sb = fit_call_and_block(store)
-    return EngineFigures(schedule_s, lc, lb, sc, sb, medium, codec, block_bytes, load, store, blocks)
+    figures = EngineFigures(schedule_s, lc, lb, sc, sb, medium, codec, block_bytes, load, store, blocks)
+    if in_engine and str(cfg.payload.kind) == "kv_cache":
+        with tempfile.TemporaryDirectory(prefix="exo-calibrate-requests-", dir=data_dir) as tmp:
+            request_s, block_s, finish_s, store_s, n = measure_requests(cfg, Path(tmp), lb, int(cfg.seed))
+        figures.request_s, figures.schedule_s_per_block, figures.requests_timed = request_s, block_s, n
+        figures.finish_s, figures.stored_block_s = finish_s, store_s
+    return figures
 
 
-__all__ = ["EngineFigures", "fit_call_and_block", "measure_engine", "measure_kv_path", "measure_schedule"]
+__all__ = [
+    "EngineFigures", "fit_call_and_block", "measure_engine", "measure_kv_path", "measure_requests", "measure_schedule",
+]

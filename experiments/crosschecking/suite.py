@@ -190,7 +190,7 @@ def engine_overrides(cfg: DictConfig, out: Path, say: Say | None = None) -> tupl
     if say:
         say(f"  engine measured in {time.perf_counter() - t0:.1f} s: schedule "
             f"{figures.schedule_s_per_block * 1e6:.2f} us/block, KV load {figures.load_block_s * 1e6:.1f} "
-            f"us/block, KV store {figures.store_block_s * 1e6:.1f} us/block")
+            f"us/block, KV store {figures.store_s_per_block * 1e6:.1f} us/block")
     return figures.overrides(), figures
 
 
