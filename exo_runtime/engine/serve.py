@@ -48,6 +48,7 @@ from exo_runtime.engine.tokens import request_token_ids
 from exo_runtime.errors import DiskFullError, RunFault
 from exo_runtime.executor import Executor
 from exo_runtime.settings import RuntimeSettings
+from exo_sim.collector import fewer_collections
 from exo_sim.driver import Driver, Served, Totals
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.replay import ProgressFn, sample_every, workload_chunks
@@ -361,83 +362,84 @@ def serve_workload(
     series.sample(0, h.used, 0.0)
     first_arrival: float | None = None
     try:
-        for chunk in workload_chunks(workload, h):
-            blocks = chunk.blocks.tolist()
-            tokens = chunk.tokens.tolist()
-            writes = chunk.writes.tolist() if chunk.writes.any() else None
-            nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
-            offsets = chunk.offsets.tolist()
-            arrivals = chunk.arrival_s.tolist()
-            for r in range(chunk.n_requests):
-                a, z = offsets[r], offsets[r + 1]
-                if on_request is not None:
-                    on_request(n_requests)
-                if pace:
-                    if first_arrival is None:
-                        first_arrival = arrivals[r]
-                    due = arrivals[r] - first_arrival
-                    wait = due - (time.perf_counter() - t0)
-                    if wait > 0:
-                        time.sleep(wait)
-                    arrival = due
-                    start = time.perf_counter() - t0
-                else:
-                    arrival = start = time.perf_counter() - t0
-                loaded[0] = 0
-                stopped = n_requests
-                compute0 = clock.s if clock is not None else 0.0
-                req_blocks = blocks[a:z]
-                req_writes = writes[a:z] if writes is not None else None
-                before = resident_keys(h, req_blocks) if hits is not None and not driver.prefix else None
-                served = driver.request(
-                    req_blocks,
-                    tokens[a:z],
-                    req_writes,
-                    nxt[a:z] if nxt is not None else None,
-                    start,
-                    between,
-                )
-                flush()
-                decided = time.perf_counter() - t0
-                in_apply = clock.s - compute0 if clock is not None else 0.0  # block reuse: compute inside apply
-                parts = Parts()
-                if not served.refused:
-                    if prefix is not None:
-                        parts = prefix.serve(req_blocks, tokens[a:z], req_writes, served)
-                    elif hits is not None:
-                        if before is None:
-                            keys = cached_keys(h, req_blocks, req_writes, served)
-                        else:  # the hits still in the top tier (a request larger than it streamed through)
-                            keys = [k for k in before if h.where.get(k) == top]
-                        parts = hits.serve(keys)
-                compute_s = in_apply + parts.compute_s
-                load_s = (decided - start - in_apply) + parts.load_s
-                # the first token's time as the wall clock saw it (everything before it counts)
-                first = parts.first_token_at if parts.first_token_at is not None else time.perf_counter()
-                done = first - t0 if not served.refused else start
-                stopped = None
-                n_requests += 1
-                cols["request"].append(n_requests - 1)
-                cols["agent"].append(-1)
-                cols["arrival_s"].append(arrival)
-                cols["served_s"].append(done)
-                cols["ttft_s"].append(done - arrival)
-                cols["queue_s"].append(max(0.0, start - arrival))
-                cols["load_s"].append(load_s if not served.refused else 0.0)
-                cols["compute_s"].append(compute_s if not served.refused else 0.0)
-                cols["prompt_tokens"].append(served.prompt_tokens)
-                cols["cached_tokens"].append(served.hit_tokens)
-                cols["prefill_tokens"].append(served.prefill_tokens)
-                cols["recomputed_tokens"].append(served.recomputed_tokens)
-                cols["blocks_read"].append(served.reads)
-                cols["blocks_written"].append(served.writes)
-                cols["recomputed_blocks"].append(0 if served.refused else served.reads - served.hit_blocks)
-                cols["stranded_blocks"].append(served.stranded)
-                cols["bytes_loaded"].append(loaded[0] + parts.bytes_loaded)
-                cols["refused"].append(served.refused)
-                hits_rows.append(served.found)
-            if progress is not None:
-                progress(chunk.n_refs)
+        with fewer_collections():  # no collector pauses inside timed prefills
+            for chunk in workload_chunks(workload, h):
+                blocks = chunk.blocks.tolist()
+                tokens = chunk.tokens.tolist()
+                writes = chunk.writes.tolist() if chunk.writes.any() else None
+                nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
+                offsets = chunk.offsets.tolist()
+                arrivals = chunk.arrival_s.tolist()
+                for r in range(chunk.n_requests):
+                    a, z = offsets[r], offsets[r + 1]
+                    if on_request is not None:
+                        on_request(n_requests)
+                    if pace:
+                        if first_arrival is None:
+                            first_arrival = arrivals[r]
+                        due = arrivals[r] - first_arrival
+                        wait = due - (time.perf_counter() - t0)
+                        if wait > 0:
+                            time.sleep(wait)
+                        arrival = due
+                        start = time.perf_counter() - t0
+                    else:
+                        arrival = start = time.perf_counter() - t0
+                    loaded[0] = 0
+                    stopped = n_requests
+                    compute0 = clock.s if clock is not None else 0.0
+                    req_blocks = blocks[a:z]
+                    req_writes = writes[a:z] if writes is not None else None
+                    before = resident_keys(h, req_blocks) if hits is not None and not driver.prefix else None
+                    served = driver.request(
+                        req_blocks,
+                        tokens[a:z],
+                        req_writes,
+                        nxt[a:z] if nxt is not None else None,
+                        start,
+                        between,
+                    )
+                    flush()
+                    decided = time.perf_counter() - t0
+                    in_apply = clock.s - compute0 if clock is not None else 0.0  # block reuse: compute inside apply
+                    parts = Parts()
+                    if not served.refused:
+                        if prefix is not None:
+                            parts = prefix.serve(req_blocks, tokens[a:z], req_writes, served)
+                        elif hits is not None:
+                            if before is None:
+                                keys = cached_keys(h, req_blocks, req_writes, served)
+                            else:  # the hits still in the top tier (a request larger than it streamed through)
+                                keys = [k for k in before if h.where.get(k) == top]
+                            parts = hits.serve(keys)
+                    compute_s = in_apply + parts.compute_s
+                    load_s = (decided - start - in_apply) + parts.load_s
+                    # the first token's time as the wall clock saw it (everything before it counts)
+                    first = parts.first_token_at if parts.first_token_at is not None else time.perf_counter()
+                    done = first - t0 if not served.refused else start
+                    stopped = None
+                    n_requests += 1
+                    cols["request"].append(n_requests - 1)
+                    cols["agent"].append(-1)
+                    cols["arrival_s"].append(arrival)
+                    cols["served_s"].append(done)
+                    cols["ttft_s"].append(done - arrival)
+                    cols["queue_s"].append(max(0.0, start - arrival))
+                    cols["load_s"].append(load_s if not served.refused else 0.0)
+                    cols["compute_s"].append(compute_s if not served.refused else 0.0)
+                    cols["prompt_tokens"].append(served.prompt_tokens)
+                    cols["cached_tokens"].append(served.hit_tokens)
+                    cols["prefill_tokens"].append(served.prefill_tokens)
+                    cols["recomputed_tokens"].append(served.recomputed_tokens)
+                    cols["blocks_read"].append(served.reads)
+                    cols["blocks_written"].append(served.writes)
+                    cols["recomputed_blocks"].append(0 if served.refused else served.reads - served.hit_blocks)
+                    cols["stranded_blocks"].append(served.stranded)
+                    cols["bytes_loaded"].append(loaded[0] + parts.bytes_loaded)
+                    cols["refused"].append(served.refused)
+                    hits_rows.append(served.found)
+                if progress is not None:
+                    progress(chunk.n_refs)
     except DiskFullError as err:
         fault = err
     elapsed = time.perf_counter() - t0

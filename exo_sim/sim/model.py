@@ -36,16 +36,15 @@ other, before the prefill (a CPU server, or any engine that swaps blocks synchro
 
 from __future__ import annotations
 
-import gc
 import math
 from array import array
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import simpy
 
+from exo_sim.collector import fewer_collections
 from exo_sim.driver import Driver
 from exo_sim.errors import ConfigError
 from exo_sim.hierarchy import Hierarchy
@@ -561,7 +560,7 @@ class TimedModel:
         self.driver.sample_into(series, self._every)
         self._progress = progress
         start(self)
-        with _fewer_collections():
+        with fewer_collections():
             self.env.run()
 
     # ------------------------------------------------------------------ results
@@ -648,26 +647,6 @@ class TimedModel:
         }
         assert set(columns) == set(REQUEST_COLUMNS)
         return columns, hits
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector less often, and not over what existed before, for a while.
-
-    A run allocates millions of short-lived objects (moves, jobs, hop lists) while the decision
-    core's index and policies hold hundreds of thousands of long-lived ones; at the default
-    thresholds the collector walks those again and again (about a tenth of the run's time). The
-    objects alive at the start are frozen out of collections and the youngest generation is
-    collected every 100,000 allocations instead of 700; both are restored at the end.
-    """
-    old = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, old[1], old[2])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
 
 
 class _Chain:
