@@ -318,13 +318,14 @@ def nnls(matrix: npt.ArrayLike, target: npt.ArrayLike, max_iter: int | None = No
 
 @dataclass(frozen=True)
 class FitResiduals:
-    """How well a fitted :class:`PrefillCost` matches the measurements it was fitted to.
+    """How well a fitted cost (:class:`PrefillCost`, an encoder's) matches the measurements it was fitted to.
 
     Attributes:
         median: median of ``|predicted - measured| / measured``.
         max: the largest such relative error.
         relative: the signed relative residual ``(predicted - measured) / measured`` per measurement.
-        dropped: the terms (of :data:`TERMS`) the fit set to zero.
+        dropped: the terms the fit set to zero (of :data:`TERMS`; of
+            :data:`exo_sim.encode_cost.ENCODE_TERMS` for an encoder's fit).
 
     """
 
@@ -338,16 +339,44 @@ def _design(n: FloatArray, p: FloatArray) -> FloatArray:
     return np.column_stack([np.ones_like(n), n, n * (p + n / 2.0), p])
 
 
-def _fit_terms(
-    design: FloatArray, seconds: FloatArray, terms: Sequence[int]
-) -> tuple[FloatArray, FloatArray]:
+def _fit_terms(design: FloatArray, seconds: FloatArray, terms: Sequence[int]) -> tuple[FloatArray, FloatArray]:
     """NNLS on relative error, with only ``terms`` free: (coefficients, signed relative residuals)."""
     coef = np.zeros(design.shape[1])
     if terms:
         cols = list(terms)
-        weighted = design[:, cols] / seconds[:, None]
-        coef[cols] = nnls(weighted, np.ones_like(seconds))
+        coef[cols] = nnls(design[:, cols] / seconds[:, None], np.ones_like(seconds))
     return coef, (design @ coef - seconds) / seconds
+
+
+def fit_nonnegative_terms(
+    design: FloatArray, seconds: FloatArray, tolerance: float, max_tolerance: float
+) -> tuple[FloatArray, FloatArray]:
+    """Non-negative fit of ``design @ x ~= seconds`` on relative error, keeping only the terms the data show.
+
+    Backward elimination against the full fit: while more than one term is left, refit without each
+    in turn and drop the one whose removal leaves the lowest median relative error, provided the fit
+    without it is within ``tolerance`` of the full fit's median relative error and ``max_tolerance``
+    of its max (the reference is always the full fit, so small losses cannot add up). A term NNLS
+    already sets to zero is dropped. Returns ``(coefficients, signed relative residuals)``; a dropped
+    term's coefficient is 0. Used by every cost fit (:func:`fit_prefill_cost`,
+    :func:`exo_sim.encode_cost.fit_encode_cost`).
+    """
+    full_coef, full_rel = _fit_terms(design, seconds, range(design.shape[1]))
+    ref_median = float(np.median(np.abs(full_rel)))
+    ref_max = float(np.max(np.abs(full_rel)))
+    kept = [i for i in range(design.shape[1]) if full_coef[i] > 0]
+    coef, rel = full_coef, full_rel
+    while len(kept) > 1:
+        trials = []
+        for term in kept:
+            t_coef, t_rel = _fit_terms(design, seconds, [x for x in kept if x != term])
+            trials.append((float(np.median(np.abs(t_rel))), float(np.max(np.abs(t_rel))), term, t_coef, t_rel))
+        med, worst, term, t_coef, t_rel = min(trials, key=lambda x: (x[0], x[1]))
+        if med > ref_median + tolerance or worst > ref_max + max_tolerance:
+            break
+        kept.remove(term)
+        coef, rel = t_coef, t_rel
+    return coef, rel
 
 
 def fit_prefill_cost(
@@ -398,24 +427,8 @@ def fit_prefill_cost(
     if tolerance < 0 or max_tolerance < 0:
         raise ValueError("tolerances must be >= 0")
 
-    design = _design(n_arr, p_arr)
-    full_coef, full_rel = _fit_terms(design, s_arr, range(len(TERMS)))
-    ref_median = float(np.median(np.abs(full_rel)))
-    ref_max = float(np.max(np.abs(full_rel)))
-    kept = [i for i in range(len(TERMS)) if full_coef[i] > 0]
-    coef, rel = full_coef, full_rel
-    while len(kept) > 1:
-        trials = []
-        for term in kept:
-            rest = [t for t in kept if t != term]
-            t_coef, t_rel = _fit_terms(design, s_arr, rest)
-            trials.append((float(np.median(np.abs(t_rel))), float(np.max(np.abs(t_rel))), term, t_coef, t_rel))
-        med, worst, term, t_coef, t_rel = min(trials, key=lambda t: (t[0], t[1]))
-        if med > ref_median + tolerance or worst > ref_max + max_tolerance:
-            break
-        kept.remove(term)
-        coef, rel = t_coef, t_rel
-    kept = [t for t in kept if coef[t] > 0]
+    coef, rel = fit_nonnegative_terms(_design(n_arr, p_arr), s_arr, tolerance, max_tolerance)
+    kept = [t for t in range(len(TERMS)) if coef[t] > 0]
     dropped = tuple(TERMS[i] for i in range(len(TERMS)) if i not in kept)
     median = float(np.median(np.abs(rel)))
     worst = float(np.max(np.abs(rel)))

@@ -22,14 +22,14 @@ config; :func:`block_encode_cost` turns it into seconds per re-embedded block.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from exo_sim.compute import SOURCES, check_compute, nnls
+from exo_sim.compute import SOURCES, FitResiduals, check_compute, fit_nonnegative_terms
 from exo_sim.encoder_arch import ENCODE_BATCH_CHUNKS, ENCODER_WEIGHT_BYTES, EncoderArch, chunk_tokens, encoder_of
 from exo_sim.errors import ConfigError
 
@@ -274,60 +274,8 @@ def block_encode_cost(cfg: Any, block_tokens: int, locate: Locator | None = None
 # --- fitting ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EncodeFitResiduals:
-    """How well a fitted :class:`EncodeCost` matches the forward passes it was fitted to.
-
-    Attributes:
-        median: median of ``|predicted - measured| / measured``.
-        max: the largest such relative error.
-        relative: the signed relative residual ``(predicted - measured) / measured`` per pass.
-        dropped: the terms (of :data:`ENCODE_TERMS`) the fit set to zero.
-
-    """
-
-    median: float
-    max: float
-    relative: tuple[float, ...]
-    dropped: tuple[str, ...]
-
-
-def _fit_terms(design: FloatArray, seconds: FloatArray, terms: Sequence[int]) -> tuple[FloatArray, FloatArray]:
-    """NNLS on relative error, with only ``terms`` free: (coefficients, signed relative residuals)."""
-    coef = np.zeros(design.shape[1])
-    if terms:
-        cols = list(terms)
-        coef[cols] = nnls(design[:, cols] / seconds[:, None], np.ones_like(seconds))
-    return coef, (design @ coef - seconds) / seconds
-
-
-def fit_nonnegative_terms(
-    design: FloatArray, seconds: FloatArray, tolerance: float, max_tolerance: float
-) -> tuple[FloatArray, FloatArray]:
-    """Non-negative fit of ``design @ x ~= seconds`` on relative error, keeping only the terms the data show.
-
-    Backward elimination against the full fit: while more than one term is left, refit without each
-    in turn and drop the one whose removal leaves the lowest median relative error, provided the fit
-    without it is within ``tolerance`` of the full fit's median relative error and ``max_tolerance``
-    of its max (the reference is always the full fit, so small losses cannot add up). A term NNLS
-    already sets to zero is dropped. Returns ``(coefficients, signed relative residuals)``.
-    """
-    full_coef, full_rel = _fit_terms(design, seconds, range(design.shape[1]))
-    ref_median = float(np.median(np.abs(full_rel)))
-    ref_max = float(np.max(np.abs(full_rel)))
-    kept = [i for i in range(design.shape[1]) if full_coef[i] > 0]
-    coef, rel = full_coef, full_rel
-    while len(kept) > 1:
-        trials = []
-        for term in kept:
-            t_coef, t_rel = _fit_terms(design, seconds, [x for x in kept if x != term])
-            trials.append((float(np.median(np.abs(t_rel))), float(np.max(np.abs(t_rel))), term, t_coef, t_rel))
-        med, worst, term, t_coef, t_rel = min(trials, key=lambda x: (x[0], x[1]))
-        if med > ref_median + tolerance or worst > ref_max + max_tolerance:
-            break
-        kept.remove(term)
-        coef, rel = t_coef, t_rel
-    return coef, rel
+EncodeFitResiduals = FitResiduals
+"""How well a fitted :class:`EncodeCost` matches the forward passes it was fitted to."""
 
 
 def fit_encode_cost(
@@ -398,6 +346,5 @@ __all__ = [
     "check_encode",
     "derive_encode_cost",
     "fit_encode_cost",
-    "fit_nonnegative_terms",
     "resolve_encode_cost",
 ]
