@@ -74,6 +74,12 @@ def check_runtime_keys(rc: Any, locate: Locator | None = None) -> None:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"runtime.{key}", problem, locate(f"runtime.{key}") if locate else None)
 
+    if bool(rc.resume) and not rc.data_dir:
+        raise fail(
+            "resume",
+            "is true but runtime.data_dir is not set, so there is no earlier run's data to reuse; "
+            "set runtime.data_dir to the folder that run persisted into, or drop runtime.resume",
+        )
     if rc.integrity not in INTEGRITY_MODES:
         raise fail("integrity", f"is {rc.integrity!r}, not one of {', '.join(INTEGRITY_MODES)}")
     compute = str(getattr(rc, "compute", "model"))

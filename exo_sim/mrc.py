@@ -67,7 +67,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -723,6 +723,8 @@ class MrcResult:
     references: int
     reads: int
     reuse: str = "block"
+    notes: list[str] = field(default_factory=list)
+    """What a reader of the curves must know (a trace with no reuse gives curves that are all 0)."""
 
 
 def run_mrc(cfg: Any, locate: Locator | None = None, plan: MrcPlan | None = None) -> MrcResult:
@@ -760,7 +762,22 @@ def run_mrc(cfg: Any, locate: Locator | None = None, plan: MrcPlan | None = None
             pts = np.asarray(replay_points(cfg, caps, policy, plan.codec, plan.jobs), dtype=np.int64).reshape(-1, 5)
             frames.append(curve_frame(caps, pts[:, 0], pts[:, 1], spec, bb, policy, "replay", reuse,
                                       pts[:, 2], pts[:, 3], pts[:, 4]))
-    return MrcResult(pd.concat(frames, ignore_index=True), distinct, int(blocks.shape[0]), n_reads, reuse)
+    frame = pd.concat(frames, ignore_index=True)
+    notes = reuse_notes(frame, distinct, int(blocks.shape[0]))
+    return MrcResult(frame, distinct, int(blocks.shape[0]), n_reads, reuse, notes)
+
+
+def reuse_notes(frame: pd.DataFrame, distinct_blocks: int, references: int) -> list[str]:
+    """A note when the curves are all 0 and why: no block referenced twice, or none again within the capacities."""
+    if references and distinct_blocks == references:
+        return [
+            f"the trace has no reuse: each of its {references:,} block references is to a different block, "
+            "so a cache of any size never hits and every curve is 0 (this trace says nothing about hit ratios)"
+        ]
+    if references and not frame.empty and int(frame["hits"].max()) == 0:
+        largest = int(frame["capacity_blocks"].max())
+        return [f"every curve is 0: no block is read again within the largest capacity ({largest:,} blocks)"]
+    return []
 
 
 def plot_mrc(frame: pd.DataFrame, path: str | Path, title: str = "") -> None:

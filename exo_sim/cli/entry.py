@@ -18,6 +18,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from exo_sim.cli.hydra_errors import install as readable_hydra_errors
+from exo_sim.cli.hydra_errors import refuse_schema_choice
 from exo_sim.config import register_configs
 from exo_sim.errors import ExoError
 
@@ -36,18 +38,32 @@ def default_traces_dir() -> str:
 def setup() -> None:
     """Register the config schemas and resolvers (idempotent); call before composing a config."""
     register_configs()
+    readable_hydra_errors()
     if not OmegaConf.has_resolver("exo_traces"):
         OmegaConf.register_new_resolver("exo_traces", default_traces_dir)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn an :class:`ExoError` into one line on stderr and a non-zero exit."""
+    """Turn an :class:`ExoError` into one line on stderr and a non-zero exit.
+
+    Inside a Hydra run it first refuses a ``base_*`` schema chosen as a group's option.
+    """
     try:
+        refuse_schema_choice(_hydra_choices())
         yield
     except ExoError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def _hydra_choices() -> dict[str, Any]:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:  # not inside a Hydra app
+        return {}
 
 
 def progress_bar(cfg: Any, total: int | None, desc: str, show: bool | None = None) -> tqdm:

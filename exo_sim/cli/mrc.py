@@ -34,6 +34,8 @@ def mrc_to_dir(cfg: DictConfig, out_dir: str | Path) -> MrcResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{plan.workload.kind}, {plan.spec.block_tokens}-token blocks, {plan.spec.payload}/{plan.codec}"
+    if result.notes:
+        title += "\nno reuse within the capacities: every curve is 0"
     tmp_png = out / "mrc.tmp.png"
     plot_mrc(result.frame, tmp_png, title)
     os.replace(tmp_png, out / "mrc.png")
@@ -66,6 +68,8 @@ def main(cfg: DictConfig) -> None:
                 f"{int(top['capacity_blocks']):,} blocks; tokens {first['token_hit_ratio']:.4f} .. "
                 f"{top['token_hit_ratio']:.4f}"
             )
+        for note in result.notes:
+            print(f"warning: {note}", file=sys.stderr)
         print(f"-> {out}/mrc.parquet, {out}/mrc.png")
 
 
