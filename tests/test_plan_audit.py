@@ -52,6 +52,11 @@ def test_llama3_70b_and_rag_chunks_by_hand(make_cfg):
     assert by["rag_chunk_minilm", "ram"].block_bytes == 1024 + 768
     assert by["rag_chunk_minilm", "nvme"].block_bytes == 1024 + 1536
     assert by["rag_chunk_minilm", "nvme"].blocks == 2_000_000_000_000 // 2560 == 781_250_000
+    # ... 200,000,000,000 chunk tokens: text tokens, not KV-cache tokens, so not held against the KV claims
+    assert all(by["rag_chunk_minilm", t].claimed_tokens is None for t in ("vram", "shared", "ram", "nvme"))
+    assert by["rag_chunk_minilm", "nvme"].ratio is None and by["llama3_70b_kv", "nvme"].claimed_tokens == 10_485_760
+    tier_lines = [x for x in audit.statements if x.startswith("**vram**") or x.startswith("**nvme**")]
+    assert len(tier_lines) == 2 and not any("rag_chunk" in x for x in tier_lines)
 
 
 def test_codec_savings_against_the_claims(make_cfg):

@@ -7,6 +7,11 @@ FP16 / FP32) with the codecs' exact byte math (scales counted), and each codec's
 on a whole block against FP32 and FP16. The VRAM tier holds a KV-cache payload's KV budget, not its
 8 GB: the model's weights (as configured, bf16 for the shipped payloads) and workspace come first
 (:mod:`exo_sim.kv_budget`), and where they do not fit the tier holds no KV at all.
+
+The claims count KV-cache tokens, so only KV-cache payloads are compared with them: a RAG chunk's
+"tokens" are text tokens stored as raw bytes plus one embedding, not comparable, and its rows carry
+no claim (its codec savings are still reported). The report shows the audit only for the audited
+profile itself.
 """
 
 from __future__ import annotations
@@ -72,6 +77,11 @@ class Audit:
     statements: list[str] = field(default_factory=list)
 
 
+def comparable(payload: Any) -> bool:
+    """Whether ``payload``'s tokens are KV-cache tokens, the unit the seed's capacity claims count."""
+    return str(payload.kind) == "kv_cache"
+
+
 def _payload_ok(payload: Any, block_tokens: int) -> str | None:
     if payload.kind == "rag_chunk" and block_tokens % int(payload.tokens_per_chunk):
         return (
@@ -99,8 +109,9 @@ def run_audit(settings: PlanSettings, block_tokens: int) -> Audit:
             budget = kv_budget(cap, gpu_of(hw), payload) if tier.medium == "cuda" else None
             room = cap if budget is None else max(0, budget.kv_budget_bytes)
             blocks = room // bb
+            claim = claimed.get(tier.name) if comparable(payload) else None
             out.claims.append(
-                ClaimRow(name, str(tier.name), codec, cap, bb, blocks, blocks * block_tokens, claimed.get(tier.name),
+                ClaimRow(name, str(tier.name), codec, cap, bb, blocks, blocks * block_tokens, claim,
                          None if budget is None else budget.kv_budget_bytes)
             )
         sizes = {c: block_bytes(content, c, uniform_mix(mix, c)) for c in CODECS}
@@ -135,6 +146,8 @@ def _statements(a: Audit, settings: PlanSettings) -> list[str]:
     lines = []
     by_tier: dict[str, list[ClaimRow]] = {}
     for row in a.claims:
+        if row.claimed_tokens is None:  # no claim, or a payload the claims do not count
+            continue
         by_tier.setdefault(row.tier, []).append(row)
     for tier, rows in by_tier.items():
         claim = rows[0].claimed_tokens

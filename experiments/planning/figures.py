@@ -1,6 +1,8 @@
 """The report's figures, drawn with seaborn on matplotlib ``Figure`` objects (no global pyplot state).
 
-Each function draws one PNG into the report's folder and returns its file name.
+Each function draws one PNG into the report's folder and returns its file name; the figure's title is
+also written into the PNG's ``Title`` text chunk (:func:`png_title` reads it back). Quantities spanning
+decades are drawn as points on a log axis, never as log-scale bars (whose baseline is arbitrary).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator
+from matplotlib.ticker import FuncFormatter
 
 from exo_sim.codecs import CODECS
 from experiments.planning.audit import Audit
@@ -33,66 +35,105 @@ def _tokens(x: float, _pos: Any = None) -> str:
 
 
 def _seconds(x: float, _pos: Any = None) -> str:
+    if x == 0:
+        return "0"
     return f"{x:g} s" if x >= 1 else (f"{1e3 * x:g} ms" if x >= 1e-3 else f"{1e6 * x:g} us")
 
 
-def _save(fig: Figure, out: Path, name: str) -> str:
+def _save(fig: Figure, out: Path, name: str, title: str) -> str:
     fig.tight_layout()
-    fig.savefig(out / name, dpi=DPI, bbox_inches="tight")
+    fig.savefig(out / name, dpi=DPI, bbox_inches="tight", metadata={"Title": title})
     return name
 
 
+def png_title(path: Path) -> str:
+    """The ``Title`` a figure of this module wrote into its PNG (``""`` when none)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return str(getattr(img, "text", {}).get("Title", ""))
+
+
+def _dodged_points(ax: Any, groups: list[str], series: dict[str, list[float]], marker_size: float = 7) -> None:
+    """One marker per group and series, the series side by side within each group (x = group index)."""
+    n = max(1, len(series))
+    width = 0.7 / n
+    for j, (label, values) in enumerate(series.items()):
+        xs = [i - 0.35 + width * (j + 0.5) for i in range(len(groups))]
+        ax.plot(xs, values, marker="o", ls="none", ms=marker_size, label=label)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+
+
 def capacity_figure(cap: CapacityReport, out: Path) -> str:
-    """Tokens each tier (and the whole hierarchy) holds per codec, against the phase's target."""
+    """Tokens each tier (and the whole hierarchy) holds per codec, against the phase's target (points, log)."""
     sns.set_theme(style="whitegrid")
-    rows = []
-    for t in cap.tiers:
-        for c in CODECS:
-            rows.append({"where": t.name, "codec": c, "tokens": max(1, t.tokens[c])})
-    for c in CODECS:
-        rows.append({"where": "hierarchy", "codec": c, "tokens": max(1, cap.distinct_tokens(c))})
+    groups = [t.name for t in cap.tiers] + ["hierarchy"]
+    series = {
+        c: [float(t.tokens[c]) if t.tokens[c] > 0 else np.nan for t in cap.tiers]
+        + [float(cap.distinct_tokens(c)) or np.nan]
+        for c in CODECS
+    }
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
-    sns.barplot(data=pd.DataFrame(rows), x="where", y="tokens", hue="codec", ax=ax, errorbar=None)
+    _dodged_points(ax, groups, series)
     ax.set_yscale("log")
     ax.axhline(cap.target_tokens, color="crimson", ls="--", lw=1.5, label=f"target\n{cap.target_tokens:,}")
     ax.yaxis.set_major_formatter(FuncFormatter(_tokens))
     ax.set_xlabel("")
-    ax.set_ylabel("tokens held (log)")
-    ax.set_title(f"{cap.payload} on {cap.hardware}: capacity per tier and codec ({cap.block_tokens}-token blocks)")
+    ax.set_ylabel("tokens held (log; none: no point)")
+    title = f"{cap.payload} on {cap.hardware}: capacity per tier and codec ({cap.block_tokens}-token blocks)"
+    ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    return _save(fig, out, "capacity.png")
+    return _save(fig, out, "capacity.png", title)
 
 
 def sweep_figure(table: pd.DataFrame, recommended_job: str, out: Path, note: str) -> str:
-    """Prefix hit ratio and TTFT p99 of every swept configuration, the recommended one outlined."""
-    table = table.replace([np.inf, -np.inf], np.nan)  # no TTFT (every request refused): no bar
+    """Prefix hit ratio and TTFT p99 of every swept configuration as points, the recommended one ringed."""
+    table = table.replace([np.inf, -np.inf], np.nan)  # no TTFT (every request refused): no point
     sns.set_theme(style="whitegrid")
     fig = Figure(figsize=(11, 4.6))
     axes = fig.subplots(1, 2)
     order_p = list(dict.fromkeys(table["policy"]))
     order_c = list(dict.fromkeys(table.sort_values("codec")["codec"]))
+    rec = table[table["job"] == recommended_job].iloc[0]
+    n = max(1, len(order_c))
     for ax, col, label, log in (
         (axes[0], "hit_ratio_tokens", "prefix hit ratio (cached / prompt tokens)", False),
         (axes[1], "ttft_p99_s", "TTFT p99, time to first token (log)", True),
     ):
-        sns.barplot(data=table, x="policy", y=col, hue="codec", order=order_p, hue_order=order_c, ax=ax,
-                    errorbar=None, legend=ax is axes[1])
-        if log and (table[col] > 0).all():
+        series = {}
+        for c in order_c:
+            vals = []
+            for p in order_p:
+                cell = table[(table["policy"] == p) & (table["codec"] == c)][col]
+                v = float(cell.iloc[0]) if len(cell) else np.nan
+                vals.append(np.nan if (log and not v > 0) else v)
+            series[c] = vals
+        _dodged_points(ax, order_p, series, marker_size=8)
+        pos = table[col][table[col] > 0]
+        if log and len(pos) and pos.max() >= 10 * pos.min():  # spans a decade or more: log axis
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(_seconds))
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda _x, _p: ""))
+        elif log:  # a narrow range: linear from zero, so the log axis has no ticks to lose
+            label = label.replace(" (log)", "")
+            ax.set_ylim(0, 1.05 * float(pos.max()) if len(pos) else 1.0)
+            ax.yaxis.set_major_formatter(FuncFormatter(_seconds))
+        else:
+            ax.set_ylim(0, 1.02)
         ax.set_ylabel(label)
         ax.set_xlabel("policy")
-        rec = table[table["job"] == recommended_job].iloc[0]
         i, j = order_p.index(rec["policy"]), order_c.index(rec["codec"])
-        for patch in ax.patches[j * len(order_p) + i : j * len(order_p) + i + 1]:
-            patch.set_edgecolor("black")
-            patch.set_linewidth(2.5)
+        x = i - 0.35 + (0.7 / n) * (j + 0.5)
+        y = float(rec[col])
+        if np.isfinite(y) and (not log or y > 0):
+            ax.plot([x], [y], marker="o", ms=16, mfc="none", mec="black", mew=2, ls="none", label="recommended")
     axes[1].legend(fontsize=8, title="codec mix", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle(f"timed sweep: policy x codec mix (recommended outlined in black){note}", fontsize=11)
-    return _save(fig, out, "sweep.png")
+    title = f"timed sweep: policy x codec mix (recommended ringed in black){note}"
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, out, "sweep.png", title)
 
 
 def mrc_figure(curves: dict[str, pd.DataFrame], marks: Sequence[tuple[str, float, float]], top_tokens: int,
@@ -104,9 +145,12 @@ def mrc_figure(curves: dict[str, pd.DataFrame], marks: Sequence[tuple[str, float
     for label, frame in curves.items():
         ax.plot(frame["capacity_tokens"], frame["hit_ratio"], label=label, lw=2)
     ax.axvline(top_tokens, color="gray", ls="--", lw=1.2, label=f"top tier now: {_tokens(top_tokens)} tokens")
-    markers = iter(["o", "s", "^", "D", "v", "P", "X"])
-    for label, x, y in marks:
-        ax.plot([x], [y], marker=next(markers, "o"), ls="none", ms=8, label=label)
+    # marks often share a point (the LRU curve and the timed run at today's capacity): hollow markers of
+    # decreasing size, so each stays visible when they coincide
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    for k, (label, x, y) in enumerate(marks):
+        ax.plot([x], [y], marker=markers[k % len(markers)], ls="none", ms=max(5, 14 - 3 * k), mfc="none", mew=2,
+                label=label)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(_tokens))
     ax.set_xlabel("top-tier capacity (tokens, log)")
@@ -114,7 +158,7 @@ def mrc_figure(curves: dict[str, pd.DataFrame], marks: Sequence[tuple[str, float
     ax.set_ylim(0, 1.02)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, out, "mrc.png")
+    return _save(fig, out, "mrc.png", title)
 
 
 def tiers_figure(shares: list[TierShare], out: Path) -> str:
@@ -129,12 +173,13 @@ def tiers_figure(shares: list[TierShare], out: Path) -> str:
     ax1.set_ylim(0, 105)
     ax1.legend(fontsize=8)
     ax1.set_title("reads served per tier", fontsize=10)
-    ax2.bar(names, [max(1, s.capacity_tokens) for s in shares], color=sns.color_palette()[1])
+    ax2.plot(names, [s.capacity_tokens if s.capacity_tokens > 0 else np.nan for s in shares], "o", ms=9,
+             color=sns.color_palette()[1])
     ax2.set_yscale("log")
     ax2.yaxis.set_major_formatter(FuncFormatter(_tokens))
     ax2.set_ylabel("capacity (tokens, log)")
     ax2.set_title("capacity per tier (recommended mix)", fontsize=10)
-    return _save(fig, out, "tiers.png")
+    return _save(fig, out, "tiers.png", "reads served per tier and capacity per tier (recommended mix)")
 
 
 def occupancy_figure(ts: pd.DataFrame, out: Path, title: str) -> str:
@@ -148,7 +193,7 @@ def occupancy_figure(ts: pd.DataFrame, out: Path, title: str) -> str:
     ax.set_ylabel("occupancy (fraction of capacity)")
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=10)
-    return _save(fig, out, "occupancy.png")
+    return _save(fig, out, "occupancy.png", title)
 
 
 def bottleneck_figure(res: list[Resource], out: Path) -> str:
@@ -164,30 +209,40 @@ def bottleneck_figure(res: list[Resource], out: Path) -> str:
     if max(vals) > 20:
         ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("demand (busy time / arrival span; > 1 saturated)")
-    ax.set_title("load on each resource, recommended configuration", fontsize=10)
-    return _save(fig, out, "bottleneck.png")
+    title = "load on each resource, recommended configuration"
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out, "bottleneck.png", title)
 
 
 def audit_figure(audit: Audit, out: Path) -> str:
-    """Computed against claimed tokens per tier of the seed workstation, per payload."""
+    """Computed against claimed KV-cache tokens per tier of the seed workstation (points, log axis).
+
+    Only rows with a claim are drawn: the claims count KV-cache tokens, so a payload whose tokens are
+    not comparable (a RAG chunk's) carries no claim and is left out. No KV at all (weights do not fit)
+    is drawn as a cross on the axis' floor.
+    """
     sns.set_theme(style="whitegrid")
-    rows = [{"tier": r.tier, "what": r.payload, "tokens": r.tokens} for r in audit.claims]
-    seen = set()
-    for r in audit.claims:
-        if r.claimed_tokens and r.tier not in seen:
-            rows.append({"tier": r.tier, "what": "claimed", "tokens": r.claimed_tokens})
-            seen.add(r.tier)
-    frame = pd.DataFrame(rows)
+    rows = [r for r in audit.claims if r.claimed_tokens]
+    tiers = list(dict.fromkeys(r.tier for r in rows))
+    claimed = {r.tier: float(r.claimed_tokens or 0) for r in rows}
+    series: dict[str, list[float]] = {"claimed": [claimed[t] for t in tiers]}
+    for payload in dict.fromkeys(r.payload for r in rows):
+        got = {r.tier: r.tokens for r in rows if r.payload == payload}
+        series[payload] = [float(got[t]) if got.get(t) else np.nan for t in tiers]
     fig = Figure(figsize=(9, 4.4))
     ax = fig.subplots()
-    hue_order = ["claimed"] + [w for w in dict.fromkeys(frame["what"]) if w != "claimed"]
-    palette = ["#444444"] + list(sns.color_palette(n_colors=len(hue_order) - 1))
-    sns.barplot(data=frame, x="tier", y="tokens", hue="what", hue_order=hue_order, palette=palette, ax=ax,
-                errorbar=None)
+    _dodged_points(ax, tiers, series, marker_size=8)
     ax.set_yscale("log")
+    lo = ax.get_ylim()[0]
+    n = max(1, len(series))
+    for j, (_label, values) in enumerate(series.items()):
+        for i, v in enumerate(values):
+            if not np.isfinite(v):
+                ax.plot([i - 0.35 + (0.7 / n) * (j + 0.5)], [lo], marker="x", ms=9, mew=2, color="crimson", ls="none")
     ax.yaxis.set_major_formatter(FuncFormatter(_tokens))
-    ax.set_ylabel("tokens (log)")
+    ax.set_ylabel("KV-cache tokens (log; x: none)")
     ax.set_xlabel("")
-    ax.set_title(f"{audit.hardware} under {audit.mix}: claimed vs computed token capacity", fontsize=10)
+    title = f"{audit.hardware} under {audit.mix}: claimed vs computed KV-cache token capacity"
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    return _save(fig, out, "audit.png")
+    return _save(fig, out, "audit.png", title)

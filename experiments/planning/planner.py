@@ -49,6 +49,7 @@ from experiments.planning.capacity import (
     uniform_mix,
 )
 from experiments.planning.curves import LruCurve, lru_curve
+from experiments.planning.notes import overload_notes
 from experiments.planning.operators import (
     BreakEven,
     BytesPerToken,
@@ -492,7 +493,8 @@ def _finish(plan: Plan, say: Say, lap: Callable[[str], None]) -> None:
     out = plan.out_dir
     f = plan.figures
     f["capacity"] = figures.capacity_figure(plan.capacity, out)
-    f["audit"] = figures.audit_figure(plan.audit, out)
+    if plan.hardware == plan.audit.hardware:  # the seed audit is shown for the seed profile only
+        f["audit"] = figures.audit_figure(plan.audit, out)
     if plan.ranking is not None and plan.curve is not None:
         note = f" - a 1:{plan.k_sweep} miniature" if plan.k_sweep > 1 else ""
         f["sweep"] = figures.sweep_figure(plan.ranking.table, str(plan.ranking.recommended.job), out, note)
@@ -510,6 +512,8 @@ def _finish(plan: Plan, say: Say, lap: Callable[[str], None]) -> None:
     (out / "report.html").write_text(doc.html())
     (out / "plan.json").write_text(json.dumps(plan_json(plan), indent=2, default=str) + "\n")
     lap("report")
+    for note in overload_notes(plan):  # on the console too, whatever the progress setting
+        print(f"warning: {note}", file=sys.stderr, flush=True)
     say(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
@@ -535,7 +539,7 @@ def _mrc_figure(plan: Plan) -> str:
     if nxt is not None and nxt.capacity_tokens:
         marks.append((f"phase {nxt.name} needs {nxt.capacity_tokens:,} tokens", nxt.capacity_tokens, nxt.hit_ratio_now))
     title = (
-        f"top-tier miss-ratio curve: {plan.workload_kind}, {plan.payload} in {plan.ranking.recommended.codec} "
+        f"top-tier hit-ratio curve (LRU): {plan.workload_kind}, {plan.payload} in {plan.ranking.recommended.codec} "
         f"at the top ({plan.block_tokens}-token blocks)"
     )
     return figures.mrc_figure(curves, marks, plan.top_tokens, plan.out_dir, title)
@@ -575,6 +579,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "compute_engines": plan.sim.compute_engines,
         "overlap": "layerwise" if plan.sim.layerwise else "none",
         "timings_s": plan.timings_s,
+        "notes": overload_notes(plan),
     }
     if plan.ranking is not None:
         r = plan.ranking.recommended

@@ -1,9 +1,12 @@
 """The planning report, section by section, as a :class:`~experiments.planning.document.Document`.
 
-Sections: summary; what was simulated; capacity; policies and codec mixes; the top tier's miss-ratio
+Sections: summary; what was simulated; capacity; policies and codec mixes; the top tier's hit-ratio
 curve and the next phase; the bottleneck; what operators get wrong (bytes per token, what each lower
-tier buys, load versus recompute, pinning, headroom); the audit of the seed workstation's claims; how
-the report was made. Every number is taken from the :class:`~experiments.planning.planner.Plan`.
+tier buys, load versus recompute, pinning, headroom); the audit of the seed workstation's claims (only
+when the profile is the seed's own); how the report was made. The summary opens with one line per
+question (target, recommendation, bottleneck, next phase, ceiling) and ends with its notes: the
+overload warnings of :mod:`experiments.planning.notes`. Every number is taken from the
+:class:`~experiments.planning.planner.Plan`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from exo_sim.codecs import CODECS
 from experiments.planning.capacity import DENSEST
 from experiments.planning.document import Document
+from experiments.planning.notes import overload_notes
 from experiments.planning.planner import Plan
 from experiments.planning.units import gib as _gib
 from experiments.planning.units import pct as _pct
@@ -44,9 +48,15 @@ def build_report(plan: Plan) -> Document:
     _curve(doc, plan)
     _bottleneck(doc, plan)
     _operators(doc, plan)
-    _audit(doc, plan)
+    if shows_audit(plan):
+        _audit(doc, plan)
     _made(doc, plan)
     return doc
+
+
+def shows_audit(plan: Plan) -> bool:
+    """Whether the report carries the seed audit: only for the audited (seed) profile itself."""
+    return plan.hardware == plan.audit.hardware
 
 
 def _fit_sentences(plan: Plan) -> list[str]:
@@ -127,11 +137,95 @@ def _prefill_text(plan: Plan) -> str:
     )
 
 
+def _per_tier(name: str, options: dict[str, Any], tiers: list[str]) -> str:
+    """``seed (vram lru, shared lru, ram fifo, nvme fifo)``: a swept option with per-tier choices, expanded."""
+    opt = options.get(name)
+    if opt is None or not opt.get("per_tier"):
+        return name
+    per_tier, default = dict(opt.get("per_tier")), opt.get("default")
+    return f"{name} ({', '.join(f'{t} {per_tier.get(t, default)}' for t in tiers)})"
+
+
+def _ttft(x: float) -> str:
+    """A TTFT for the summary: ``< 1 us, all hits`` where the model charged nothing, else :func:`_s`."""
+    return "< 1 us, all hits" if x < 1e-6 else _s(x)
+
+
+def _target_line(plan: Plan) -> str:
+    """Answer one: is the phase's target reachable on this profile, and where."""
+    cap, target = plan.capacity, plan.settings.target_tokens
+    rank = " per rank" if cap.tensor_parallel > 1 else ""
+    if cap.fits_top():
+        where = f"reachable in the top tier ({cap.top.name}) alone: {cap.top.usable_tokens():,} tokens{rank}"
+    elif cap.fits_hierarchy():
+        where = (
+            f"reachable in the whole hierarchy, not the top tier ({cap.top.name} holds {cap.top.usable_tokens():,}"
+            f"{rank}): {cap.distinct_tokens():,} tokens{rank} at once under {plan.mix}"
+        )
+    elif cap.best_distinct_tokens >= target:
+        where = (
+            f"not reachable under {plan.mix} ({cap.distinct_tokens():,} tokens{rank}); reachable in {DENSEST} "
+            f"everywhere ({cap.best_distinct_tokens:,} tokens{rank})"
+        )
+    else:
+        holders = [p.name for p in plan.profiles if p.tokens[DENSEST] >= target]
+        where = f"not reachable on {plan.hardware} in any codec (at most {cap.best_distinct_tokens:,} tokens{rank})" + (
+            f"; reachable on {', '.join(holders)} in {DENSEST}" if holders else "; on no profile in conf/hardware/"
+        )
+    return f"**Target** {target:,} tokens{rank} (phase {plan.settings.phase_name}): {where}."
+
+
+def _next_line(plan: Plan, codec: str) -> str | None:
+    """Answer four: what the next phase needs of the top tier."""
+    nxt = plan.next_phase
+    if nxt is None:
+        return None
+    rank = " per rank" if plan.capacity.tensor_parallel > 1 else ""
+    if nxt.capacity_bytes:
+        return (
+            f"**Next phase** {nxt.name} ({nxt.target_tokens:,} tokens) needs a top tier of "
+            f"{_gib(nxt.capacity_bytes)}{rank} ({nxt.capacity_tokens:,} tokens in {codec}) for the same LRU hit "
+            f"ratio ({nxt.hit_ratio_now:.3f})."
+        )
+    return f"**Next phase**: {nxt.note}" if nxt.note else None
+
+
+def _ceiling_line(plan: Plan) -> str | None:
+    """Answer five: the infinite-cache ceiling, when the hit ratio asked of the next phase is above it."""
+    nxt = plan.next_phase
+    if nxt is None or nxt.max_hit_ratio is None or nxt.max_hit_ratio >= nxt.hit_ratio_now:
+        return None
+    return (
+        f"**Ceiling**: at phase {nxt.name} even a top tier that never evicts reaches a hit ratio of "
+        f"{nxt.max_hit_ratio:.3f}, below the {nxt.hit_ratio_now:.3f} asked of it: no capacity buys that target."
+    )
+
+
 def _summary(doc: Document, plan: Plan) -> None:
     doc.heading("Summary")
-    items = (plan.weights.sentences() if plan.weights is not None else []) + _fit_sentences(plan)
+    tiers = [t.name for t in plan.spec.tiers]
+    items = [_target_line(plan)]
     if plan.ranking is None:
-        items.append(plan.skip_reason)
+        items.append(f"**Recommendation**: none, nothing was simulated. {plan.skip_reason}")
+    else:
+        r = plan.ranking.recommended
+        expanded = [
+            f"{what} {text}"
+            for what, name, options in (
+                ("policy", r.policy, plan.settings.policies),
+                ("codec", r.codec, plan.settings.codecs),
+            )
+            if (text := _per_tier(str(name), options, tiers)) != str(name)
+        ]
+        items.append(
+            f"**Recommended: policy={r.policy}, codec={r.codec}** - "
+            + "".join(f"{e}; " for e in expanded)
+            + f"TTFT (time to first token) p99 {_ttft(r.ttft_p99_s)}, p50 {_ttft(r.ttft_p50_s)}."
+        )
+        items.append(f"**Bottleneck**: {plan.bottleneck}")
+        items += [x for x in (_next_line(plan, str(r.codec)), _ceiling_line(plan)) if x]
+    items += (plan.weights.sentences() if plan.weights is not None else []) + _fit_sentences(plan)
+    if plan.ranking is None:
         holders = [p for p in plan.profiles if p.tokens[DENSEST] >= plan.settings.target_tokens]
         if holders:
             items.append(
@@ -147,23 +241,13 @@ def _summary(doc: Document, plan: Plan) -> None:
     else:
         r = plan.ranking.recommended
         items.append(
-            f"**Recommended: policy={r.policy}, codec={r.codec}** - TTFT (time to first token) p99 "
-            f"{_s(r.ttft_p99_s)}, p50 {_s(r.ttft_p50_s)}; prefix hit ratio {r.hit_ratio_tokens:.3f} of prompt "
+            f"In the recommended run: prefix hit ratio {r.hit_ratio_tokens:.3f} of prompt "
             f"tokens ({_prefix_text(plan)}), {int(r.recomputed_tokens):,} tokens recomputed and "
             f"{int(r.stranded_blocks):,} blocks stranded in the timed run (reasons below)."
         )
         refused = _refused_text(r)
         if refused:
             items.append(refused)
-        items.append(plan.bottleneck)
-        nxt = plan.next_phase
-        if nxt is not None and nxt.capacity_bytes:
-            items.append(
-                f"Phase {nxt.name} ({nxt.target_tokens:,} tokens) needs a top tier of {_gib(nxt.capacity_bytes)} "
-                f"({nxt.capacity_tokens:,} tokens in {r.codec}) for the same LRU hit ratio ({nxt.hit_ratio_now:.3f})."
-            )
-        elif nxt is not None and nxt.note:
-            items.append(nxt.note)
         never = [b.tier for b in plan.breakeven if b.breakeven_tokens is None]
         if never and plan.breakeven:
             items.append(
@@ -173,16 +257,11 @@ def _summary(doc: Document, plan: Plan) -> None:
         flags = [s for s in plan.shares if s.flag]
         for s in flags:
             items.append(f"Tier {s.tier}: {s.flag}.")
-    audit_bad = [r for r in plan.audit.claims if r.claimed_tokens and r.payload == plan.payload]
-    if audit_bad:
-        items.append(
-            "Seed workstation claims for "
-            + plan.payload
-            + ": "
-            + ", ".join(f"{r.tier} {r.claimed_tokens:,} claimed vs {r.tokens:,} computed" for r in audit_bad)
-            + "."
-        )
     doc.bullets(items)
+    notes = overload_notes(plan)
+    doc.paragraph("Notes: none." if not notes else "Notes:")
+    if notes:
+        doc.bullets([f"**Warning**: {n}" for n in notes])
 
 
 def _simulated(doc: Document, plan: Plan) -> None:
@@ -415,7 +494,7 @@ def _sweep(doc: Document, plan: Plan) -> None:
 
 
 def _curve(doc: Document, plan: Plan) -> None:
-    doc.heading("Top-tier miss-ratio curve and the next phase")
+    doc.heading("Top-tier hit-ratio curve and the next phase")
     if plan.ranking is None or plan.curve is None:
         doc.paragraph("Not simulated: " + plan.skip_reason)
         return
@@ -606,7 +685,9 @@ def _audit(doc: Document, plan: Plan) -> None:
     doc.paragraph(
         f"The replaced system published per-tier token capacities for the {a.hardware} and codec savings, typed by "
         f"hand. exo derives them from bytes for the payloads it ships, under the seed mix ({a.mix}), at "
-        f"{a.block_tokens}-token blocks. K and M are read as 1024 and 1024^2 (the verdicts hold with 1000)."
+        f"{a.block_tokens}-token blocks. K and M are read as 1024 and 1024^2 (the verdicts hold with 1000). "
+        "The claims count KV-cache tokens, so only KV-cache payloads are held against them; a RAG chunk's tokens "
+        "are text stored as raw bytes beside one embedding, not comparable (its codec savings are below)."
     )
     doc.table(
         ["payload", "tier", "codec", "block bytes", "blocks", "tokens (exo)", "claimed", "exo / claimed"],
@@ -614,6 +695,7 @@ def _audit(doc: Document, plan: Plan) -> None:
             [r.payload, r.tier, r.codec, f"{r.block_bytes:,}", f"{r.blocks:,}", f"{r.tokens:,}",
              f"{r.claimed_tokens:,}" if r.claimed_tokens else "", f"{r.ratio:.2f}x" if r.ratio is not None else ""]
             for r in a.claims
+            if r.claimed_tokens is not None
         ],
         ["l", "l", "l", "r", "r", "r", "r", "r"],
     )
@@ -628,7 +710,7 @@ def _audit(doc: Document, plan: Plan) -> None:
         ["l", "l", "r", "r", "r", "r"],
     )
     doc.bullets(a.statements + a.skipped)
-    doc.figure(plan.figures["audit"], "Claimed against computed tokens per tier (log scale).")
+    doc.figure(plan.figures["audit"], "Claimed against computed KV-cache tokens per tier (points, log scale).")
 
 
 def _made(doc: Document, plan: Plan) -> None:
