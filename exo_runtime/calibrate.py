@@ -25,8 +25,10 @@ apart from it, so ``latency_us`` is left at a 0.01 us floor, and the bytes go at
 
 The profile YAML keeps the template's tiers and writes the measured links and codec throughputs,
 with every per-size figure in its header comments. It opens with ``defaults: [base_hardware,
-_self_]``, which Hydra resolves inside ``conf/hardware/calibrated/`` too, so that
-``hardware=calibrated/<name>`` is checked against the schema like every shipped profile.
+_self_]``, which Hydra resolves in any folder of its search path, so that
+``hardware=calibrated/<name>`` is checked against the schema like every shipped profile. By default it
+is written under the user's config folder (``~/.config/exo/hardware/calibrated/``), which the console
+scripts add to Hydra's search path (:mod:`exo_sim.cli.user_config`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from exo_runtime.integrity import row_crcs
 from exo_runtime.nvml import GpuMemoryProbe
 from exo_runtime.stores import Store, StoreSettings, store_class
 from exo_runtime.stores.transfer import copy_path
+from exo_sim.cli.user_config import user_config_dir
 from exo_sim.config import CodecMixConfig
 from exo_sim.errors import ConfigError, ExoError
 from exo_sim.spec import TierSpec
@@ -326,7 +329,11 @@ class Calibration:
 
 
 def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Calibration:
-    """Measure the links of ``cfg.hardware`` and every codec; write ``<out>/<name>.yaml``.
+    """Measure the links of ``cfg.hardware`` and every codec; write the profile ``<name>.yaml``.
+
+    The profile goes to ``runtime.calibrate.out_dir`` if set, else to the user's config folder
+    (``~/.config/exo/hardware/calibrated/``, see :mod:`exo_sim.cli.user_config`), which every console
+    script searches, so ``hardware=calibrated/<name>`` loads it; never into the source tree unasked.
 
     Args:
         cfg: the composed root config (``hardware`` is the template, ``runtime.calibrate`` the knobs).
@@ -360,7 +367,7 @@ def calibrate(cfg: Any, out_dir: Path, progress: ProgressFn | None = None) -> Ca
 
             raise MachineError(f"hardware {hw.name} has a {t.medium} tier ({t.name}) but {reason}; {NO_GPU_HINT}")
     name = str(cal.name or platform.node().split(".")[0] or "host")
-    default_dir = Path(__file__).resolve().parents[1] / "conf" / "hardware" / "calibrated"
+    default_dir = user_config_dir() / "hardware" / "calibrated"
     target = Path(str(cal.out_dir)) if cal.out_dir else default_dir
     base = Path(str(cfg.runtime.data_dir)) if cfg.runtime.data_dir else out_dir
     base.mkdir(parents=True, exist_ok=True)

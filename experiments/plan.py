@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from exo_sim.cli.entry import CONF_DIR, make_locator, setup, user_errors
+from exo_sim.cli.entry import CONF_DIR, interrupts, make_locator, setup, user_errors
 from experiments.planning.planner import Plan, make_plan, print_line
 from experiments.planning.sweep import SweepFailed
 
@@ -37,11 +37,18 @@ def plan_to_dir(cfg: DictConfig, out_dir: str | Path, progress: bool | None = No
     return make_plan(cfg, out_dir, make_locator(), print_line if show else None)
 
 
+def kept_files(out: Path) -> str:
+    """What an interrupted plan left in ``out``: the files there (a stopped sweep's finished jobs among them)."""
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    kept = ", ".join(names) if names else "nothing"
+    return f"no report was written and no sweep job is left running; kept in {out}: {kept}"
+
+
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="plan")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``exo-plan``)."""
-    with user_errors():
-        out = Path(HydraConfig.get().runtime.output_dir)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    with user_errors(), interrupts(lambda: kept_files(out)):
         try:
             plan = plan_to_dir(cfg, out)
         except SweepFailed as err:  # not the user's input: say where the log is, without a traceback

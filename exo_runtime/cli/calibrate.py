@@ -1,9 +1,10 @@
-"""``exo-calibrate``: measure this host's links and codecs into ``conf/hardware/calibrated/<name>.yaml``.
+"""``exo-calibrate``: measure this host's links and codecs into ``~/.config/exo/hardware/calibrated/<name>.yaml``.
 
 The chosen ``hardware`` profile is the template (which tiers, on which media, linked how); every link
 is measured through the runtime's stores at ``runtime.calibrate.block_sizes_bytes``, and every codec's
 throughput on this CPU. Load the result with ``hardware=calibrated/<name>`` in ``exo-sim``,
-``exo-replay`` or ``exo-run``. Example::
+``exo-replay`` or ``exo-run`` (the user's config folder is on their search path;
+``runtime.calibrate.out_dir`` writes elsewhere). Example::
 
     exo-calibrate hardware=ci_cpu runtime.calibrate.name=myhost
 """

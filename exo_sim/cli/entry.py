@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from exo_sim.cli.hydra_errors import install as readable_hydra_errors
 from exo_sim.cli.hydra_errors import refuse_schema_choice
+from exo_sim.cli.user_config import register_user_config_dir
 from exo_sim.config import register_configs
 from exo_sim.errors import ExoError
 
@@ -39,6 +41,7 @@ def setup() -> None:
     """Register the config schemas and resolvers (idempotent); call before composing a config."""
     register_configs()
     readable_hydra_errors()
+    register_user_config_dir()
     if not OmegaConf.has_resolver("exo_traces"):
         OmegaConf.register_new_resolver("exo_traces", default_traces_dir)
 
@@ -55,6 +58,20 @@ def user_errors() -> Iterator[None]:
     except ExoError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+@contextmanager
+def interrupts(kept: Callable[[], str]) -> Iterator[None]:
+    """Turn Ctrl-C into one line on stderr (``interrupted: <kept()>``, what the run kept) and exit 130.
+
+    A second Ctrl-C while the line is composed is ignored, so that the cleanup it reports finishes.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(f"interrupted: {kept()}", file=sys.stderr)
+        sys.exit(130)
 
 
 def _hydra_choices() -> dict[str, Any]:

@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from exo_sim.cli.entry import CONF_DIR, make_locator, progress_bar, setup, user_errors
+from exo_sim.cli.entry import CONF_DIR, interrupts, make_locator, progress_bar, setup, user_errors
 from exo_sim.replay import ReplayResult, prepare, run_replay
 from exo_sim.results import write_results
 
@@ -31,13 +31,14 @@ def replay_to_dir(cfg: DictConfig, out_dir: str | Path) -> ReplayResult:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``exo-replay``)."""
-    with user_errors():
-        out = HydraConfig.get().runtime.output_dir
+    out = HydraConfig.get().runtime.output_dir
+    with user_errors(), interrupts(lambda: f"no summary.json was written in {out}"):
         result = replay_to_dir(cfg, out)
         s = result.summary
         top = s["tiers"][0]
         print(
-            f"replay {s['hardware']}/{OmegaConf.select(cfg, 'policy.name')}: {s['accesses']} accesses, "
+            f"replay {s['hardware']}/{OmegaConf.select(cfg, 'policy.name')}/{OmegaConf.select(cfg, 'codec.name')}: "
+            f"{s['accesses']} accesses, "
             f"top-tier hit ratio {top['hit_ratio']:.4f}, {s['recomputed_blocks']} recomputed blocks, "
             f"{s['accesses_per_s'] or 0:,.0f} accesses/s -> {out}/summary.json"
         )

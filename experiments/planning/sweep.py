@@ -87,6 +87,28 @@ def sweep_command(
     ]
 
 
+def stop_group(proc: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+    """Stop ``proc``'s process group (the launcher and its workers): SIGTERM, then SIGKILL after ``grace_s``.
+
+    The sweep runs in its own session, so a Ctrl-C at the terminal reaches only the plan; this passes it on.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            continue
+        # the launcher is gone; its workers may outlive it a moment
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
 def run_sweep(
     command: list[str],
     sweep_dir: Path,
@@ -127,6 +149,9 @@ def run_sweep(
                 if on_job is not None and line.startswith("sim "):
                     on_job(line.strip())
             rc = proc.wait()
+        except KeyboardInterrupt:
+            stop_group(proc)
+            raise
         finally:
             timer.cancel()
     table = sweep_dir / SWEEP_FILE
