@@ -346,7 +346,8 @@ class CalibrateConfig:
     every size in ``block_sizes_bytes`` one at a time (shuffled slots, so no two copies coalesce)
     through the runtime's own stores, ``bytes_per_size`` bytes per size and direction, best of
     ``repeats``. Codecs are timed on ``codec_elements`` float32 elements. The profile is written to
-    ``<out_dir>/<name>.yaml`` (default ``conf/hardware/calibrated/<hostname>.yaml``) and loads with
+    ``<out_dir>/<name>.yaml`` (default ``~/.config/exo/hardware/calibrated/<hostname>.yaml``; ``$EXO_CONFIG_DIR``
+    or ``$XDG_CONFIG_HOME/exo`` replace ``~/.config/exo``, a folder every console script searches) and loads with
     ``hardware=calibrated/<name>``. The payload's prefill compute is fitted over a grid of
     prefills (:mod:`exo_runtime.engine.calibrate_compute`). A ``rag_chunk`` payload's encoder is timed
     over forward passes of every count in ``encode_batch_chunks`` chunks (at most 32, the runtime's
