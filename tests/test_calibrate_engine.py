@@ -45,4 +45,8 @@ def test_measured_figures_make_a_profile_section_the_model_accepts(tmp_path: obj
     costs = resolve_engine_costs(cfg)
     assert costs.host_copies and costs.source == "calibrated"
     assert costs.load_s(1, 0) == pytest.approx(figures.load_block_s, rel=1e-3)
-    assert costs.store_s(2, 0) == pytest.approx(2 * figures.store_block_s, rel=1e-3)
+    # after the first token: the request's finishing time and its stored blocks, as exo-run spent them
+    assert figures.requests_timed > 0 and figures.stored_block_s is not None
+    expected = figures.finish_s + 2 * figures.store_s_per_block
+    assert costs.store_s(2, 0) == pytest.approx(expected, rel=1e-3, abs=1e-9)
+    assert costs.schedule_s(3) == pytest.approx(figures.request_s + 3 * figures.schedule_s_per_block, rel=1e-3, abs=1e-9)

@@ -284,7 +284,8 @@ def measure_requests(cfg: Any, data_dir: Path, load_block_s: float, seed: int = 
     spec = build_spec(c)
     T = spec.block_tokens
     trace = data_dir / "chains.jsonl"
-    _chained_trace(trace, T, max(8, int(spec.tiers[0].capacity_blocks)), seed)
+    # sized to the top tier, up to 256 blocks: prompts of a few to tens of blocks, a run of seconds
+    _chained_trace(trace, T, max(8, min(256, int(spec.tiers[0].capacity_blocks))), seed)
     c.workload = OmegaConf.structured(MooncakeWorkloadConfig(path=str(trace), trace_block_tokens=T))
     c.runtime.compute = "model"
     c.runtime.pace_arrivals = False
