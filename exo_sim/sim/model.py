@@ -424,9 +424,7 @@ class TimedModel:
                 if compute_s:
                     yield env.timeout(compute_s)
             first_token = env.now
-            if store_s:
-                yield env.timeout(store_s)
-            self.engine.release(claim)
+            yield from self._after_first_token(claim, store_s)
         else:
             demoted = self._demote(down, label)
             first_token = env.now
@@ -463,12 +461,16 @@ class TimedModel:
         if compute_s:
             yield env.timeout(compute_s)
         first_token = env.now
-        if store_s:
-            yield env.timeout(store_s)
-        self.engine.release(claim)
+        yield from self._after_first_token(claim, store_s)
         self._depart(rid, first_token)
         if waiter is not None:
             waiter.succeed()
+
+    def _after_first_token(self, claim: Job, store_s: float) -> SimEvent:
+        """The engine's work after a request's first token (its output blocks, its store), then its release."""
+        if store_s:
+            yield self.env.timeout(store_s)
+        self.engine.release(claim)
 
     def _depart(self, rid: int, first_token_s: float | None = None) -> None:
         """Request ``rid`` leaves the engine now; its first token came at ``first_token_s`` (default now)."""
