@@ -10,7 +10,6 @@ room and compares; this module says what the run's parts are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -94,8 +93,7 @@ class BufferSizes:
         The pool holds ``(staging - reserve) // per_move`` moves and one access may add up to
         :attr:`worst_moves`, so the loop applies the batch before an access whenever it holds more
         than the difference (which may be 0 or less: then every access that follows a move starts a
-        new batch). The timed model's serial executor batches alike with ``sim.host.batch_moves`` set
-        to this.
+        new batch).
         """
         return max(1, (self.staging_bytes - self.reserve_bytes) // self.per_move_bytes) - self.worst_moves
 
@@ -118,15 +116,6 @@ def buffer_sizes(spec: Spec, staging_bytes: int | None) -> BufferSizes:
         ),
         worst_moves=worst_moves_per_access(spec),
     )
-
-
-def batch_move_limit(cfg: Any, spec: Spec) -> int:
-    """:attr:`BufferSizes.batch_move_limit` for a caller that holds only a config (``cfg.runtime.staging_bytes``).
-
-    The timed model's ``sim.host.batch_moves`` is set to this where a config is prepared for it.
-    """
-    staging = cfg.runtime.staging_bytes
-    return buffer_sizes(spec, None if staging is None else int(staging)).batch_move_limit
 
 
 def check_run_fits(spec: Spec, settings: RuntimeSettings, data: DataDir, locate: Locator | None = None) -> BufferSizes:
@@ -161,7 +150,6 @@ def check_run_fits(spec: Spec, settings: RuntimeSettings, data: DataDir, locate:
 __all__ = [
     "NO_GPU_HINT",
     "BufferSizes",
-    "batch_move_limit",
     "buffer_sizes",
     "check_media",
     "check_run_fits",

@@ -40,7 +40,7 @@ from exo_runtime.engine.compute import Compute, birth_source, prepare_compute
 from exo_runtime.engine.serve import HitReader, PrefixEngine, ServeResult, serve_workload
 from exo_runtime.engine.tierio import TierIO
 from exo_runtime.errors import DiskFullError, Interrupted, RunFault
-from exo_runtime.fitcheck import NO_GPU_HINT, BufferSizes, batch_move_limit, check_media, check_run_fits
+from exo_runtime.fitcheck import NO_GPU_HINT, BufferSizes, check_media, check_run_fits
 from exo_runtime.settings import RuntimeSettings, check_runtime_keys, resolve_settings
 from exo_runtime.stores import Store
 from exo_runtime.summary import ending_fault, runtime_summary
@@ -189,7 +189,6 @@ __all__ = [
     "NO_GPU_HINT",
     "ExoError",
     "RuntimeResult",
-    "batch_move_limit",
     "check_media",
     "check_runtime_keys",
     "run_runtime",
