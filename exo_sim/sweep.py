@@ -7,7 +7,8 @@ the summary of every job under the sweep's folder and writes, at the sweep's roo
 * ``sweep.parquet`` — one row per job: its overrides, source, hardware, payload, policy mix, codec
   mix, workload, per-tier hit ratios, recomputed tokens, bytes moved, latency p50/p95/p99 and makespan;
 * ``hit_ratio.png`` — top-tier hit ratio per policy x codec mix;
-* ``p99_latency.png`` — p99 time to first token per policy x codec mix (clocked sources only);
+* ``p99_latency.png`` — p99 time to first token per policy x codec mix, drawn only when some job has a
+  clock (a replay sweep has no TTFT, so it gets no such figure rather than an empty one);
 * ``occupancy.png`` — occupancy over time of every tier, one line per job.
 
 A job that left no ``summary.json`` (it failed, or was interrupted) is not a row; the gatherer says
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.parquet"
 FIGURES = ("hit_ratio.png", "p99_latency.png", "occupancy.png")
+"""Every figure a sweep may get (``p99_latency.png`` only when some job has a clock)."""
 
 
 def _overrides(job_dir: Path) -> list[str]:
@@ -135,16 +137,15 @@ def draw_figures(root: Path, frame: pd.DataFrame) -> list[Path]:
         ("hit_ratio.png", "top_hit_ratio", "top-tier hit ratio"),
         ("p99_latency.png", "ttft_p99_s", "p99 time to first token (s)"),
     ):
+        values = pd.to_numeric(data[column], errors="coerce")
+        if not values.notna().any():  # no job has a clock (a replay sweep): no figure, not an empty one
+            stale = root / name
+            stale.unlink(missing_ok=True)
+            continue
         fig = Figure(figsize=(max(6.0, 1.2 * data["policy"].nunique() * data["codec"].nunique()), 4.5))
         ax = fig.subplots()
-        values = pd.to_numeric(data[column], errors="coerce")
-        if values.notna().any():
-            sns.barplot(data=data.assign(**{column: values}), x="policy", y=column, hue="codec", ax=ax,
-                        errorbar=None)
-            ax.set_ylabel(title)
-        else:
-            ax.text(0.5, 0.5, f"no {title}: no job of this sweep has a clock", ha="center", va="center",
-                    transform=ax.transAxes)
+        sns.barplot(data=data.assign(**{column: values}), x="policy", y=column, hue="codec", ax=ax, errorbar=None)
+        ax.set_ylabel(title)
         ax.set_title(f"{title} per policy x codec mix")
         fig.tight_layout()
         path = root / name

@@ -116,6 +116,15 @@ def test_multirun_sweep(tmp_path: Path) -> None:
     assert len(summaries) == 2
     policies = {json.loads(p.read_text())["tiers"][0]["policy"] for p in summaries}
     assert policies == {"lru", "fifo"}
+    # each job's line names its policy and codec mix (the config's, read back from its summary)
+    for p in summaries:
+        s = json.loads(p.read_text())
+        line = f"replay ci_small/{s['config']['policy']['name']}/{s['config']['codec']['name']}: 5000 accesses"
+        assert line in r.stdout, r.stdout[-2000:]
+    # gathered; a replay has no clock, so no TTFT figure (not an empty one)
+    sweep = tmp_path / "sweep"
+    assert (sweep / "sweep.parquet").is_file() and (sweep / "hit_ratio.png").is_file()
+    assert (sweep / "occupancy.png").is_file() and not (sweep / "p99_latency.png").exists()
 
 
 @pytest.mark.parametrize(
