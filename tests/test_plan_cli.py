@@ -21,6 +21,7 @@ SMALL = [
     "phase.target_tokens=65536",
     "plan.policies=[lru,fifo]",
     "plan.codecs=[seed_mix,int4]",
+    "plan.accuracy_budget.max_kv_relative_error=0.2",  # admits int4 (measured ~0.1): the sweep's choice stays TTFT's
     "plan.min_sessions=12",
     "plan.sweep_jobs=2",
 ]
@@ -31,6 +32,7 @@ HEADINGS = [
     "## Capacity",
     "## Policies and codec mixes",
     "### Recommended configuration and why",
+    "## Codec accuracy",
     "## Top-tier hit-ratio curve and the next phase",
     "## Bottleneck",
     "## What operators get wrong",
@@ -270,3 +272,17 @@ def test_the_seed_audit_is_shown_for_the_seed_profile_only(tmp_path):
     assert "| llama3_8b_kv | nvme | fp32 |" in claims_table and "| rag_chunk_minilm |" not in claims_table
     assert "| rag_chunk_minilm | int8 |" in audit  # its codec savings are still reported
     assert "19073" not in md and "19,073" not in md
+
+
+def test_tensor_parallel_tokens_are_per_rank_and_a_free_ttft_is_said_so(tmp_path):
+    from experiments.planning.report import _ttft
+
+    assert _ttft(0.0) == "< 1 us, all hits" and _ttft(2.5e-4) == "250 us"
+    out = tmp_path / "run"
+    proc = exo_plan("hardware=ci_small", "payload.tensor_parallel=2", "phase.target_tokens=100000000000000",
+                    f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    target = summary_bullets((out / "report.md").read_text())[0]
+    assert target.startswith("**Target** 100,000,000,000,000 tokens (phase 256k): not reachable on ci_small in any codec "
+                             "(at most ") and target.endswith(" tokens per rank); on no profile in conf/hardware/.")
+    assert "**Recommendation**: none, nothing was simulated." in (out / "report.md").read_text()

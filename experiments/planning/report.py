@@ -172,7 +172,7 @@ def _target_line(plan: Plan) -> str:
         where = f"not reachable on {plan.hardware} in any codec (at most {cap.best_distinct_tokens:,} tokens{rank})" + (
             f"; reachable on {', '.join(holders)} in {DENSEST}" if holders else "; on no profile in conf/hardware/"
         )
-    return f"**Target** {target:,} tokens{rank} (phase {plan.settings.phase_name}): {where}."
+    return f"**Target** {target:,} tokens (phase {plan.settings.phase_name}): {where}."
 
 
 def _next_line(plan: Plan, codec: str) -> str | None:
