@@ -65,11 +65,13 @@ def test_arrival_rate_and_verdict(tmp_path: Path) -> None:
     assert mean_service_s(summary) == pytest.approx(0.5)
     v = fleet_verdict(w, summary)
     assert (v.engines, v.load) == (2, pytest.approx(2.0))  # 4/s x 0.5 s = 2 engines
-    assert "it needs 2 engines" in v.sentence() and "plan.engines=2" in v.sentence()
+    assert "it needs 2 engines" in v.sentence() and "workload.time_scale=2" in v.sentence()
     one = fleet_verdict(w, {"requests": 5, "compute": {"busy_s": 1.0, "engines": 1}})  # 4 x 0.2 = 0.8
     assert one.engines == 1 and "which one engine serves" in one.sentence()
     with pytest.raises(ValueError):
         mean_service_s({"requests": 0, "compute": {"busy_s": 0.0, "engines": 1}})
+    # refused requests (too big for the top tier) never reach an engine: 2.5 s over 5 - 3 served
+    assert mean_service_s({"requests": 5, "requests_refused": 3, "compute": {"busy_s": 2.5}}) == pytest.approx(1.25)
 
 
 def test_mooncake_split_partitions_and_keeps_prefix_roots(tmp_path: Path) -> None:
@@ -131,3 +133,25 @@ def test_requests_opening_with_a_write_route_by_their_first_read() -> None:
         writes=np.array([True, False, True]), tokens=np.full(3, BLOCK),
     )
     assert request_keys(chunk).tolist() == [7, -1]
+
+
+def test_overload_notes_say_how_many_engines() -> None:
+    """The plan's notes carry the verdict when the recommended run needs more than one engine."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from experiments.planning.notes import overload_notes
+
+    def plan(busy_s: float) -> SimpleNamespace:
+        # 100 requests served over 10 s (10/s; 10 more refused); one compute unit busy busy_s in all
+        return SimpleNamespace(
+            ranking=SimpleNamespace(recommended=SimpleNamespace(ttft_p99_s=0.5), table=pd.DataFrame()),
+            resources=[], sweep_span_s=10.0,
+            rec_summary={"requests": 110, "requests_refused": 10, "compute": {"busy_s": busy_s, "engines": 1}},
+        )
+
+    # 0.25 s a request x 10/s = 2.5 -> 3 engines
+    notes = overload_notes(plan(25.0))
+    assert len(notes) == 1 and "it needs 3 engines" in notes[0] and "an offered load of 2.5" in notes[0]
+    assert overload_notes(plan(9.0)) == []  # 0.09 s x 10/s = 0.9: one engine serves

@@ -14,7 +14,8 @@ measure the backlog, not the cache. Two ways out, both stated in the report:
 How many engines: by the utilisation law, an engine of ``c`` compute units whose requests each hold a
 unit ``S`` seconds on average serves at most ``c / S`` requests a second, so a trace arriving at ``λ``
 requests a second needs ``ceil(λ * S / c)`` engines (:func:`engines_needed`). ``S`` is the timed
-model's: its engines' busy seconds over the requests it served (:func:`mean_service_s`).
+model's: its engines' busy seconds over the requests it served (:func:`mean_service_s`; a request
+refused for want of room in the top tier never reaches an engine and is not counted).
 """
 
 from __future__ import annotations
@@ -136,13 +137,18 @@ def arrival_rate_per_s(workload: Workload) -> tuple[int, float]:
     return n, ((n - 1) / span if n > 1 and span > 0 else 0.0)
 
 
+def served_requests(summary: Mapping[str, Any]) -> int:
+    """Requests a timed-model summary's engines served: all but those refused (too big for the top tier)."""
+    return int(summary["requests"]) - int(summary.get("requests_refused") or 0)
+
+
 def mean_service_s(summary: Mapping[str, Any]) -> float:
-    """Seconds a request holds a compute unit on average, in a timed-model summary (``exo-sim``).
+    """Seconds a served request holds a compute unit on average, in a timed-model summary (``exo-sim``).
 
     Raises:
         ValueError: the summary served no request.
     """
-    served = int(summary["requests"])
+    served = served_requests(summary)
     if served <= 0:
         raise ValueError("the timed model served no request: no service time to read")
     return float(summary["compute"]["busy_s"]) / served
@@ -176,17 +182,32 @@ class FleetVerdict:
     def sentence(self) -> str:
         """One sentence for the report."""
         head = (
-            f"The trace arrives at {self.rate_per_s:,.3g} requests/s and the timed model holds a compute unit "
+            f"The served requests arrive at {self.rate_per_s:,.3g}/s and the timed model holds a compute unit "
             f"{self.service_s:.3g} s per request ({self.units_per_engine} unit(s) an engine): an offered load of "
             f"{self.load:.3g}"
         )
         if self.engines <= 1:
             return head + ", which one engine serves."
         return (
-            head + f", more than one engine serves; it needs {self.engines} engines. Plan one engine's share "
-            f"(`plan.engines={self.engines}`, requests split by session or prefix root) or stretch time "
-            f"(`workload.time_scale={self.engines:g}` or more)."
+            head + f", more than one engine serves: it needs {self.engines} engines. Plan one engine's share "
+            f"(1/{self.engines} of its sessions or prefix roots, as a prefix-aware router sends them) or stretch time "
+            f"(a Mooncake trace: `workload.time_scale={self.engines:g}` or more)."
         )
+
+
+def verdict_of_run(span_s: float, summary: Mapping[str, Any]) -> FleetVerdict | None:
+    """The verdict for a timed run whose requests arrived over ``span_s`` seconds (``None``: none served).
+
+    The rate is the served requests over ``span_s``, so that ``rate * service`` is the engines' demand
+    the bottleneck table shows (busy seconds over the span of arrivals).
+    """
+    requests = served_requests(summary)
+    if requests <= 0 or span_s <= 0:
+        return None
+    rate = requests / span_s
+    service = mean_service_s(summary)
+    units = int(summary["compute"]["engines"])
+    return FleetVerdict(requests, rate, service, units, engines_needed(rate, service, units))
 
 
 def fleet_verdict(workload: Workload, summary: Mapping[str, Any]) -> FleetVerdict:

@@ -4,12 +4,15 @@ and in ``plan.json``'s ``notes``.
 A run is *overloaded* when some resource of the recommended configuration is offered more work than
 it can do (demand above 1, see :mod:`experiments.planning.bottleneck`): requests queue for as long as
 the run lasts, so its TTFTs grow with the run's length and are an order, not values. A TTFT p99 of a
-minute or more is flagged on its own, whatever the demand says.
+minute or more is flagged on its own, whatever the demand says. When the engines are the overloaded
+ones, a note says how many engines the load needs (:mod:`experiments.planning.fleet`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from experiments.planning.fleet import verdict_of_run
 
 SATURATED = 1.0
 """Demand above this: the resource cannot keep up with the offered load."""
@@ -34,6 +37,9 @@ def overload_notes(plan: Any) -> list[str]:
             + ": requests queue for as long as the run lasts, so its TTFTs grow with the run's length - read them "
             "as an order, not as values."
         )
+    fleet = verdict_of_run(plan.sweep_span_s, plan.rec_summary) if plan.rec_summary else None
+    if fleet is not None and fleet.engines > 1:
+        notes.append(fleet.sentence())
     p99 = float(r.ttft_p99_s)
     if p99 >= LONG_P99_S:
         notes.append(
