@@ -34,8 +34,10 @@ from exo_sim.kv_budget import (
     kv_budget,
     min_kv_tokens,
 )
+from exo_sim.node import check_node
 from exo_sim.payloads import PAYLOAD_KINDS, BlockContent, block_content, kv_heads_per_rank
 from exo_sim.policies import policy_names
+from exo_sim.units import resolve_sizes
 
 MEDIA = ("cuda", "pinned", "shm", "ram", "file")
 """Storage media a tier may use; ``cuda`` and ``pinned`` need a GPU in the runtime."""
@@ -327,6 +329,8 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
         ConfigError: naming the first invalid key.
 
     """
+    check_node(cfg, locate)  # a one-line node (gpu=...) first: its keys build hardware=node's tiers
+    resolve_sizes(cfg, locate)  # byte fields written as sizes (80GB, 1TiB) become ints, once
     hw, payload, mix, pmix, hier = cfg.hardware, cfg.payload, cfg.codec, cfg.policy, cfg.hierarchy
     block_tokens = int(cfg.block_tokens)
     if block_tokens <= 0:
@@ -383,7 +387,7 @@ def build_spec(cfg: Any, locate: Locator | None = None) -> Spec:
             # a file tier's bytes are its slab's: rows and spares included
             cap_bytes = slab_bytes(t.medium, bb, int(t.capacity_blocks), spare_fraction)
         else:
-            cap_bytes = int(t.capacity_bytes)  # type: ignore[arg-type]
+            cap_bytes = int(t.capacity_bytes)
             if cap_bytes <= 0:
                 raise _fail(locate, f"{key}.capacity_bytes", f"must be > 0, got {cap_bytes}")
             budget = kv_budget(cap_bytes, gpu, payload) if t.medium == "cuda" else None
