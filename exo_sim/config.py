@@ -596,7 +596,6 @@ class ExoConfig:
     node: NodeConfig = field(default_factory=NodeConfig)
 
 
-
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
