@@ -6,8 +6,6 @@ check (positive capacities, ordered watermarks, known policies and codecs) are c
 :func:`exo_sim.spec.build_spec` before any work starts.
 
 Units are in the names: ``capacity_bytes``, ``bandwidth_gbps`` (10^9 bytes/s), ``latency_us``.
-A byte count may be written as a size (``80GB`` = 80 x 10^9, ``80GiB`` = 80 x 2^30, ``1TiB``): such
-fields are typed ``Any`` and read through :mod:`exo_sim.units`.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ class TierConfig:
 
     name: str = MISSING
     medium: str = MISSING  # cuda | pinned | shm | ram | file
-    capacity_bytes: Any = None  # bytes: an int or a size such as 80GB / 80GiB (exo_sim.units)
+    capacity_bytes: Optional[int] = None
     capacity_blocks: Optional[int] = None
     high_watermark: Optional[float] = None
     low_watermark: Optional[float] = None
@@ -83,7 +81,7 @@ class GpuConfig:
     """
 
     memory_utilization: float = 0.9
-    workspace_bytes: Any = None  # bytes or a size (exo_sim.units); None: derived
+    workspace_bytes: Optional[int] = None
     max_num_batched_tokens: int = 2048
     max_num_seqs: int = 256
     weights_on_gpu: bool = True
@@ -417,8 +415,8 @@ class RuntimeConfig:
 
     data_dir: Optional[str] = None
     resume: bool = False
-    staging_bytes: Any = None  # bytes or a size (exo_sim.units); None: the default above
-    codec_scratch_bytes: Any = 67108864  # bytes or a size (exo_sim.units)
+    staging_bytes: Optional[int] = None
+    codec_scratch_bytes: int = 67108864
     telemetry_interval_s: float = 0.1
     integrity: str = "checksum"  # off | checksum | full
     manifest_interval_s: float = 1.0
@@ -449,6 +447,21 @@ class PhaseConfig:
 
 
 @dataclass
+class AccuracyBudgetConfig:
+    """``plan.accuracy_budget``: what a recommended codec mix may cost in accuracy, as measured.
+
+    Measured by ``experiments.planning.accuracy`` on trained MiniLM-L6 (a proxy for the served model):
+    a rag_chunk mix needs recall@10 of at least ``min_recall_at_10`` against fp32; a KV mix a K/V
+    relative error (||K'-K|| / ||K||, with V) of at most ``max_kv_relative_error``. ``enabled: false``
+    measures nothing and filters nothing.
+    """
+
+    enabled: bool = True
+    min_recall_at_10: float = 0.95
+    max_kv_relative_error: float = 0.05
+
+
+@dataclass
 class PlanConfig:
     """Knobs of the planning report (``exo-plan``), owned by ``experiments.planning``.
 
@@ -468,7 +481,7 @@ class PlanConfig:
     ``mrc_points``: capacities per miss-ratio curve. ``pin_gbps_low`` / ``pin_gbps_high``: the
     cudaHostRegister speed range (GB/s) assumed for the pinning start-up estimate. ``audit_*``: the
     profile, codec mix, payloads and published claims of the seed-workstation audit (claimed tokens per
-    tier; claimed size reduction per codec).
+    tier; claimed size reduction per codec). ``accuracy_budget``: see :class:`AccuracyBudgetConfig`.
     """
 
     policies: list[str] = field(default_factory=lambda: ["seed", "s3fifo", "arc"])
@@ -496,6 +509,7 @@ class PlanConfig:
         default_factory=lambda: {"vram": 262144, "shared": 262144, "ram": 1048576, "nvme": 10485760}
     )
     audit_claimed_reduction: dict[str, float] = field(default_factory=lambda: {"int8": 0.50, "fp16": 0.25})
+    accuracy_budget: AccuracyBudgetConfig = field(default_factory=AccuracyBudgetConfig)
 
 
 @dataclass
@@ -534,39 +548,6 @@ class CrosscheckConfig:
 
 
 @dataclass
-class DeviceConfig:
-    """A GPU of the catalogue (``conf/gpu/<device>.yaml``, chosen with ``gpu=<device>``), from its spec sheet.
-
-    ``memory_bytes``: the device memory (a size); ``bf16_dense_flops`` / ``fp8_dense_flops``: peak
-    dense tensor FLOP/s (no sparsity; ``fp8`` ``None`` where the device has none);
-    ``memory_bytes_per_s``: the memory's bandwidth; ``pcie_gen``: the host link (x16); ``source``:
-    where the figures come from.
-    """
-
-    name: str = MISSING
-    memory_bytes: Any = MISSING
-    bf16_dense_flops: float = MISSING
-    fp8_dense_flops: Optional[float] = None
-    memory_bytes_per_s: float = MISSING
-    pcie_gen: int = MISSING
-    source: str = ""
-
-
-@dataclass
-class NodeConfig:
-    """How a one-line node (``gpu=... host_memory=... nvme=...``) splits its host memory (:mod:`exo_sim.node`).
-
-    ``pinned_fraction`` of ``host_memory`` is page-locked for the GPUs, at most ``pin_limit`` (what
-    the cgroup or ``ulimit -l`` lets the engine lock; ``None``: no limit known); ``host_reserve`` is
-    kept for the OS and the engine's processes; the rest is the RAM tier. Sizes as in :mod:`exo_sim.units`.
-    """
-
-    pinned_fraction: float = 0.25
-    pin_limit: Any = None
-    host_reserve: Any = "16GiB"
-
-
-@dataclass
 class ExoConfig:
     """The root config every exo app reads (``conf/config.yaml``)."""
 
@@ -587,13 +568,6 @@ class ExoConfig:
     phase: PhaseConfig = MISSING  # exo-plan's growth phase (conf/phase/)
     plan: PlanConfig = field(default_factory=PlanConfig)
     crosscheck: CrosscheckConfig = field(default_factory=CrosscheckConfig)
-    # a node in one line (exo_sim.node): gpu=<device> (conf/gpu/) selects hardware=node
-    gpu: Optional[DeviceConfig] = None
-    gpus: int = 1
-    tp: int = 1  # tensor-parallel ranks per model replica; with gpu=..., the payload's tensor_parallel
-    host_memory: Any = None  # the node's host memory, a size (1TiB)
-    nvme: Any = None  # the node's NVMe, a size (8TB)
-    node: NodeConfig = field(default_factory=NodeConfig)
 
 
 def register_configs() -> None:
@@ -607,12 +581,6 @@ def register_configs() -> None:
     cs.store(group="hierarchy", name="base_hierarchy", node=HierarchyConfig)
     cs.store(group="sim", name="base_sim", node=SimConfig)
     cs.store(group="phase", name="base_phase", node=PhaseConfig)
-    from omegaconf import OmegaConf
-
-    from exo_sim.node import resolve
-
-    if not OmegaConf.has_resolver("exo_node"):
-        OmegaConf.register_new_resolver("exo_node", resolve)
     from exo_sim.workloads import workload_schemas
 
     for kind, schema in workload_schemas().items():

@@ -38,6 +38,7 @@ from exo_sim.sim.settings import SimSettings, sim_settings, with_compute
 from exo_sim.spec import Locator, Spec, block_bytes, build_spec
 from exo_sim.workloads import make_workload
 from experiments.planning import figures
+from experiments.planning.accuracy import PlanAccuracy, accuracy_reasons, budget_from, plan_accuracy
 from experiments.planning.audit import Audit, run_audit
 from experiments.planning.bottleneck import Resource, arrival_span_s, busiest_resource, resources, verdict
 from experiments.planning.capacity import (
@@ -137,6 +138,7 @@ class Plan:
     headroom: Headroom | None = None
     figures: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    accuracy: PlanAccuracy | None = None  # each swept mix's measured accuracy (or why not measured)
 
 
 def _replace(cfg: Any, **sections: Any) -> DictConfig:
@@ -260,6 +262,7 @@ def make_plan(
         clock = now
 
     settings = plan_settings(cfg, locate)
+    budget_from(cfg)  # plan.accuracy_budget refused before any work
     cfg, weights = fit_weights(cfg, locate)
     spec, sim = _validate(cfg, settings, locate)
     if weights is not None:
@@ -367,9 +370,21 @@ def _simulate(
     frame["max_demand"] = [b.demand for b in busiest]
     lap("timed sweep")
     baseline = (plan.policy, plan.mix) if plan.policy in policies and plan.mix in codecs else None
+    mixes = {name: _with_group_sizes(mix, cfg) for name, mix in settings.codecs.items()}
+    usable = [t.name for t in spec.tiers if t.usable]
+    plan.accuracy = plan_accuracy(budget_from(cfg), str(cfg.payload.kind), mixes, usable)
+    say("codec accuracy: " + ("measured on trained MiniLM-L6" if plan.accuracy.measured else plan.accuracy.note))
+    lap("codec accuracy")
     ranking = rank(
-        frame, settings.codecs, spec, settings.p99_tolerance, baseline, f"policy={plan.policy} codec={plan.mix}"
+        frame,
+        settings.codecs,
+        spec,
+        settings.p99_tolerance,
+        baseline,
+        f"policy={plan.policy} codec={plan.mix}",
+        plan.accuracy.admitted(),
     )
+    ranking.accuracy = accuracy_reasons(plan.accuracy, str(ranking.recommended.codec))
     plan.ranking = ranking
     rec = ranking.recommended
     rec_dir = sweep_dir / str(rec.job)

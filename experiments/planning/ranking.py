@@ -6,6 +6,8 @@ Rule::
                then recomputed tokens, then the prefix hit ratio (hit tokens / prompt tokens, higher
                first), then bytes moved
     eligible   refusing no more requests than the best, and TTFT p99 within plan.p99_tolerance of its
+    budget     where accuracy was measured (plan.accuracy_budget), only mixes within the budget are
+               eligible, the tolerance counted from the best of them; if none is, the budget is not applied
     recommend  among the eligible, the most precise codec mix — the finest codec every block passes
                through (its coarsest tier), then the mean bits over the tiers — then the best rank
 
@@ -18,7 +20,7 @@ only where it buys TTFT: a mix that stores fewer bits has to be faster by more t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -52,6 +54,8 @@ class Ranking:
     tolerance: float
     as_given: str = ""
     tiers: tuple[str, ...] = ()
+    accuracy: list[str] = field(default_factory=list)
+    """Sentences on the measured accuracy (or that it was not measured), appended to :meth:`reasons`."""
 
     def by_tier(self, row: pd.Series) -> str:
         """``row``'s prefix hit ratio per tier (``vram 0.412, shared 0.087``), or ``""`` when not known."""
@@ -130,9 +134,12 @@ class Ranking:
                     f"{_s(e.ttft_p99_s)}"
                     + (f", refusing {int(e.requests_refused):,} requests." if int(e.requests_refused) else ".")
                 )
+            check = (
+                "see its measured accuracy below" if self.accuracy else "check the model's accuracy at that precision"
+            )
             out.append(
                 f"Its coarsest tier stores {int(r.coarsest_bits)}-bit values (lossy: symmetric per-group absmax with "
-                f"one scale per group): check the model's accuracy at that precision before adopting it{tail}"
+                f"one scale per group): {check} before adopting it{tail}"
             )
         b = self.baseline
         if b is not None and b.job != r.job:
@@ -154,7 +161,7 @@ class Ranking:
             out.append(
                 f"The configuration as given ({self.as_given}) was not in the sweep (plan.policies x plan.codecs)."
             )
-        return out
+        return out + self.accuracy
 
 
 def _name(row: pd.Series) -> str:
@@ -199,6 +206,7 @@ def rank(
     tolerance: float,
     baseline: tuple[str, str] | None = None,
     as_given: str = "",
+    admitted: dict[str, bool] | None = None,
 ) -> Ranking:
     """Rank the sweep's rows and choose the recommended one (see the module docstring).
 
@@ -210,6 +218,7 @@ def rank(
         tolerance: ``plan.p99_tolerance`` (on TTFT p99).
         baseline: ``(policy, codec)`` of the configuration as given, if it was swept.
         as_given: how to name the configuration as given when it was not swept.
+        admitted: codec mix name -> within the accuracy budget (``None``: accuracy not measured, no filter).
     """
     t = _with_defaults(frame)
     bits = {name: mix_bits(mix, spec) for name, mix in mixes.items()}
@@ -223,6 +232,15 @@ def rank(
     best = float(t["ttft_p99_s"].iloc[0])
     fewest = t["requests_refused"].iloc[0]
     t["eligible"] = (t["requests_refused"] <= fewest) & (t["ttft_p99_s"] <= best * (1 + tolerance) + 1e-12)
+    if admitted is not None:
+        t["within_budget"] = [bool(admitted.get(str(c), False)) for c in t["codec"]]
+        if t["within_budget"].any():
+            ok = t[t["within_budget"]]  # the tolerance counts from the best row within the budget
+            t["eligible"] = (
+                t["within_budget"]
+                & (t["requests_refused"] <= ok["requests_refused"].iloc[0])
+                & (t["ttft_p99_s"] <= float(ok["ttft_p99_s"].iloc[0]) * (1 + tolerance) + 1e-12)
+            )
     eligible = t[t["eligible"]].sort_values(["coarsest_bits", "mean_bits", "rank"], ascending=[False, False, True])
     t = t.drop(columns=["neg_hit"])
     base = None

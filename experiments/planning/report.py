@@ -15,6 +15,7 @@ import shlex
 from typing import Any
 
 from exo_sim.codecs import CODECS
+from experiments.planning.accuracy_section import accuracy_section
 from experiments.planning.capacity import DENSEST
 from experiments.planning.document import Document
 from experiments.planning.notes import overload_notes
@@ -45,6 +46,7 @@ def build_report(plan: Plan) -> Document:
     _simulated(doc, plan)
     _capacity(doc, plan)
     _sweep(doc, plan)
+    accuracy_section(doc, plan)
     _curve(doc, plan)
     _bottleneck(doc, plan)
     _operators(doc, plan)
