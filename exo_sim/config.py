@@ -6,6 +6,8 @@ check (positive capacities, ordered watermarks, known policies and codecs) are c
 :func:`exo_sim.spec.build_spec` before any work starts.
 
 Units are in the names: ``capacity_bytes``, ``bandwidth_gbps`` (10^9 bytes/s), ``latency_us``.
+A byte count may be written as a size (``80GB`` = 80 x 10^9, ``80GiB`` = 80 x 2^30, ``1TiB``): such
+fields are typed ``Any`` and read through :mod:`exo_sim.units`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class TierConfig:
 
     name: str = MISSING
     medium: str = MISSING  # cuda | pinned | shm | ram | file
-    capacity_bytes: Optional[int] = None
+    capacity_bytes: Any = None  # bytes: an int or a size such as 80GB / 80GiB (exo_sim.units)
     capacity_blocks: Optional[int] = None
     high_watermark: Optional[float] = None
     low_watermark: Optional[float] = None
@@ -81,7 +83,7 @@ class GpuConfig:
     """
 
     memory_utilization: float = 0.9
-    workspace_bytes: Optional[int] = None
+    workspace_bytes: Any = None  # bytes or a size (exo_sim.units); None: derived
     max_num_batched_tokens: int = 2048
     max_num_seqs: int = 256
     weights_on_gpu: bool = True
@@ -415,8 +417,8 @@ class RuntimeConfig:
 
     data_dir: Optional[str] = None
     resume: bool = False
-    staging_bytes: Optional[int] = None
-    codec_scratch_bytes: int = 67108864
+    staging_bytes: Any = None  # bytes or a size (exo_sim.units); None: the default above
+    codec_scratch_bytes: Any = 67108864  # bytes or a size (exo_sim.units)
     telemetry_interval_s: float = 0.1
     integrity: str = "checksum"  # off | checksum | full
     manifest_interval_s: float = 1.0
@@ -548,6 +550,39 @@ class CrosscheckConfig:
 
 
 @dataclass
+class DeviceConfig:
+    """A GPU of the catalogue (``conf/gpu/<device>.yaml``, chosen with ``gpu=<device>``), from its spec sheet.
+
+    ``memory_bytes``: the device memory (a size); ``bf16_dense_flops`` / ``fp8_dense_flops``: peak
+    dense tensor FLOP/s (no sparsity; ``fp8`` ``None`` where the device has none);
+    ``memory_bytes_per_s``: the memory's bandwidth; ``pcie_gen``: the host link (x16); ``source``:
+    where the figures come from.
+    """
+
+    name: str = MISSING
+    memory_bytes: Any = MISSING
+    bf16_dense_flops: float = MISSING
+    fp8_dense_flops: Optional[float] = None
+    memory_bytes_per_s: float = MISSING
+    pcie_gen: int = MISSING
+    source: str = ""
+
+
+@dataclass
+class NodeConfig:
+    """How a one-line node (``gpu=... host_memory=... nvme=...``) splits its host memory (:mod:`exo_sim.node`).
+
+    ``pinned_fraction`` of ``host_memory`` is page-locked for the GPUs, at most ``pin_limit`` (what
+    the cgroup or ``ulimit -l`` lets the engine lock; ``None``: no limit known); ``host_reserve`` is
+    kept for the OS and the engine's processes; the rest is the RAM tier. Sizes as in :mod:`exo_sim.units`.
+    """
+
+    pinned_fraction: float = 0.25
+    pin_limit: Any = None
+    host_reserve: Any = "16GiB"
+
+
+@dataclass
 class ExoConfig:
     """The root config every exo app reads (``conf/config.yaml``)."""
 
@@ -568,6 +603,13 @@ class ExoConfig:
     phase: PhaseConfig = MISSING  # exo-plan's growth phase (conf/phase/)
     plan: PlanConfig = field(default_factory=PlanConfig)
     crosscheck: CrosscheckConfig = field(default_factory=CrosscheckConfig)
+    # a node in one line (exo_sim.node): gpu=<device> (conf/gpu/) selects hardware=node
+    gpu: Optional[DeviceConfig] = None
+    gpus: int = 1
+    tp: int = 1  # tensor-parallel ranks per model replica; with gpu=..., the payload's tensor_parallel
+    host_memory: Any = None  # the node's host memory, a size (1TiB)
+    nvme: Any = None  # the node's NVMe, a size (8TB)
+    node: NodeConfig = field(default_factory=NodeConfig)
 
 
 def register_configs() -> None:
@@ -581,6 +623,12 @@ def register_configs() -> None:
     cs.store(group="hierarchy", name="base_hierarchy", node=HierarchyConfig)
     cs.store(group="sim", name="base_sim", node=SimConfig)
     cs.store(group="phase", name="base_phase", node=PhaseConfig)
+    from omegaconf import OmegaConf
+
+    from exo_sim.node import resolve
+
+    if not OmegaConf.has_resolver("exo_node"):
+        OmegaConf.register_new_resolver("exo_node", resolve)
     from exo_sim.workloads import workload_schemas
 
     for kind, schema in workload_schemas().items():
