@@ -480,6 +480,11 @@ class PlanConfig:
     ``max_overcommit`` times what the whole hierarchy holds in its densest codec is not simulated.
     Among configurations within ``p99_tolerance`` (a fraction) of the best p99 latency, the most
     precise codec mix is recommended.
+    Inverse queries (:mod:`experiments.planning.inverse`): for each tier below the top, the capacity
+    that reaches each prefix hit ratio of ``hit_targets`` (fractions in (0, 1)); and the cheapest
+    hierarchy (``cost_per_gb``: a price per GB of 10^9 bytes per tier name or medium; the defaults
+    are assumed list prices, set your own) whose TTFT p99 is at most ``ttft_p99_target_s`` seconds
+    (null: not searched), timing at most ``hierarchy_sims`` candidates.
     ``mrc_points``: capacities per miss-ratio curve. ``pin_gbps_low`` / ``pin_gbps_high``: the
     cudaHostRegister speed range (GB/s) assumed for the pinning start-up estimate. ``audit_*``: the
     profile, codec mix, payloads and published claims of the seed-workstation audit (claimed tokens per
@@ -511,6 +516,12 @@ class PlanConfig:
         default_factory=lambda: {"vram": 262144, "shared": 262144, "ram": 1048576, "nvme": 10485760}
     )
     audit_claimed_reduction: dict[str, float] = field(default_factory=lambda: {"int8": 0.50, "fp16": 0.25})
+    hit_targets: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
+    cost_per_gb: dict[str, float] = field(
+        default_factory=lambda: {"cuda": 25.0, "pinned": 3.0, "shm": 3.0, "ram": 3.0, "file": 0.08}
+    )
+    ttft_p99_target_s: Optional[float] = 1.0
+    hierarchy_sims: int = 4
     accuracy_budget: AccuracyBudgetConfig = field(default_factory=AccuracyBudgetConfig)
 
 

@@ -50,6 +50,7 @@ from experiments.planning.capacity import (
     uniform_mix,
 )
 from experiments.planning.curves import LruCurve, lru_curve
+from experiments.planning.inverse import InverseReport, InverseSettings, inverse_settings, run_inverse
 from experiments.planning.notes import overload_notes
 from experiments.planning.operators import (
     BreakEven,
@@ -138,6 +139,8 @@ class Plan:
     headroom: Headroom | None = None
     figures: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    inverse_settings: InverseSettings | None = None
+    inverse: InverseReport | None = None  # capacities for the hit targets, the cheapest hierarchy for the p99
     accuracy: PlanAccuracy | None = None  # each swept mix's measured accuracy (or why not measured)
 
 
@@ -265,6 +268,7 @@ def make_plan(
     budget_from(cfg)  # plan.accuracy_budget refused before any work
     cfg, weights = fit_weights(cfg, locate)
     spec, sim = _validate(cfg, settings, locate)
+    inverse_knobs = inverse_settings(cfg, spec, locate)
     if weights is not None:
         say(f"the configured weights do not fit {weights.tier}; going on with {weights.chosen.label}")
     target = settings.target_tokens
@@ -289,6 +293,7 @@ def make_plan(
         pin=pinning(spec, settings.pin_gbps),
         weights=weights,
         timings_s=timings,
+        inverse_settings=inverse_knobs,
     )
     say(
         f"phase {settings.phase_name}: {target:,} tokens of {spec.payload} on {spec.hardware}; the hierarchy holds "
@@ -419,6 +424,20 @@ def _simulate(
     plan.next_phase = _next_phase(plan, cfg, settings, sizer, sized, rec_spec, h_now)
     lap("miss-ratio curves")
 
+    # ---- inverse queries: capacities for the hit targets, the cheapest hierarchy for the TTFT p99 target
+    assert plan.inverse_settings is not None
+    rec_policy = settings.policies[str(rec.policy)]
+    plan.inverse = run_inverse(
+        plan.inverse_settings,
+        _replace(full, codec=rec_mix, policy=rec_policy),
+        _replace(sweep_cfg, codec=rec_mix, policy=rec_policy),
+        plan.rec_capacity,
+        (plan.k_replay, plan.k_sweep),
+        (float(rec.ttft_p99_s), float(rec.hit_ratio_tokens), int(rec.requests_refused)),
+        say,
+    )
+    lap("inverse queries")
+
     # ---- bottleneck and the operators' checklist
     peak_full = int(live.peak_slot_tokens * plan.k_replay)
     plan.resources = resources(
@@ -503,6 +522,7 @@ def _next_phase(
 
 def _finish(plan: Plan, say: Say, lap: Callable[[str], None]) -> None:
     """Figures, the report in Markdown and HTML, and ``plan.json``."""
+    from experiments.planning.inverse_figure import inverse_figure
     from experiments.planning.report import build_report
 
     out = plan.out_dir
@@ -521,6 +541,8 @@ def _finish(plan: Plan, say: Say, lap: Callable[[str], None]) -> None:
             ts, out, f"occupancy per tier, policy={r.policy} codec={r.codec}{note}"
         )
         f["bottleneck"] = figures.bottleneck_figure(plan.resources, out)
+        if plan.inverse is not None:
+            f["inverse"] = inverse_figure(plan.inverse, plan.block_tokens, out)
     lap("figures")
     doc = build_report(plan)
     (out / "report.md").write_text(doc.markdown())
@@ -618,6 +640,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             out["live_context"] = asdict(plan.live)
         if plan.next_phase is not None:
             out["next_phase"] = asdict(plan.next_phase)
+        if plan.inverse is not None:
+            out["inverse"] = plan.inverse.as_json()
     return out
 
 

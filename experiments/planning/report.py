@@ -18,6 +18,7 @@ from exo_sim.codecs import CODECS
 from experiments.planning.accuracy_section import accuracy_section
 from experiments.planning.capacity import DENSEST
 from experiments.planning.document import Document
+from experiments.planning.inverse_section import inverse_section
 from experiments.planning.notes import overload_notes
 from experiments.planning.planner import Plan
 from experiments.planning.units import gib as _gib
@@ -48,6 +49,7 @@ def build_report(plan: Plan) -> Document:
     _sweep(doc, plan)
     accuracy_section(doc, plan)
     _curve(doc, plan)
+    inverse_section(doc, plan)
     _bottleneck(doc, plan)
     _operators(doc, plan)
     if shows_audit(plan):
