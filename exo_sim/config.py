@@ -543,7 +543,7 @@ class CrosscheckConfig:
     runs alone, e.g. ``exo-run experiment=crosscheck/<name>``); a suite is an option of
     ``conf/crosscheck/`` (``exo-crosscheck crosscheck=tiny``). With ``calibrate`` the host is first
     measured by ``exo-calibrate`` into ``calibration_name`` under the run's folder; otherwise
-    ``profile`` names an existing ``hardware=calibrated/<profile>`` and ``sim=calibrated/<profile>``.
+    ``profile`` names an existing ``hardware=calibrated/<profile>``.
     Each config runs the timed model, then the runtime ``repeats`` times (the run with the median
     makespan is compared). ``targets`` are the model's error bounds (fractions): a config passes when
     its hits are identical, its median per-request TTFT error is within ``ttft_median``, its p99 TTFT
