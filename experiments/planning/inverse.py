@@ -49,10 +49,10 @@ SEARCH_POINTS = 32
 """Capacities evaluated per round of the search (one pass of the curve each round)."""
 
 ENGINE_GRID = 8
-ENGINE_PROBES = 2
-ENGINE_EVALS = 16
-"""Where the decision core finishes the curve (a replay per capacity): the first grid's points, the
-capacities probed per bracket and round, and the replays after which the search stops."""
+ENGINE_EVALS = 40
+"""Where the decision core finishes the curve (a replay per capacity): the first grid's points, and
+the replays after which the search stops (each round probes two capacities per open bracket, where
+the straight line between its ends crosses the target and one block below)."""
 
 
 @dataclass(frozen=True)
@@ -189,10 +189,16 @@ class HitCurve:
             else:
                 brackets[t] = (int(grid[i - 1]), int(grid[i]))
         spent = len(self.engine)
-        per = ENGINE_PROBES if costly else SEARCH_POINTS
+        per = SEARCH_POINTS
         while brackets and not (costly and spent >= ENGINE_EVALS):
             probe: set[int] = set()
-            for lo, hi in brackets.values():
+            for t, (lo, hi) in brackets.items():
+                if costly:  # replays are dear: probe where the line between the ends crosses t, and one below
+                    r_lo, r_hi = self.points[lo], self.points[hi]
+                    frac = (t - r_lo) / (r_hi - r_lo) if r_hi > r_lo else 0.5
+                    c0 = min(max(lo + math.ceil(frac * (hi - lo)), lo + 2), hi - 1)
+                    probe.update(c for c in (c0 - 1, c0) if lo < c < hi)
+                    continue
                 n = min(per, hi - lo - 1)
                 probe.update(np.unique(np.linspace(lo, hi, n + 2)[1:-1].round().astype(np.int64)).tolist())
             self.ratios(sorted(probe))
