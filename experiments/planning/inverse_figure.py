@@ -28,7 +28,8 @@ def inverse_figure(inv: InverseReport, block_tokens: int, out: Path) -> str:
     fig = Figure(figsize=(12 if h is not None else 7, 4.6))
     axes = fig.subplots(1, 2 if h is not None else 1, squeeze=False)[0]
     ax = axes[0]
-    ax.plot(inv.curve_blocks * block_tokens, inv.curve_ratio, marker=".", lw=1, label="LRU, exact (one pass)")
+    how = "LRU, exact (one pass)" if inv.exact else "LRU, exact (one pass, then the decision core)"
+    ax.plot(inv.curve_blocks * block_tokens, inv.curve_ratio, marker=".", lw=1, label=how)
     ax.axhline(inv.ceiling, color="grey", ls="--", lw=1, label=f"infinite-cache ceiling {inv.ceiling:.3f}")
     for target, blocks in inv.totals.items():
         if blocks is None:
