@@ -24,8 +24,9 @@ loop reads the hits the top tier holds (verified and decoded) as the load. With
 ``runtime.compute=seeded`` there is no model: blocks are born from seeded data inside ``apply``.
 
 Each request's row in ``requests.parquet`` carries ``ttft_s`` (from the wall clock at its first
-token) and its ``queue_s``, ``load_s`` (deciding, applying the batch, reading and decoding the prefix)
-and ``compute_s`` (the model's time, synchronised on a GPU) parts, measured with ``perf_counter``.
+token) and its ``queue_s``, ``compute_s`` (the model's time, synchronised on a GPU) and ``load_s``
+(the rest before the first token: deciding, applying the batch, reading and decoding the prefix, the
+engine's other work for the request) parts, measured with ``perf_counter``: they add up to the TTFT.
 """
 
 from __future__ import annotations
@@ -74,9 +75,8 @@ class ServeResult:
 
 @dataclass
 class Parts:
-    """One request's measured parts, seconds."""
+    """One request's measured parts, seconds (its load is the rest of its time to the first token)."""
 
-    load_s: float = 0.0
     compute_s: float = 0.0
     store_s: float = 0.0
     bytes_loaded: int = 0
@@ -161,10 +161,8 @@ class PrefixEngine:
             found = h.find(blocks[i])
             assert found is not None and found[1] == h.top, "a cached prefix block is not in the top tier"
             keys.append(found[0])
-        t0 = time.perf_counter()
         xs, usable = io.load(h.top, keys)
         parts.bytes_loaded = usable * io.ex.stores[h.top].slot_bytes  # type: ignore[union-attr]
-        parts.load_s = time.perf_counter() - t0
         self.recomputed_corrupt += hit - usable
 
         vocab = self.model.arch.vocab_size
@@ -255,7 +253,6 @@ class HitReader:
         top = self.h.top
         store = ex.stores[top]
         assert store is not None
-        t0 = time.perf_counter()
         left = list(keys)
         while left:
             _, ok = io.load(top, left)
@@ -264,7 +261,6 @@ class HitReader:
                 break
             self._recompute(left[ok])
             left = left[ok + 1 :]
-        parts.load_s = time.perf_counter() - t0
         return parts
 
     def _recompute(self, key: int) -> None:
@@ -400,7 +396,6 @@ def serve_workload(
                         between,
                     )
                     flush()
-                    decided = time.perf_counter() - t0
                     in_apply = clock.s - compute0 if clock is not None else 0.0  # block reuse: compute inside apply
                     parts = Parts()
                     if not served.refused:
@@ -413,10 +408,12 @@ def serve_workload(
                                 keys = [k for k in before if h.where.get(k) == top]
                             parts = hits.serve(keys)
                     compute_s = in_apply + parts.compute_s
-                    load_s = (decided - start - in_apply) + parts.load_s
-                    # the first token's time as the wall clock saw it (everything before it counts)
+                    # the first token's time as the wall clock saw it (everything before it counts);
+                    # load_s is all of it that is not compute: deciding, the moves, reading and
+                    # decoding the prefix, and the engine's other work for the request
                     first = parts.first_token_at if parts.first_token_at is not None else time.perf_counter()
                     done = first - t0 if not served.refused else start
+                    load_s = max(0.0, done - start - compute_s)
                     stopped = None
                     n_requests += 1
                     cols["request"].append(n_requests - 1)
