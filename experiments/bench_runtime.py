@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         f"workload.objects={args.objects}",
         f"workload.blocks_per_request={args.blocks_per_request}",
         "workload.alpha=0.8",
+        "runtime.compute=seeded",  # the executor's copies are measured, not a model's prefill
         "output.progress=false",
     ] + [f"hardware.tiers.{i}.capacity_bytes={c}" for i, c in enumerate(caps)] + args.overrides
     setup()
