@@ -32,9 +32,9 @@ from omegaconf import DictConfig
 from exo_sim.cli.entry import CONF_DIR, setup, user_errors
 from exo_sim.errors import ConfigError
 from experiments.crosschecking.compare import Comparison, compare_pair
+from experiments.crosschecking.pair import RunPair
 from experiments.crosschecking.report import ReportInputs, write_report, write_tables
 from experiments.crosschecking.suite import (
-    RunPair,
     calibrate_host,
     check_suite,
     compose_config,

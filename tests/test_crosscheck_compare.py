@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 
 from experiments.crosschecking.compare import Comparison, compare, compare_occupancy, compare_requests, ttft_shares
+from experiments.crosschecking.pair import RunPair as Pair
 from experiments.crosschecking.report import (
     ReportInputs,
     request_errors_frame,
@@ -260,21 +260,6 @@ def test_results_and_request_errors_frames() -> None:
     assert list(per_request.columns) == ["config", "request", "model_ttft_s", "runtime_ttft_s", "error"]
     assert per_request["config"].tolist() == ["a"] * 5 + ["c"] * 3
     assert per_request[per_request["config"] == "c"]["error"].tolist() == pytest.approx([-0.05, 0.0, 0.1])
-
-
-@dataclass
-class Pair:
-    """The fields of suite.RunPair the comparison and the report read."""
-
-    name: str
-    sim_summary: dict[str, Any]
-    sim_series: pd.DataFrame
-    sim_requests: pd.DataFrame
-    runtime_summary: dict[str, Any]
-    runtime_series: pd.DataFrame
-    runtime_requests: pd.DataFrame
-    runtime_makespans_s: list[float]
-    calibrated: dict[str, str] = field(default_factory=dict)
 
 
 def test_a_report_is_written_with_its_figures(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ import pandas as pd
 from exo_sim.results import TIER_DECISION_KEYS
 
 if TYPE_CHECKING:
-    from experiments.crosschecking.suite import RunPair
+    from experiments.crosschecking.pair import RunPair
 
 TOP_KEYS = ("requests", "accesses", "new_blocks", "recomputed_blocks")
 """Run-wide decision counts compared exactly."""
@@ -387,7 +387,7 @@ def compare(
 
 
 def compare_pair(pair: RunPair) -> Comparison:
-    """:func:`compare` on a :class:`~experiments.crosschecking.suite.RunPair`.
+    """:func:`compare` on a :class:`~experiments.crosschecking.pair.RunPair`.
 
     Reads its ``name``, ``sim_summary``, ``sim_series``, ``sim_requests``, ``runtime_summary``,
     ``runtime_series`` and ``runtime_requests``.

@@ -7,7 +7,7 @@ the relative error, and for decisions whether they matched (:func:`results_frame
 on it and which are assumptions, the verdict per config and over the suite, decisions, TTFT, makespan,
 links and where TTFT goes, with figures per config.
 
-It reads of each :class:`~experiments.crosschecking.suite.RunPair` its ``name``,
+It reads of each :class:`~experiments.crosschecking.pair.RunPair` its ``name``,
 ``runtime_summary`` (``config``, ``tiers``, ``requests``, ``accesses``), ``runtime_makespans_s`` and,
 when present, ``calibrated`` (figure name -> ``calibrated on this host`` or ``assumption``); of the
 :class:`~experiments.crosschecking.suite.Host` its ``profile`` and ``calibration.path``.
@@ -29,7 +29,8 @@ from experiments.crosschecking.verdict import Targets, passes, pct, suite_errors
 from experiments.planning.document import Document
 
 if TYPE_CHECKING:
-    from experiments.crosschecking.suite import Host, RunPair
+    from experiments.crosschecking.pair import RunPair
+    from experiments.crosschecking.suite import Host
 
 RESULTS_FILE = "crosscheck.parquet"
 REQUESTS_FILE = "crosscheck_requests.parquet"

@@ -27,11 +27,10 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
@@ -43,27 +42,12 @@ from exo_sim.cli.entry import CONF_DIR
 from exo_sim.errors import ConfigError
 from exo_sim.results import write_results
 from exo_sim.sim.run import prepare_sim, run_sim
+from experiments.crosschecking.pair import RunPair
 
 SUITE_DIR = Path(CONF_DIR) / "experiment" / "crosscheck"
 """Where the suite's configs live (``experiment=crosscheck/<name>``)."""
 
 Say = Callable[[str], None]
-
-
-@dataclass
-class RunPair:
-    """One config's two runs: the timed model's and the runtime's results (common schema)."""
-
-    name: str
-    sim_summary: dict[str, Any]
-    sim_series: pd.DataFrame
-    sim_requests: pd.DataFrame
-    runtime_summary: dict[str, Any]
-    runtime_series: pd.DataFrame
-    runtime_requests: pd.DataFrame
-    runtime_makespans_s: list[float]
-    calibrated: dict[str, str] = field(default_factory=dict)
-    """Each figure the model used -> ``calibrated on this host`` or ``assumption``."""
 
 
 @dataclass
