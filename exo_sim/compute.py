@@ -107,12 +107,17 @@ def _fail(locate: Locator | None, key: str, problem: str) -> ConfigError:
     return ConfigError(key, problem, locate(key) if locate else None)
 
 
-def _fitted(compute: Any) -> Any:
-    """``compute.prefill`` when it gives any fitted coefficient, else ``None``."""
-    fitted = getattr(compute, "prefill", None)
-    if fitted is None or all(getattr(fitted, key, None) is None for key in _COEFFICIENT_KEYS):
+def fitted_section(compute: Any, name: str, keys: Sequence[str]) -> Any:
+    """``compute.<name>`` (``prefill``, ``encode``) when it gives any of the fitted ``keys``, else ``None``."""
+    fitted = getattr(compute, name, None)
+    if fitted is None or all(getattr(fitted, key, None) is None for key in keys):
         return None
     return fitted
+
+
+def _fitted(compute: Any) -> Any:
+    """``compute.prefill`` when it gives any fitted coefficient, else ``None``."""
+    return fitted_section(compute, "prefill", _COEFFICIENT_KEYS)
 
 
 def check_compute(compute: Any, locate: Locator | None = None, prefix: str = "hardware.compute") -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from exo_sim.compute import SOURCES, FitResiduals, check_compute, fit_nonnegative_terms
+from exo_sim.compute import SOURCES, FitResiduals, check_compute, fit_nonnegative_terms, fitted_section
 from exo_sim.encoder_arch import ENCODE_BATCH_CHUNKS, ENCODER_WEIGHT_BYTES, EncoderArch, chunk_tokens, encoder_of
 from exo_sim.errors import ConfigError
 
@@ -149,10 +149,7 @@ def _fail(locate: Locator | None, key: str, problem: str) -> ConfigError:
 
 def _fitted(compute: Any) -> Any:
     """``compute.encode`` when it gives any fitted coefficient, else ``None``."""
-    fitted = getattr(compute, "encode", None)
-    if fitted is None or all(getattr(fitted, key, None) is None for key in _COEFFICIENT_KEYS):
-        return None
-    return fitted
+    return fitted_section(compute, "encode", _COEFFICIENT_KEYS)
 
 
 def check_encode(compute: Any, locate: Locator | None = None, prefix: str = "hardware.compute") -> None:
