@@ -3,8 +3,9 @@
 Packed little-endian 24-byte records: ``uint32 timestamp; uint64 obj_id; uint32 obj_size;
 int64 next_access_vtime`` (-1: never again). Each record is one request reading one block (the object
 id); the object size is ignored, as in ``experiment=single_tier``. The trace carries its own future
-(``next_access_vtime``), which Belady uses as is. Records are read through a memory map a chunk at a
-time, so memory does not grow with the trace.
+(``next_access_vtime``), which Belady uses as is. Records are read ``CHUNK_RECORDS`` at a time with
+plain reads, so memory does not grow with the trace (a memory map would: every page it touched stays
+in the process's resident memory until the map is dropped).
 """
 
 from __future__ import annotations
@@ -78,16 +79,19 @@ class OracleGeneralWorkload(Workload):
 
     def chunks(self) -> Iterator[RequestChunk]:
         """Yield one single-block request per record, timestamps (seconds) as arrivals."""
+        path = str(self.cfg.path)
         n = self._n_records()
-        records = np.memmap(str(self.cfg.path), dtype=RECORD, mode="r", shape=(n,))
-        for start in range(0, n, CHUNK_RECORDS):
-            rec = records[start : start + CHUNK_RECORDS]
-            nxt = rec["next_vtime"].astype(np.int64)
-            nxt[nxt < 0] = NEVER
-            yield RequestChunk.fixed_reads(
-                rec["ts"].astype(np.float64), rec["obj_id"].astype(np.int64), 1, self.block_tokens, nxt
-            )
-        del records
+        with open(path, "rb") as f:
+            for start in range(0, n, CHUNK_RECORDS):
+                want = min(CHUNK_RECORDS, n - start)
+                rec = np.fromfile(f, dtype=RECORD, count=want)
+                if rec.shape[0] < want:
+                    raise TraceError(path, "the file shrank while it was read", start + rec.shape[0] + 1, "record")
+                nxt = rec["next_vtime"].astype(np.int64)
+                nxt[nxt < 0] = NEVER
+                yield RequestChunk.fixed_reads(
+                    rec["ts"].astype(np.float64), rec["obj_id"].astype(np.int64), 1, self.block_tokens, nxt
+                )
 
     def describe(self) -> dict[str, Any]:
         """Kind, path and record count."""
