@@ -378,6 +378,8 @@ class MrcConfig:
     other policy from one replay per capacity, run on ``jobs`` processes (0: one per CPU core).
     Capacities are ``capacities_blocks`` if given, else ``points`` capacities spaced ``log`` or
     ``linear`` from ``min_blocks`` to ``max_blocks`` (default: the workload's distinct blocks).
+    ``memory_budget`` (a size; ``None``: half the machine's memory) refuses exact curves estimated to
+    need more (:mod:`exo_sim.mrc_memory`).
     """
 
     policies: list[str] = field(default_factory=lambda: ["lru"])
@@ -387,6 +389,7 @@ class MrcConfig:
     max_blocks: Optional[int] = None
     spacing: str = "log"  # log | linear
     jobs: int = 0
+    memory_budget: Any = None  # bytes or a size (exo_sim.units); None: half the machine's memory
 
 
 @dataclass

@@ -21,13 +21,17 @@ from omegaconf import DictConfig
 
 from exo_sim.cli.entry import CONF_DIR, make_locator, setup, user_errors
 from exo_sim.mrc import MrcResult, plan_mrc, plot_mrc, run_mrc
+from exo_sim.mrc_memory import check_exact_curve_memory
 
 setup()
 
 
 def mrc_to_dir(cfg: DictConfig, out_dir: str | Path) -> MrcResult:
     """Validate ``cfg``, compute its curves and write ``mrc.png`` then ``mrc.parquet`` into ``out_dir``."""
-    plan = plan_mrc(cfg, make_locator())
+    locate = make_locator()
+    plan = plan_mrc(cfg, locate)
+    if getattr(plan, "sampling", None) is None:  # exact curves hold the whole trace: say how much, or refuse
+        print(check_exact_curve_memory(cfg, plan.workload, plan.policies, plan.reuse, locate).line(), flush=True)
     if bool(cfg.output.progress) and sys.stderr.isatty():
         print(f"mrc: {', '.join(plan.policies)} over {plan.workload.kind} ...", file=sys.stderr)
     result = run_mrc(cfg, plan=plan)
