@@ -281,9 +281,16 @@ class HierarchyConfig:
 
 @dataclass
 class WorkloadConfig:
-    """Fields every workload has; each workload module subclasses it with its own knobs."""
+    """Fields every workload has; each workload module subclasses it with its own knobs.
+
+    ``engines`` and ``engine`` split a fleet's trace: with ``engines = N > 1`` the run sees only
+    engine ``engine``'s share (``0..N-1``), its requests routed by session or prefix root
+    (:mod:`exo_sim.workloads.share`).
+    """
 
     kind: str = MISSING
+    engines: int = 1  # split the requests across this many engines (1: no split)
+    engine: int = 0  # the engine whose share is run, 0..engines-1
 
 
 @dataclass

@@ -1,23 +1,22 @@
-"""Fleet traces: engines needed (arithmetic by hand), and one engine's share of a trace (sessions kept
-together, the engines' shares a partition of the requests)."""
+"""Fleet traces: engines needed (arithmetic by hand) and the report's note naming the split setting.
+
+One engine's share of a trace (``workload.engines``) is tested in ``tests/test_workload_share.py``."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from exo_sim.errors import ConfigError
 from exo_sim.workloads import make_workload
-from exo_sim.workloads.agent_sessions import AgentSessionsWorkloadConfig
-from exo_sim.workloads.base import RequestChunk, Workload
+from exo_sim.workloads.base import Workload
 from exo_sim.workloads.mooncake import MooncakeWorkloadConfig
 from experiments.planning.fleet import (
-    EngineShare,
+    FleetVerdict,
     arrival_rate_per_s,
     engines_needed,
     fleet_verdict,
@@ -35,15 +34,6 @@ def _mooncake(tmp_path: Path, rows: list[tuple[int, list[int]]]) -> Workload:
         for ts, h in rows
     ))
     return make_workload(OmegaConf.structured(MooncakeWorkloadConfig(path=str(path))), BLOCK)
-
-
-def _requests(w: Workload) -> list[tuple[float, tuple[int, ...], int]]:
-    out = []
-    for c in w.chunks():
-        for i in range(c.n_requests):
-            sid = -1 if c.session_ids is None else int(c.session_ids[i])
-            out.append((float(c.arrival_s[i]), tuple(int(b) for b in c.blocks[c.offsets[i]:c.offsets[i + 1]]), sid))
-    return out
 
 
 def test_engines_needed_by_hand() -> None:
@@ -66,6 +56,7 @@ def test_arrival_rate_and_verdict(tmp_path: Path) -> None:
     v = fleet_verdict(w, summary)
     assert (v.engines, v.load) == (2, pytest.approx(2.0))  # 4/s x 0.5 s = 2 engines
     assert "it needs 2 engines" in v.sentence() and "workload.time_scale=2" in v.sentence()
+    assert "`workload.engines=2`" in v.sentence()  # the setting that splits the trace, named
     one = fleet_verdict(w, {"requests": 5, "compute": {"busy_s": 1.0, "engines": 1}})  # 4 x 0.2 = 0.8
     assert one.engines == 1 and "which one engine serves" in one.sentence()
     with pytest.raises(ValueError):
@@ -74,84 +65,33 @@ def test_arrival_rate_and_verdict(tmp_path: Path) -> None:
     assert mean_service_s({"requests": 5, "requests_refused": 3, "compute": {"busy_s": 2.5}}) == pytest.approx(1.25)
 
 
-def test_mooncake_split_partitions_and_keeps_prefix_roots(tmp_path: Path) -> None:
-    rng = np.random.default_rng(7)
-    rows = []
-    for i in range(400):  # 40 prefix roots, each request extends its root with 0-3 ids of its own
-        root = int(rng.integers(40))
-        rows.append((10 * i, [root, *(1000 + 4 * i + j for j in range(int(rng.integers(4))))]))
-    whole = _mooncake(tmp_path, rows)
-    all_requests = _requests(whole)
-    engines = 4
-    shares = [_requests(EngineShare(whole, engines, k)) for k in range(engines)]
-    # a partition: every request in exactly one share, order kept within each
-    assert Counter(r for s in shares for r in s) == Counter(all_requests)
-    assert all(s == sorted(s) for s in shares)
-    # a root's requests on one engine: the trace's first hash id (its first run block) decides
-    root_engine: dict[int, int] = {}
-    for k, s in enumerate(shares):
-        for _, blocks, _ in s:
-            assert root_engine.setdefault(blocks[0], k) == k
-    assert len(root_engine) == len({r[1][0] for r in all_requests})  # the distinct roots, each placed once
-    assert all(len(s) > 0 for s in shares)  # 40 roots spread over 4 engines
-    roots_by_hash = {h[0] for _, h in rows}
-    assert len(roots_by_hash) == len(root_engine)  # one run block id per hash root
-
-
-def test_agent_sessions_split_by_session() -> None:
-    cfg = AgentSessionsWorkloadConfig(sessions=40, concurrency=8, turns_min=2, turns_max=5, turn_tokens_min=256,
-                                      turn_tokens_max=1024, prefix_tokens=512, request_rate_per_s=10.0, seed=3)
-    whole = make_workload(OmegaConf.structured(cfg), BLOCK)
-    all_requests = _requests(whole)
-    shares = [_requests(EngineShare(whole, 3, k)) for k in range(3)]
-    assert Counter(r for s in shares for r in s) == Counter(all_requests)
-    owner: dict[int, int] = {}
-    for k, s in enumerate(shares):
-        for _, _, sid in s:
-            assert sid >= 0 and owner.setdefault(sid, k) == k
-    assert len(owner) == 40 and set(owner.values()) == {0, 1, 2}
-
-
-def test_one_engine_is_the_whole_trace(tmp_path: Path) -> None:
-    whole = _mooncake(tmp_path, [(i, [i % 3]) for i in range(20)])
-    assert _requests(EngineShare(whole, 1, 0)) == _requests(whole)
-
-
-def test_bad_split_settings_name_the_key(tmp_path: Path) -> None:
-    whole = _mooncake(tmp_path, [(0, [1])])
-    with pytest.raises(ConfigError, match="plan.engines"):
-        EngineShare(whole, 0)
-    with pytest.raises(ConfigError, match="plan.engine"):
-        EngineShare(whole, 2, 2)
-
-
-def test_requests_opening_with_a_write_route_by_their_first_read() -> None:
-    from experiments.planning.fleet import request_keys
-
-    chunk = RequestChunk(
-        arrival_s=np.array([0.0, 1.0]), offsets=np.array([0, 2, 3]), blocks=np.array([99, 7, 5]),
-        writes=np.array([True, False, True]), tokens=np.full(3, BLOCK),
-    )
-    assert request_keys(chunk).tolist() == [7, -1]
-
-
 def test_overload_notes_say_how_many_engines() -> None:
     """The plan's notes carry the verdict when the recommended run needs more than one engine."""
-    from types import SimpleNamespace
-
     import pandas as pd
 
     from experiments.planning.notes import overload_notes
 
-    def plan(busy_s: float) -> SimpleNamespace:
+    def plan(busy_s: float, split: Any = None) -> SimpleNamespace:
         # 100 requests served over 10 s (10/s; 10 more refused); one compute unit busy busy_s in all
         return SimpleNamespace(
             ranking=SimpleNamespace(recommended=SimpleNamespace(ttft_p99_s=0.5), table=pd.DataFrame()),
-            resources=[], sweep_span_s=10.0,
+            resources=[], sweep_span_s=10.0, split=split,
             rec_summary={"requests": 110, "requests_refused": 10, "compute": {"busy_s": busy_s, "engines": 1}},
         )
 
     # 0.25 s a request x 10/s = 2.5 -> 3 engines
     notes = overload_notes(plan(25.0))
     assert len(notes) == 1 and "it needs 3 engines" in notes[0] and "an offered load of 2.5" in notes[0]
+    assert "`workload.engines=3`" in notes[0]
     assert overload_notes(plan(9.0)) == []  # 0.09 s x 10/s = 0.9: one engine serves
+    # the run was already engine 0 of 4's share: that share needs 3 engines, the whole trace about 4 x 3 = 12
+    split = overload_notes(plan(25.0, SimpleNamespace(engines=4)))
+    assert len(split) == 1 and "this share (one engine of 4) needs 3 engines, the whole trace about 12" in split[0]
+    assert "`workload.engines=12`" in split[0] and "`workload.time_scale=3`" in split[0]
+
+
+def test_verdict_of_a_share_scales_to_the_fleet() -> None:
+    # 2 requests/s x 1.5 s on 1 unit = 3 -> 3 engines for this share; it was one of 2: 6 for the trace
+    v = FleetVerdict(requests=20, rate_per_s=2.0, service_s=1.5, units_per_engine=1, engines=3, split_engines=2)
+    assert (v.load, v.fleet_engines) == (pytest.approx(3.0), 6)
+    assert "`workload.engines=6`: 1/6 of its sessions" in v.sentence()

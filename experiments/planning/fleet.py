@@ -1,14 +1,13 @@
-"""Traces recorded on a fleet: how many engines a trace needs, and one engine's share of it.
+"""Traces recorded on a fleet: how many engines a trace needs.
 
 A production trace (Mooncake's) is the traffic of many serving engines. Replayed into one engine, its
 arrival rate can exceed what that engine serves, and the queue grows without bound: the plan would
 measure the backlog, not the cache. Two ways out, both stated in the report:
 
-- **Split** the trace across ``N`` engines and plan one of them (:class:`EngineShare`): each request
-  goes to engine ``mix(key) mod N``, where ``key`` is its session (where the workload knows it) or
-  else the first block it reads — the root of its prefix, since in a chained workload equal first ids
-  are equal prefix roots (Mooncake's first hash id). A session's or a prefix's requests therefore all
-  land on one engine, whose cache sees its own sessions, as a prefix-aware router would arrange.
+- **Split** the trace across ``N`` engines and plan one of them (``workload.engines=N``,
+  ``workload.engine=k``; the routing is :mod:`exo_sim.workloads.share`'s): a session's or a prefix
+  root's requests all land on one engine, whose cache sees its own sessions, as a prefix-aware
+  router would arrange.
 - **Scale time** (``workload.time_scale``, Mooncake's reader): stretch the arrivals by the same factor.
 
 How many engines: by the utilisation law, an engine of ``c`` compute units whose requests each hold a
@@ -21,102 +20,11 @@ refused for want of room in the top tier never reaches an engine and is not coun
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from exo_sim.errors import ConfigError
-from exo_sim.workloads.base import RequestChunk, Workload
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-def _mix(keys: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: consecutive keys (session 0, 1, 2 ...) spread evenly over engines."""
-    z = keys.astype(np.int64).view(np.uint64) + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def request_keys(chunk: RequestChunk) -> np.ndarray:
-    """Each request's routing key: its session where known, else the first block it reads (-1: none)."""
-    if chunk.session_ids is not None:
-        return np.asarray(chunk.session_ids, dtype=np.int64)
-    keys = np.full(chunk.n_requests, -1, dtype=np.int64)
-    starts, ends = chunk.offsets[:-1], chunk.offsets[1:]
-    for i in range(chunk.n_requests):  # the first read of each request (a request may open with writes)
-        reads = np.flatnonzero(~chunk.writes[starts[i] : ends[i]])
-        if reads.size:
-            keys[i] = chunk.blocks[starts[i] + reads[0]]
-    return keys
-
-
-def engine_of(keys: np.ndarray, engines: int) -> np.ndarray:
-    """The engine (0..engines-1) each routing key goes to."""
-    with np.errstate(over="ignore"):
-        return (_mix(keys) % np.uint64(engines)).astype(np.int64)
-
-
-def take_requests(chunk: RequestChunk, keep: np.ndarray) -> RequestChunk:
-    """The requests of ``chunk`` where ``keep`` is true, in order (``next_access`` dropped: it indexed all)."""
-    sizes = np.diff(chunk.offsets)
-    refs = np.repeat(keep, sizes)
-    offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-    np.cumsum(sizes[keep], out=offsets[1:])
-    return RequestChunk(
-        arrival_s=chunk.arrival_s[keep],
-        offsets=offsets,
-        blocks=chunk.blocks[refs],
-        writes=chunk.writes[refs],
-        tokens=chunk.tokens[refs],
-        next_access=None,
-        session_ids=None if chunk.session_ids is None else chunk.session_ids[keep],
-    )
-
-
-class EngineShare(Workload):
-    """Engine ``engine`` of ``engines``' share of ``inner``: the requests whose key routes to it.
-
-    Arrival times are kept as recorded, so the share arrives at about ``1/engines`` of the rate.
-
-    Raises:
-        ConfigError: ``plan.engines`` below 1, or ``engine`` outside ``0..engines-1``.
-    """
-
-    def __init__(self, inner: Workload, engines: int, engine: int = 0) -> None:
-        super().__init__(inner.cfg, inner.block_tokens)
-        if engines < 1:
-            raise ConfigError("plan.engines", f"must be >= 1, got {engines}")
-        if not 0 <= engine < engines:
-            raise ConfigError("plan.engine", f"must be in 0..{engines - 1}, got {engine}")
-        self.inner = inner
-        self.engines = engines
-        self.engine = engine
-        # kind and chained are class-level facts of a workload; a share has its inner workload's
-        vars(self).update(kind=inner.kind, chained=inner.chained)
-
-    def chunks(self) -> Iterator[RequestChunk]:
-        """The inner workload's chunks, each cut to this engine's requests (empty cuts skipped)."""
-        for chunk in self.inner.chunks():
-            keep = engine_of(request_keys(chunk), self.engines) == self.engine
-            if keep.any():
-                yield take_requests(chunk, keep)
-
-    def describe(self) -> dict[str, Any]:
-        """The inner workload's facts and the split."""
-        return {**self.inner.describe(), "engines": self.engines, "engine": self.engine}
-
-    def notes(self) -> list[str]:
-        """The inner workload's caveats and the split's own."""
-        return [
-            *self.inner.notes(),
-            f"engine {self.engine} of {self.engines}: requests routed by session or prefix root",
-        ]
+from exo_sim.workloads.base import Workload
 
 
 def arrival_rate_per_s(workload: Workload) -> tuple[int, float]:
@@ -166,21 +74,32 @@ def engines_needed(rate_per_s: float, service_s: float, units_per_engine: int = 
 
 @dataclass(frozen=True)
 class FleetVerdict:
-    """Whether a trace fits one engine, and how many it needs (for the report)."""
+    """Whether a trace fits one engine, and how many it needs (for the report).
+
+    ``split_engines``: the ``workload.engines`` the run already had (1: the whole trace was run); the
+    verdict is then about that one engine's share, and the whole trace needs about
+    ``split_engines * engines`` engines.
+    """
 
     requests: int
     rate_per_s: float
     service_s: float
     units_per_engine: int
     engines: int
+    split_engines: int = 1
 
     @property
     def load(self) -> float:
         """Offered load per engine of the planned size: ``rate * service / units`` (over 1: a backlog)."""
         return self.rate_per_s * self.service_s / self.units_per_engine
 
+    @property
+    def fleet_engines(self) -> int:
+        """Engines the whole trace needs: ``engines`` for each of the ``split_engines`` shares."""
+        return self.split_engines * self.engines
+
     def sentence(self) -> str:
-        """One sentence for the report."""
+        """One sentence for the report; it names the setting that splits the trace."""
         head = (
             f"The served requests arrive at {self.rate_per_s:,.3g}/s and the timed model holds a compute unit "
             f"{self.service_s:.3g} s per request ({self.units_per_engine} unit(s) an engine): an offered load of "
@@ -188,18 +107,28 @@ class FleetVerdict:
         )
         if self.engines <= 1:
             return head + ", which one engine serves."
+        split = (
+            f"Plan one engine's share (`workload.engines={self.fleet_engines}`: 1/{self.fleet_engines} of its "
+            "sessions or prefix roots, as a prefix-aware router sends them)"
+        )
+        if self.split_engines > 1:
+            return (
+                head + f", more than one engine serves: this share (one engine of {self.split_engines}) needs "
+                f"{self.engines} engines, the whole trace about {self.fleet_engines}. {split} or stretch time "
+                f"(a Mooncake trace: `workload.time_scale={self.engines:g}` or more)."
+            )
         return (
-            head + f", more than one engine serves: it needs {self.engines} engines. Plan one engine's share "
-            f"(1/{self.engines} of its sessions or prefix roots, as a prefix-aware router sends them) or stretch time "
+            head + f", more than one engine serves: it needs {self.engines} engines. {split} or stretch time "
             f"(a Mooncake trace: `workload.time_scale={self.engines:g}` or more)."
         )
 
 
-def verdict_of_run(span_s: float, summary: Mapping[str, Any]) -> FleetVerdict | None:
+def verdict_of_run(span_s: float, summary: Mapping[str, Any], split_engines: int = 1) -> FleetVerdict | None:
     """The verdict for a timed run whose requests arrived over ``span_s`` seconds (``None``: none served).
 
     The rate is the served requests over ``span_s``, so that ``rate * service`` is the engines' demand
-    the bottleneck table shows (busy seconds over the span of arrivals).
+    the bottleneck table shows (busy seconds over the span of arrivals). ``split_engines``: the run's
+    ``workload.engines`` (it ran one engine's share).
     """
     requests = served_requests(summary)
     if requests <= 0 or span_s <= 0:
@@ -207,7 +136,7 @@ def verdict_of_run(span_s: float, summary: Mapping[str, Any]) -> FleetVerdict | 
     rate = requests / span_s
     service = mean_service_s(summary)
     units = int(summary["compute"]["engines"])
-    return FleetVerdict(requests, rate, service, units, engines_needed(rate, service, units))
+    return FleetVerdict(requests, rate, service, units, engines_needed(rate, service, units), split_engines)
 
 
 def fleet_verdict(workload: Workload, summary: Mapping[str, Any]) -> FleetVerdict:

@@ -37,7 +37,9 @@ def overload_notes(plan: Any) -> list[str]:
             + ": requests queue for as long as the run lasts, so its TTFTs grow with the run's length - read them "
             "as an order, not as values."
         )
-    fleet = verdict_of_run(plan.sweep_span_s, plan.rec_summary) if plan.rec_summary else None
+    split = getattr(plan, "split", None)
+    split_engines = split.engines if split is not None else 1
+    fleet = verdict_of_run(plan.sweep_span_s, plan.rec_summary, split_engines) if plan.rec_summary else None
     if fleet is not None and fleet.engines > 1:
         notes.append(fleet.sentence())
     p99 = float(r.ttft_p99_s)

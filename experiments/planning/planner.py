@@ -37,6 +37,7 @@ from exo_sim.sim.model import TimedModel
 from exo_sim.sim.settings import SimSettings, sim_settings, with_compute
 from exo_sim.spec import Locator, Spec, block_bytes, build_spec
 from exo_sim.workloads import make_workload
+from exo_sim.workloads.share import ShareCount, share_count
 from experiments.planning import figures
 from experiments.planning.accuracy import PlanAccuracy, accuracy_reasons, budget_from, plan_accuracy
 from experiments.planning.audit import Audit, run_audit
@@ -142,6 +143,7 @@ class Plan:
     inverse_settings: InverseSettings | None = None
     inverse: InverseReport | None = None  # capacities for the hit targets, the cheapest hierarchy for the p99
     accuracy: PlanAccuracy | None = None  # each swept mix's measured accuracy (or why not measured)
+    split: ShareCount | None = None  # workload.engines > 1: this engine's share of the trace
 
 
 def _replace(cfg: Any, **sections: Any) -> DictConfig:
@@ -308,6 +310,7 @@ def make_plan(
             f"({settings.max_overcommit:g}x): nearly every read would be a recompute, so nothing was simulated."
         )
         say("not simulated: " + plan.skip_reason)
+        plan.split = share_count(make_workload(cfg.workload, spec.block_tokens))
         _finish(plan, say, lap)
         return plan
 
@@ -340,6 +343,9 @@ def _simulate(
     full = _apply(cfg, {**plan.sizing_overrides, **capacity_overrides(cfg, plan.k_replay)})
     full_spec = build_spec(full)
     plan.live = sizer.measure(make_workload(full.workload, bt), full_spec, full.codec)
+    plan.split = share_count(make_workload(full.workload, bt))
+    if plan.split is not None:
+        say(plan.split.sentence())
     lap("workload sizing")
     live = plan.live
     say(
@@ -617,6 +623,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "overlap": "layerwise" if plan.sim.layerwise else "none",
         "timings_s": plan.timings_s,
         "notes": overload_notes(plan),
+        "split": None if plan.split is None else plan.split.as_json(),
     }
     if plan.ranking is not None:
         r = plan.ranking.recommended

@@ -209,6 +209,8 @@ def _summary(doc: Document, plan: Plan) -> None:
     doc.heading("Summary")
     tiers = [t.name for t in plan.spec.tiers]
     items = [_target_line(plan)]
+    if plan.split is not None:
+        items.append(f"**Split**: {plan.split.sentence()}")
     if plan.ranking is None:
         items.append(f"**Recommendation**: none, nothing was simulated. {plan.skip_reason}")
     else:

@@ -53,7 +53,8 @@ class AgentSessionsSizer(Sizer):
         """Steady-state live tokens of one session, from a pilot run of the configured shape."""
         if self._per_session is None:
             c = int(self.cfg.concurrency)
-            pilot = OmegaConf.merge(self.cfg, {"sessions": PILOT_GENERATIONS * c})
+            # the whole workload's sessions (no split): one session's context, not one engine's share
+            pilot = OmegaConf.merge(self.cfg, {"sessions": PILOT_GENERATIONS * c, "engines": 1, "engine": 0})
             live = self.measure_stream(make_workload(pilot, self.block_tokens))
             self._per_session = max(1.0, (live.mean_tokens - int(self.cfg.prefix_tokens)) / c)
         return self._per_session
