@@ -3,7 +3,9 @@
 * **Bytes per token**: per codec, from the exact block bytes (KV heads, scales); per tensor-parallel
   rank and per node.
 * **What each lower tier buys**: its share of reads against its size; under write-through a last tier
-  no larger than the tiers above it is flagged (it holds copies of what they hold).
+  no larger than the tiers above it is flagged (it holds copies of what they hold); an exclusive tier
+  none of whose blocks was read again is flagged as such (:func:`never_read_again`), with the tiers
+  above it that served every hit.
 * **Does a hit pay off**: per tier, the cached prefix length above which loading it over the links
   beats recomputing it, with the profile's prefill cost (:mod:`exo_sim.compute`). A request of ``n``
   new tokens whose ``p``-token prefix lies in tier ``i`` either loads the prefix (the links'
@@ -79,11 +81,35 @@ class TierShare:
     flag: str
 
 
+def never_read_again(tiers: list[dict[str, Any]], i: int, mode: str) -> bool:
+    """Whether no block that entered tier ``i`` (of a run's summary ``tiers``) was read again in the run.
+
+    In an exclusive hierarchy a block leaves tiers ``i`` and below only when it is read (a hit, or
+    stranded: resident past the break of its request's prefix) or dropped. With no hit, none stranded
+    and none dropped at ``i`` or below, every block written into ``i`` stayed there or below, unread,
+    to the end; so no capacity of tier ``i`` changes a hit (exact for workloads whose writes are new
+    blocks, as every shipped generator and trace reader writes). False where a count is missing, the
+    tier is bypassed, nothing entered it, or the hierarchy is write-through (whose last tier holds
+    copies of blocks read above it).
+    """
+    if mode != "exclusive" or i == 0 or tiers[i].get("bypassed"):
+        return False
+    if int(tiers[i].get("writes") or 0) <= 0:
+        return False
+    for t in tiers[i:]:
+        for key in ("hits", "stranded", "drops"):
+            if t.get(key) is None or int(t[key]) != 0:
+                return False
+    return True
+
+
 def tier_shares(summary: dict[str, Any], mode: str, negligible: float = 0.005) -> list[TierShare]:
     """Each tier's share of reads (from a run's summary) and the flags of the DESIGN checklist.
 
     A tier below the top serving under ``negligible`` of reads is flagged as adding almost nothing at
-    this phase; under write-through a last tier no larger than the tiers above it together is flagged.
+    this phase, and where :func:`never_read_again` holds the flag says so, naming the blocks the tiers
+    above it hold (they served every hit); under write-through a last tier no larger than the tiers
+    above it together is flagged.
     """
     tiers = summary["tiers"]
     reads = int(tiers[0]["hits"]) + int(tiers[0]["misses"])
@@ -97,6 +123,14 @@ def tier_shares(summary: dict[str, Any], mode: str, negligible: float = 0.005) -
             flag = (
                 "write-through into a tier no larger than the tiers above it: it holds copies of what they "
                 "hold and adds almost no hits"
+            )
+        elif never_read_again(tiers, i, mode):
+            names = ", ".join(str(x["name"]) for x in tiers[:i])
+            held = sum(int(x.get("capacity_blocks") or 0) for x in tiers[:i])
+            flag = (
+                f"none of the {int(t['writes']):,} blocks written into it was read again (no hit, none stranded "
+                f"or dropped here or below): the tiers above ({names}: {held:,} blocks) served every hit, so no "
+                "size of it changes a hit at this phase"
             )
         elif i > 0 and reads and int(t["hits"]) / reads < negligible:
             flag = f"serves under {100 * negligible:g} % of reads at this phase"
