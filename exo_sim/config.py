@@ -284,7 +284,7 @@ class WorkloadConfig:
     """Fields every workload has; each workload module subclasses it with its own knobs.
 
     ``engines`` and ``engine`` split a fleet's trace: with ``engines = N > 1`` the run sees only
-    engine ``engine``'s share (``0..N-1``), its requests routed by session or prefix root
+    engine ``engine``'s share (``0..N-1``), its requests routed by session or by cached prefix
     (:mod:`exo_sim.workloads.share`).
     """
 

@@ -94,4 +94,4 @@ def test_verdict_of_a_share_scales_to_the_fleet() -> None:
     # 2 requests/s x 1.5 s on 1 unit = 3 -> 3 engines for this share; it was one of 2: 6 for the trace
     v = FleetVerdict(requests=20, rate_per_s=2.0, service_s=1.5, units_per_engine=1, engines=3, split_engines=2)
     assert (v.load, v.fleet_engines) == (pytest.approx(3.0), 6)
-    assert "`workload.engines=6`: 1/6 of its sessions" in v.sentence()
+    assert "`workload.engines=6`: about 1/6 of its requests" in v.sentence()

@@ -1,9 +1,11 @@
 """One engine's share of a workload (``workload.engines`` / ``workload.engine``).
 
-The shares of N engines partition the trace exactly; a session's requests, and the requests with the
-same first block (a Mooncake prefix root), land on one engine; the CLIs run the share; bad settings are
-refused in one sentence. Expected engines come from splitmix64's finaliser written out here in Python
-integers (the published constants), not from the module under test.
+The shares of N engines partition the trace exactly; a session's requests land on one engine; a chained
+trace's requests follow the engine that has seen most of their prefix (a conversation's next turn) or go
+to the least-loaded one (a new conversation, even under a root every request shares); the CLIs run the
+share; bad settings are refused in one sentence. Expected engines are worked out by hand, or come from
+splitmix64's finaliser written out here in Python integers (the published constants), not from the
+module under test.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from exo_sim.workloads.agent_sessions import AgentSessionsWorkloadConfig
 from exo_sim.workloads.base import RequestChunk, Workload
 from exo_sim.workloads.mooncake import MooncakeWorkloadConfig
 from exo_sim.workloads.share import EngineShare, count_share, request_keys
+from exo_sim.workloads.zipf import ZipfWorkloadConfig
 
 MASK = (1 << 64) - 1
 HASH_TOKENS = 512  # Mooncake's tokens per hash id
@@ -98,19 +101,57 @@ def test_shares_partition_the_trace_exactly(tmp_path: Path, engines: int) -> Non
         assert share, f"engine {k} of {engines} got no request of 30 prefix roots"
 
 
-def test_requests_of_one_prefix_root_land_on_one_engine(tmp_path: Path) -> None:
-    rows = rooted_rows()
+# Ten requests (512-token blocks: a block id is the hash id) on 2 engines, routed by hand. Hash id 0 is a
+# root every request shares. Threshold: over half the request's blocks seen by an engine.
+HAND_ROWS = [
+    (0, [0, 1]),  # nothing seen: least loaded (tie: lowest) -> 0; loads [1, 0]
+    (1, [0, 2]),  # deepest seen 0: 1 of 2 blocks, not over half -> least loaded 1; [1, 1]
+    (2, [0, 1, 3]),  # deepest seen 1 (engine 0): 2 of 3 -> 0; [2, 1]
+    (3, [0, 4]),  # deepest seen 0: 1 of 2 -> least loaded 1; [2, 2]
+    (4, [0, 2, 5]),  # deepest seen 2 (engine 1): 2 of 3 -> 1; [2, 3]
+    (5, [0, 1, 3, 6]),  # deepest seen 3 (engine 0): 3 of 4 -> 0; [3, 3]
+    (6, [0, 4, 7, 8, 9]),  # deepest seen 4 (engine 1): 2 of 5, not over half -> least loaded (tie) 0; [4, 3]
+    (7, [0]),  # deepest seen 0 (both engines): 1 of 1 -> the less loaded of the two, 1; [4, 4]
+    (8, [0, 2, 5, 10]),  # deepest seen 5 (engine 1): 3 of 4 -> 1; [4, 5]
+    (9, [0, 4, 7, 8, 9, 11]),  # deepest seen 9 (engine 0, since request 6): 5 of 6 -> 0; [5, 5]
+]
+HAND_ENGINES = [0, 1, 0, 1, 1, 0, 0, 1, 1, 0]
+
+
+@pytest.mark.parametrize("write_output", [False, True])
+def test_a_chained_trace_is_routed_by_its_cached_prefix(tmp_path: Path, write_output: bool) -> None:
+    # with write_output each request also writes 2 output blocks: they are not part of its prefix
+    path = write_mooncake(tmp_path / "trace.jsonl", HAND_ROWS)
+    for k in range(2):
+        got = [round(r[0] * 1000) for r in requests(mooncake(path, HASH_TOKENS, 2, k, write_output=write_output))]
+        assert got == [ts for (ts, _), e in zip(HAND_ROWS, HAND_ENGINES, strict=True) if e == k]
+
+
+def test_conversations_follow_their_engine_under_a_shared_root(tmp_path: Path) -> None:
+    # 24 conversations of 4 turns, interleaved; each opens with the shared root 0 and a 2-id first turn,
+    # and each turn adds one id: a turn re-reads over half of its blocks from the previous one
+    rows, ts = [], 0
+    for turn in range(4):
+        for conv in range(24):
+            rows.append((ts, [0, *(1000 * (conv + 1) + j for j in range(turn + 2))]))
+            ts += 1
     path = write_mooncake(tmp_path / "trace.jsonl", rows)
-    root_of = {ts: h[0] for ts, h in rows}  # the trace's own first hash id, by arrival in ms
-    engines = 4
-    engine_of_root: dict[int, int] = {}
-    for k in range(engines):
-        for r in requests(mooncake(path, HASH_TOKENS, engines, k)):
-            assert engine_of_root.setdefault(root_of[round(r[0] * 1000)], k) == k
-    assert len(engine_of_root) == len({h[0] for _, h in rows}) == 30
-    assert set(engine_of_root.values()) == set(range(engines))
-    # at the trace's own 512-token blocks a block id is the hash id: the engine is splitmix(root) mod 4
-    assert engine_of_root == {root: splitmix_engine(root, engines) for root in engine_of_root}
+    conv_of = {t: h[1] // 1000 for t, h in rows}
+    owner: dict[int, int] = {}
+    for k in range(3):
+        share = requests(mooncake(path, HASH_TOKENS, 3, k))
+        assert len(share) == 32  # the least-loaded rule spreads the 24 first turns 8 / 8 / 8
+        for r in share:
+            assert owner.setdefault(conv_of[round(r[0] * 1000)], k) == k
+    assert len(owner) == 24
+
+
+def test_unchained_requests_route_by_their_first_block() -> None:
+    cfg: dict[str, Any] = {"objects": 300, "accesses": 2000, "blocks_per_request": 2, "seed": 5}
+    whole = requests(make_workload(OmegaConf.structured(ZipfWorkloadConfig(**cfg)), 256))
+    for k in range(3):
+        share = requests(make_workload(OmegaConf.structured(ZipfWorkloadConfig(**cfg, engines=3, engine=k)), 256))
+        assert share == [r for r in whole if splitmix_engine(r[1][0], 3) == k]
 
 
 def agent_cfg(engines: int = 1, engine: int = 0) -> Any:
@@ -155,16 +196,12 @@ def test_requests_route_by_their_first_read() -> None:
 
 
 def test_count_share_counts_this_engines_requests(tmp_path: Path) -> None:
-    rows = rooted_rows(n=200, roots=25, seed=11)
-    path = write_mooncake(tmp_path / "trace.jsonl", rows)
-    share = mooncake(path, HASH_TOKENS, 3, 2)
+    path = write_mooncake(tmp_path / "trace.jsonl", HAND_ROWS)
+    share = mooncake(path, HASH_TOKENS, 2, 1)
     assert isinstance(share, EngineShare)
     count = count_share(share)
-    expected = sum(1 for _, h in rows if splitmix_engine(h[0], 3) == 2)
-    assert (count.requests, count.total_requests, count.routed_by) == (expected, 200, "prefix root (first block)")
-    assert 0 < expected < 200
-    assert f"this engine got {expected:,} of 200 requests" in count.sentence()
-    assert "`workload.engines=3`" in count.sentence()
+    assert (count.requests, count.total_requests) == (5, 10) and count.routed_by.startswith("cached prefix")
+    assert "this engine got 5 of 10 requests" in count.sentence() and "`workload.engines=2`" in count.sentence()
     sessions = make_workload(agent_cfg(2, 0), 256)
     assert isinstance(sessions, EngineShare) and count_share(sessions).routed_by == "session"
 
@@ -186,16 +223,14 @@ def run(cmd: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_exo_replay_runs_one_engines_share_of_a_mooncake_trace(tmp_path: Path) -> None:
-    rows = rooted_rows()
-    path = write_mooncake(tmp_path / "trace.jsonl", rows)
+    path = write_mooncake(tmp_path / "trace.jsonl", HAND_ROWS)
     out = tmp_path / "replay"
     r = run("exo-replay", "hardware=ci_small", "workload=mooncake", f"workload.path={path}", "block_tokens=512",
             "workload.engines=2", "workload.engine=1", "output.progress=false", f"hydra.run.dir={out}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "summary.json").read_text())
-    share = [h for _, h in rows if splitmix_engine(h[0], 2) == 1]
-    assert s["requests"] == len(share) and 0 < len(share) < len(rows)
-    assert s["accesses"] == sum(len(h) for h in share)  # one 512-token block per hash id, reads only
+    # engine 1's requests by hand: 1, 3, 4, 7 and 8, reading 2 + 2 + 3 + 1 + 4 blocks (one per hash id)
+    assert (s["requests"], s["accesses"]) == (5, 12)
     assert (s["workload"]["engines"], s["workload"]["engine"]) == (2, 1)
 
 

@@ -1,4 +1,4 @@
-"""One engine's share of a workload: the requests a prefix-aware router sends to it.
+"""One engine's share of a workload: the requests a cache-aware router sends to it.
 
 A trace recorded on a fleet (Mooncake's) is the traffic of many serving engines. Replayed into one
 engine its arrival rate can exceed what the engine serves; ``workload.engines = N`` splits it across
@@ -6,17 +6,26 @@ engine its arrival rate can exceed what the engine serves; ``workload.engines = 
 replay, the timed model, the runtime, the miss-ratio curves) builds its workload through
 :func:`exo_sim.workloads.make_workload`, which wraps it here, so all of them see the same share.
 
-Routing, per request::
+Routing (:class:`Router`), one pass over the whole workload in order, the same in every share::
 
-    key    = its session, where the workload knows it (agent_sessions)
-             else the first block it reads (in a chained workload: the root of its prefix,
-             Mooncake's first hash id); -1 when it reads none
-    engine = splitmix64(key) mod N
+    a workload that knows its sessions (agent_sessions):
+        engine = splitmix64(session) mod N                     a session's requests on one engine
+    a chained workload (block i names its whole prefix; Mooncake):  cache-aware, as SGLang's router
+        match  = the request's deepest read block some engine has seen (a chain: its prefix with it)
+        if match covers more than CACHE_THRESHOLD of its read blocks:
+            engine = the least-loaded engine among those that have seen it   (continues a context)
+        else:
+            engine = the least-loaded engine                                  (a new context)
+        load: requests routed so far (ties: the lowest index); the engine has now seen every block read
+    any other workload (independent objects):
+        engine = splitmix64(first block read) mod N
 
-A session's or a prefix root's requests therefore all land on one engine, whose cache sees its own
-sessions. The share keeps the recorded arrival times (it arrives at about ``1/N`` of the rate) and
-the requests' order; it drops ``next_access`` (it indexed the whole trace), which the clocks
-recompute for the share when a policy needs it.
+A chained trace's shared root (a system prompt every request opens with, Mooncake's hash id 0) is
+therefore not a routing key — keyed by it, every request would land on one engine — while a
+conversation's next turn, which re-reads the previous one, follows it. The router's memory of seen
+blocks is never pruned (a real router's tree is). The share keeps the recorded arrival times (it
+arrives at about ``1/N`` of the rate) and the requests' order; it drops ``next_access`` (it indexed
+the whole trace), which the clocks recompute for the share when a policy needs it.
 """
 
 from __future__ import annotations
@@ -29,6 +38,11 @@ import numpy as np
 
 from exo_sim.errors import ConfigError
 from exo_sim.workloads.base import RequestChunk, Workload
+
+CACHE_THRESHOLD = 0.5
+"""A chained request follows the engines that have seen its prefix when that prefix is more than this
+share of its read blocks; else it goes to the least-loaded engine (the rule of SGLang's cache-aware
+router, whose ``cache_threshold`` is a setting; here it is fixed)."""
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -87,7 +101,57 @@ def routed_by(workload: Workload, chunk: RequestChunk | None = None) -> str:
     """What the split routes ``workload``'s requests by, in words (``chunk``: one of its chunks, if at hand)."""
     if chunk is not None and chunk.session_ids is not None:
         return "session"
-    return "prefix root (first block)" if workload.chained else "first block read"
+    if workload.chained:
+        share = f"{CACHE_THRESHOLD:.0%}"
+        return f"cached prefix (to an engine that has seen over {share} of its blocks, else the least loaded)"
+    return "first block read"
+
+
+class Router:
+    """Routes a workload's requests over ``engines`` engines, chunk after chunk (see the module docstring).
+
+    Stateful for chained workloads: one router must see the whole workload, in order.
+    """
+
+    def __init__(self, engines: int, chained: bool) -> None:
+        self.engines = engines
+        self.chained = chained
+        self.load = [0] * engines
+        self._seen: dict[int, int] = {}  # block id -> bit mask of the engines that have seen it
+
+    def route(self, chunk: RequestChunk) -> np.ndarray:
+        """The engine (``0..engines-1``) of each request of ``chunk``."""
+        if self.engines == 1:
+            return np.zeros(chunk.n_requests, dtype=np.int64)
+        if chunk.session_ids is not None or not self.chained:
+            return engine_of(request_keys(chunk), self.engines)
+        out = np.empty(chunk.n_requests, dtype=np.int64)
+        writes = np.asarray(chunk.writes, dtype=bool)
+        blocks = chunk.blocks.tolist()
+        offsets = chunk.offsets.tolist()
+        if writes.any():  # keep the reads only (a request's output blocks are not part of its prefix)
+            reads = np.flatnonzero(~writes)
+            blocks = chunk.blocks[reads].tolist()
+            offsets = np.searchsorted(reads, chunk.offsets).tolist()
+        for i in range(chunk.n_requests):
+            out[i] = self._route_one(blocks[offsets[i] : offsets[i + 1]])
+        return out
+
+    def _route_one(self, blocks: list[int]) -> int:
+        seen = self._seen
+        mask = 0
+        for depth in range(len(blocks) - 1, -1, -1):  # the deepest seen block: the longest cached prefix
+            mask = seen.get(blocks[depth], 0)
+            if mask:
+                break
+        if not (mask and depth + 1 > CACHE_THRESHOLD * len(blocks)):
+            mask = (1 << self.engines) - 1
+        engine = min((e for e in range(self.engines) if mask >> e & 1), key=lambda e: (self.load[e], e))
+        self.load[engine] += 1
+        bit = 1 << engine
+        for b in blocks:
+            seen[b] = seen.get(b, 0) | bit
+        return engine
 
 
 @dataclass(frozen=True)
@@ -156,8 +220,9 @@ class EngineShare(Workload):
 
     def chunks(self) -> Iterator[RequestChunk]:
         """The inner workload's chunks, each cut to this engine's requests (empty cuts skipped)."""
+        router = Router(self.engines, self.inner.chained)
         for chunk in self.inner.chunks():
-            keep = engine_of(request_keys(chunk), self.engines) == self.engine
+            keep = router.route(chunk) == self.engine
             if keep.any():
                 yield take_requests(chunk, keep)
 
@@ -169,7 +234,7 @@ class EngineShare(Workload):
         """The inner workload's caveats and the split's own."""
         return [
             *self.inner.notes(),
-            f"engine {self.engine} of {self.engines}: only the requests routed to it (by session or prefix root)",
+            f"engine {self.engine} of {self.engines}: only the requests routed to it (by session or cached prefix)",
         ]
 
 
@@ -205,11 +270,12 @@ def count_share(share: EngineShare) -> ShareCount:
     """Count the share's requests and the whole workload's, in one pass over the inner workload."""
     total = kept = 0
     by = None
+    router = Router(share.engines, share.inner.chained)
     for chunk in share.inner.chunks():
         if by is None:
             by = routed_by(share.inner, chunk)
         total += chunk.n_requests
-        kept += int(np.count_nonzero(engine_of(request_keys(chunk), share.engines) == share.engine))
+        kept += int(np.count_nonzero(router.route(chunk) == share.engine))
     return ShareCount(share.engines, share.engine, by or routed_by(share.inner), kept, total)
 
 

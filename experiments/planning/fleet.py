@@ -5,8 +5,8 @@ arrival rate can exceed what that engine serves, and the queue grows without bou
 measure the backlog, not the cache. Two ways out, both stated in the report:
 
 - **Split** the trace across ``N`` engines and plan one of them (``workload.engines=N``,
-  ``workload.engine=k``; the routing is :mod:`exo_sim.workloads.share`'s): a session's or a prefix
-  root's requests all land on one engine, whose cache sees its own sessions, as a prefix-aware
+  ``workload.engine=k``; the routing is :mod:`exo_sim.workloads.share`'s): a session's requests, or
+  a conversation's turns, land on one engine, whose cache sees its own sessions, as a cache-aware
   router would arrange.
 - **Scale time** (``workload.time_scale``, Mooncake's reader): stretch the arrivals by the same factor.
 
@@ -108,8 +108,8 @@ class FleetVerdict:
         if self.engines <= 1:
             return head + ", which one engine serves."
         split = (
-            f"Plan one engine's share (`workload.engines={self.fleet_engines}`: 1/{self.fleet_engines} of its "
-            "sessions or prefix roots, as a prefix-aware router sends them)"
+            f"Plan one engine's share (`workload.engines={self.fleet_engines}`: about 1/{self.fleet_engines} of its "
+            "requests, each session or conversation on one engine, as a cache-aware router sends them)"
         )
         if self.split_engines > 1:
             return (
