@@ -385,6 +385,8 @@ class MrcConfig:
     other policy from one replay per capacity, run on ``jobs`` processes (0: one per CPU core).
     Capacities are ``capacities_blocks`` if given, else ``points`` capacities spaced ``log`` or
     ``linear`` from ``min_blocks`` to ``max_blocks`` (default: the workload's distinct blocks).
+    ``sample_rate`` (0 < r <= 1; 1: exact) or ``sample_size`` (distinct blocks kept), never both,
+    asks for sampled curves (:mod:`exo_sim.mrc_sampling`: SHARDS for LRU, miniature simulation else).
     ``memory_budget`` (a size; ``None``: half the machine's memory) refuses exact curves estimated to
     need more (:mod:`exo_sim.mrc_memory`).
     """
@@ -396,6 +398,8 @@ class MrcConfig:
     max_blocks: Optional[int] = None
     spacing: str = "log"  # log | linear
     jobs: int = 0
+    sample_rate: Optional[float] = None
+    sample_size: Optional[int] = None
     memory_budget: Any = None  # bytes or a size (exo_sim.units); None: half the machine's memory
 
 

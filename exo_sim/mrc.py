@@ -57,6 +57,9 @@ read blocks of the requests served (refused ones are not counted, as in the repl
 **Other policies** have no stack property: their curve is one single-tier replay per capacity (the
 very replay of ``exo-replay experiment=single_tier``), run in parallel processes.
 
+**Sampled curves** (``mrc.sample_rate`` < 1 or ``mrc.sample_size``): SHARDS for LRU, miniature
+simulation for the rest, streaming over the workload — :mod:`exo_sim.mrc_sampling`.
+
 Either way the tier is ``mrc_single_tier``: one tier of ``N`` blocks, exclusive, evicting one block
 when full, storing blocks in the configured hierarchy's top-tier codec (which gives
 ``capacity_bytes``), with the configured ``hierarchy.reuse``.
@@ -69,7 +72,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +84,9 @@ from exo_sim.policies import policy_names
 from exo_sim.spec import Locator, Spec, block_bytes, build_spec
 from exo_sim.workloads import make_workload
 from exo_sim.workloads.base import Workload
+
+if TYPE_CHECKING:
+    from exo_sim.mrc_sampling import Sampling
 
 COLUMNS = (
     "capacity_blocks",
@@ -97,11 +103,13 @@ COLUMNS = (
     "prompt_tokens",
     "token_hit_ratio",
     "refused_requests",
+    "sample_rate",
 )
 """Columns of ``mrc.parquet``. ``hit_ratio`` is ``hits / accesses``: read blocks served from the cache
 over read blocks of the requests served — under ``reuse`` = ``prefix`` the blocks of each request's
 cached prefix, so it is the prefix-hit ratio; ``token_hit_ratio`` is ``hit_tokens / prompt_tokens``;
-``refused_requests``: requests larger than the tier, refused under prefix reuse (not counted above)."""
+``refused_requests``: requests larger than the tier, refused under prefix reuse (not counted above);
+``sample_rate``: 1 for an exact curve, else the spatial sample's rate (:mod:`exo_sim.mrc_sampling`)."""
 
 SPACINGS = ("log", "linear")
 Ints = Sequence[int] | np.ndarray
@@ -592,6 +600,9 @@ class MrcPlan:
     jobs: int
     reuse: str = "block"
     """``hierarchy.reuse`` resolved for this payload and workload: ``prefix`` or ``block``."""
+    sampling: Sampling | None = None
+    """A :class:`~exo_sim.mrc_sampling.Sampling` when ``mrc.sample_rate`` or ``mrc.sample_size`` asks for
+    sampled curves; ``None`` for the exact ones."""
 
 
 def plan_mrc(cfg: Any, locate: Locator | None = None) -> MrcPlan:
@@ -635,7 +646,10 @@ def plan_mrc(cfg: Any, locate: Locator | None = None) -> MrcPlan:
     if m.jobs < 0:
         raise fail("mrc.jobs", f"must be >= 0, got {m.jobs}")
     jobs = int(m.jobs) or (os.cpu_count() or 1)
-    return MrcPlan(spec, workload, policies, spec.tiers[0].codec, jobs, reuse)
+    from exo_sim.mrc_sampling import sampling_settings
+
+    sampling = sampling_settings(m, reuse, fail)
+    return MrcPlan(spec, workload, policies, spec.tiers[0].codec, jobs, reuse, sampling)
 
 
 ReplayPoint = tuple[int, int, int, int, int]
@@ -681,6 +695,7 @@ def curve_frame(
     hit_tokens: int | Ints | None = None,
     prompt_tokens: int | Ints | None = None,
     refused: int | Ints = 0,
+    sample_rate: float = 1.0,
 ) -> pd.DataFrame:
     """One curve as rows of ``mrc.parquet`` (tokens default to full blocks: ``hits`` x block tokens)."""
     caps = np.asarray(capacities, dtype=np.int64)
@@ -710,6 +725,7 @@ def curve_frame(
             "prompt_tokens": pt,
             "token_hit_ratio": np.divide(ht, pt, out=np.zeros(shape[0]), where=pt > 0),
             "refused_requests": col(refused, np.zeros(shape, dtype=np.int64)),
+            "sample_rate": float(sample_rate),
         }
     )[list(COLUMNS)]
 
@@ -734,16 +750,15 @@ def run_mrc(cfg: Any, locate: Locator | None = None, plan: MrcPlan | None = None
         ExoError: on invalid config or trace, before any curve is returned.
     """
     plan = plan or plan_mrc(cfg, locate)
+    if plan.sampling is not None:
+        from exo_sim.mrc_sampling import run_sampled_mrc
+
+        return run_sampled_mrc(cfg, plan)
     bb = block_bytes(plan.spec.content, plan.codec, cfg.codec)
     req = request_arrays(plan.workload)
     blocks, reads = req.blocks, ~req.writes
     distinct = int(np.unique(blocks).shape[0]) if blocks.shape[0] else 0
-    m = cfg.mrc
-    if m.capacities_blocks is not None:
-        caps = np.unique(np.asarray(list(m.capacities_blocks), dtype=np.int64))
-    else:
-        hi = int(m.max_blocks) if m.max_blocks is not None else max(distinct, int(m.min_blocks))
-        caps = capacity_grid(int(m.min_blocks), hi, int(m.points), str(m.spacing))
+    caps = curve_capacities(cfg.mrc, distinct)
     n_reads = int(np.count_nonzero(reads))
     frames = []
     spec, reuse = plan.spec, plan.reuse
@@ -765,6 +780,14 @@ def run_mrc(cfg: Any, locate: Locator | None = None, plan: MrcPlan | None = None
     frame = pd.concat(frames, ignore_index=True)
     notes = reuse_notes(frame, distinct, int(blocks.shape[0]))
     return MrcResult(frame, distinct, int(blocks.shape[0]), n_reads, reuse, notes)
+
+
+def curve_capacities(m: Any, distinct_blocks: int) -> np.ndarray:
+    """The capacities ``mrc`` section ``m`` asks for, given the trace's distinct blocks (the default top)."""
+    if m.capacities_blocks is not None:
+        return np.unique(np.asarray(list(m.capacities_blocks), dtype=np.int64))
+    hi = int(m.max_blocks) if m.max_blocks is not None else max(distinct_blocks, int(m.min_blocks))
+    return capacity_grid(int(m.min_blocks), hi, int(m.points), str(m.spacing))
 
 
 def reuse_notes(frame: pd.DataFrame, distinct_blocks: int, references: int) -> list[str]:

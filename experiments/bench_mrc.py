@@ -18,12 +18,30 @@ On Mooncake's conversation trace (288,500 block references, one block per 512-to
     and scales their time to 100, saying so.
 
     python experiments/bench_mrc.py [--trace PATH] [--capacities 100] [--repeat 3] [--replays 100]
+
+With ``--sampled``, instead: sampled curves (``exo_sim.mrc_sampling``) against exact ones on a
+synthetic trace of --refs references (default 10^8) to --objects blocks (default 10^7; Zipf(--alpha
+0.8), seeded, generated in numpy chunks by the ``zipf`` workload — a trace this long does not touch
+every block, so the distinct count is printed). At --points capacities (default 8, log-spaced from
+--min-fraction of the distinct blocks to all of them; kept few because every exact curve but LRU's is
+one full replay per capacity) it prints, for LRU by SHARDS at --rate (default 1 %) and at a fixed
+size (--size distinct blocks, default rate x distinct), and for --policies (default fifo, s3fifo) by
+miniature simulation at --rate: the mean absolute error against the exact curve in percentage points
+of miss ratio, and the speed-up over the exact curve (LRU: the one-pass stack-distance curve of the
+trace in memory; others: one full replay per capacity on --jobs processes), each side timed from the
+generated trace (generation included; its time alone is printed too), with libCacheSim's published
+anchors beside. The exact side holds the whole trace (about 80 bytes a reference at its peak).
+
+    python experiments/bench_mrc.py --sampled [--refs 100000000] [--objects 10000000] [--alpha 0.8]
+        [--seed 0] [--rate 0.01] [--size N] [--points 8] [--min-fraction 0.001] [--policies fifo s3fifo]
+        [--jobs CPUS]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +55,7 @@ from exo_sim.mrc import (
     plan_mrc,
     prefix_lru_hits,
     references,
+    replay_points,
     request_arrays,
     single_tier_config,
 )
@@ -63,7 +82,22 @@ def main() -> None:
                     help="libCacheSim hash table log2 size; default ceil(log2(distinct)) + 1 (its own: 24)")
     ap.add_argument("--replays", type=int, default=None,
                     help="prefix section: time this many of the replays and scale to all (default: all)")
+    ap.add_argument("--sampled", action="store_true", help="the sampled-curve section only (see above)")
+    ap.add_argument("--refs", type=int, default=100_000_000)
+    ap.add_argument("--objects", type=int, default=10_000_000)
+    ap.add_argument("--alpha", type=float, default=0.8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rate", type=float, default=0.01)
+    ap.add_argument("--size", type=int, default=None,
+                    help="fixed-size SHARDS: distinct blocks (default rate x distinct)")
+    ap.add_argument("--points", type=int, default=8)
+    ap.add_argument("--min-fraction", type=float, default=0.001)
+    ap.add_argument("--policies", nargs="+", default=["fifo", "s3fifo"])
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
+    if args.sampled:
+        sampled_section(args)
+        return
     import libcachesim as lcs
 
     workload = MooncakeWorkload(MooncakeWorkloadConfig(path=args.trace), 512)
@@ -169,6 +203,81 @@ def prefix_section(trace: str, caps: np.ndarray, repeat: int, n_replays: int | N
     for i in (0, len(caps) // 2, len(caps) - 1):
         print(f"  {int(caps[i]):>7,} blocks: prefix-hit ratio {res.hits[i] / max(1, res.accesses[i]):.4f} "
               f"({int(res.hits[i]):,} / {int(res.accesses[i]):,}), {int(res.refused[i]):,} requests refused")
+
+
+ANCHORS = {
+    "shards": "libCacheSim: SHARDS 1 %: MAE 0.08 pp, 22x faster",
+    "mini": "libCacheSim: mini 1 %: MAE 0.15-0.48 pp",
+}
+
+
+def sampled_section(args: argparse.Namespace) -> None:
+    """Sampled curves against exact ones on a synthetic Zipf trace (see the module docstring)."""
+    from hydra import compose, initialize_config_dir
+
+    from exo_sim.mrc_sampling import Sampling, estimated_distinct, mini_estimate, mini_points, sample_trace, shards_lru
+
+    setup()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=[
+            "experiment=single_tier", "workload=zipf", f"workload.objects={args.objects}",
+            f"workload.accesses={args.refs}", f"workload.alpha={args.alpha}", f"workload.seed={args.seed}"])
+    plan = plan_mrc(cfg)
+    workload = plan.workload
+    t = time.perf_counter()
+    gen_refs = sum(c.n_refs for c in workload.chunks())
+    gen_s = time.perf_counter() - t
+    print(f"synthetic trace: {gen_refs:,} references to {args.objects:,} blocks, Zipf({args.alpha}), seed {args.seed}; "
+          f"generated in {gen_s:.1f} s (streamed, nothing kept)")
+
+    t = time.perf_counter()
+    blocks, _ = references(workload)
+    distinct = int(np.unique(blocks).shape[0])
+    lo = max(1, round(args.min_fraction * distinct))
+    caps = capacity_grid(lo, distinct, args.points, "log")
+    exact_hits = lru_hits(blocks, None, caps)
+    lru_s = time.perf_counter() - t
+    n = int(blocks.shape[0])
+    del blocks
+    exact = {"lru": exact_hits / n}
+    print(f"{distinct:,} distinct blocks; {len(caps)} capacities {', '.join(f'{c:,}' for c in caps)} blocks")
+    print(f"exact lru (one-pass stack distances, trace in memory): {lru_s:.1f} s")
+    exact_s = {"lru": lru_s}
+    for policy in args.policies:
+        t = time.perf_counter()
+        pts = np.asarray(replay_points(cfg, caps, policy, plan.codec, args.jobs), dtype=np.float64).reshape(-1, 5)
+        exact_s[policy] = time.perf_counter() - t
+        exact[policy] = pts[:, 0] / pts[:, 1]
+        print(f"exact {policy} ({len(caps)} full replays on {args.jobs} processes): {exact_s[policy]:.1f} s")
+
+    def report(label: str, policy: str, hits: np.ndarray, seconds: float, anchor: str) -> None:
+        mae = float(np.abs(hits / n - exact[policy]).mean()) * 100
+        worst = float(np.abs(hits / n - exact[policy]).max()) * 100
+        print(f"  {label:<28} MAE {mae:.3f} pp (max {worst:.3f}), {seconds:.1f} s, "
+              f"{exact_s[policy] / seconds:.1f}x faster than exact   [{anchor}]")
+
+    print("sampled (miss-ratio error in percentage points; time includes generating the trace):")
+    size = args.size or max(1, round(args.rate * distinct))
+    for sampling in (Sampling(rate=args.rate), Sampling(size=size)):
+        t = time.perf_counter()
+        sh = shards_lru(workload, sampling)
+        sh_s = time.perf_counter() - t
+        label = f"lru {sampling.method('shards', sh.threshold)}"
+        report(label, "lru", sh.hits(caps)[0], sh_s, ANCHORS["shards"])
+        print(f"    {sh.distinct_sampled:,} blocks in the final sample "
+              f"(distinct estimated {estimated_distinct(sh.distinct_sampled, sh.threshold):,}), "
+              f"{sh.sampled_refs:,} references measured")
+    t = time.perf_counter()
+    trace = sample_trace(workload, Sampling(rate=args.rate))
+    sample_s = time.perf_counter() - t
+    print(f"  sampled trace for miniature simulation: {trace.blocks.shape[0]:,} references, "
+          f"{trace.distinct_blocks:,} blocks, {sample_s:.1f} s (counted in each policy's time below)")
+    for policy in args.policies:
+        t = time.perf_counter()
+        mini = mini_points(cfg, trace, caps, policy, plan.codec, plan.reuse, args.jobs)
+        mini_s = time.perf_counter() - t + sample_s
+        report(f"{policy} mini@{trace.rate:.4g}", policy, mini_estimate(mini, trace.counts)[0], mini_s,
+               ANCHORS["mini"])
 
 
 if __name__ == "__main__":

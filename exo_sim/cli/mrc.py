@@ -3,10 +3,14 @@
 ``exo-mrc experiment=single_tier workload=mooncake mrc.policies=[lru,fifo,s3fifo]``.
 
 Writes ``mrc.parquet`` (capacity_blocks, capacity_bytes, capacity_tokens, hit_ratio, miss_ratio,
-policy, method, hits, accesses, reuse, hit_tokens, prompt_tokens, token_hit_ratio, refused_requests;
-see :data:`exo_sim.mrc.COLUMNS`) and the figure ``mrc.png`` into Hydra's run folder; the table is
+policy, method, hits, accesses, reuse, hit_tokens, prompt_tokens, token_hit_ratio, refused_requests,
+sample_rate; see :data:`exo_sim.mrc.COLUMNS`) and the figure ``mrc.png`` into Hydra's run folder; the table is
 written last, atomically, so a failed run leaves none. Under ``hierarchy.reuse=prefix`` (Mooncake on a
 KV-cache payload) the hit ratio is the prefix-hit ratio: hit blocks / read blocks of served requests.
+
+``mrc.sample_rate=0.01`` (or ``mrc.sample_size=100000`` distinct blocks) draws sampled curves instead
+(:mod:`exo_sim.mrc_sampling`): ``method`` is ``shards@0.01`` for LRU, ``mini@0.01`` for the others,
+and ``sample_rate`` holds the rate; refused under prefix reuse.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ def mrc_to_dir(cfg: DictConfig, out_dir: str | Path) -> MrcResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{plan.workload.kind}, {plan.spec.block_tokens}-token blocks, {plan.spec.payload}/{plan.codec}"
-    if result.notes:
+    if result.notes and int(result.frame["hits"].max()) == 0:
         title += "\nno reuse within the capacities: every curve is 0"
+    if plan.sampling is not None:
+        title += "\nsampled: " + ", ".join(dict.fromkeys(result.frame["method"].astype(str)))
     tmp_png = out / "mrc.tmp.png"
     plot_mrc(result.frame, tmp_png, title)
     os.replace(tmp_png, out / "mrc.png")
