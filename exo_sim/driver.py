@@ -29,6 +29,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from exo_sim._core import KeySet
 from exo_sim.errors import ConfigError
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.policies import NEVER
@@ -152,7 +155,7 @@ class Driver:
         self.series = series
         self.every = max(1, every)
         self.totals = Totals(found_tokens=[0] * h.n_tiers)
-        self._seen: set[int] = set()
+        self._seen = KeySet()  # every block read or written so far (a first prefill vs a recomputation)
         self._next_sample = self.every
         self.room = h.request_room
 
@@ -329,9 +332,9 @@ class Driver:
         request.
         """
         h = self.h
-        blocks = chunk.blocks.tolist()
-        nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
         if self.prefix or chunk.writes.any() or not bool((chunk.tokens == self.block_tokens).all()):
+            blocks = chunk.blocks.tolist()
+            nxt = chunk.next_access.tolist() if (h.needs_future and chunk.next_access is not None) else None
             tokens = chunk.tokens.tolist()
             writes = chunk.writes.tolist() if chunk.writes.any() else None
             offsets = chunk.offsets.tolist()
@@ -344,9 +347,16 @@ class Driver:
                     nxt[s:e] if nxt is not None else None,
                 )
             return
-        self._span(chunk, blocks, nxt)
+        # the core reads int64 arrays in place: no Python int per reference
+        arr = np.ascontiguousarray(chunk.blocks, dtype=np.int64)
+        nxt_arr = (
+            np.ascontiguousarray(chunk.next_access, dtype=np.int64)
+            if (h.needs_future and chunk.next_access is not None)
+            else None
+        )
+        self._span(chunk, arr, nxt_arr)
 
-    def _span(self, chunk: RequestChunk, blocks: list[int], nxt: list[int] | None) -> None:
+    def _span(self, chunk: RequestChunk, blocks: np.ndarray, nxt: np.ndarray | None) -> None:
         h = self.h
         t = self.totals
         n_req = chunk.n_requests
@@ -354,10 +364,7 @@ class Driver:
         if n_req:
             sizes = chunk.offsets[1:] - chunk.offsets[:-1]
             t.oversized += int((sizes > h.top_room).sum())
-        seen = self._seen
-        before = len(seen)
-        seen.update(blocks)
-        first = len(seen) - before
+        first = self._seen.update(blocks)
         hits0 = list(h.hits)
         full = self.block_tokens
         every, series = self.every, self.series

@@ -53,9 +53,12 @@ def instrument(h: Hierarchy) -> Trace:
         use(key, tier, *args)
 
     def compute_(b: int, *args: Any, **kw: Any) -> None:
-        trace.events.append(("compute", b, kw.get("cacheable", True), kw.get("read", True)))
+        cacheable = kw.get("cacheable", True)
+        trace.events.append(("compute", b, cacheable, kw.get("read", True)))
         trace.depth += 1
         try:
+            if cacheable:  # compute's own first step, inside the compiled core where no wrapper sees it
+                find_(b)
             compute(b, *args, **kw)
         finally:
             trace.depth -= 1

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
+
+from exo_sim._core import NativePolicy
 
 NEVER: int = sys.maxsize
 """``next_access`` value of a key that is never referenced again."""
@@ -53,9 +54,8 @@ class Policy(ABC):
 
     touch: Callable[[int], object] | None
     """Records a hit when next-access times are not in use: a one-argument callable, or ``None`` when
-    a hit changes nothing (FIFO). It defaults to :meth:`access`; a policy may bind a C-level method
-    instead (LRU binds ``OrderedDict.move_to_end``), since the hierarchy calls it on every top-tier
-    hit. It must have exactly the effect of ``access(key, NEVER)``."""
+    a hit changes nothing (FIFO). It defaults to :meth:`access`; it must have exactly the effect of
+    ``access(key, NEVER)``."""
 
     release: Callable[[int], object] | None = None
     """Optional hook: under prefix reuse, the request that held this resident key has finished. A
@@ -101,37 +101,4 @@ class Policy(ABC):
             )
 
 
-class QueuePolicy(Policy):
-    """A policy whose resident keys form one queue: insert at the tail, evict from the head.
-
-    The queue is an ``OrderedDict`` (O(1) ``popitem(last=False)`` in C, which a plain ``dict`` cannot
-    offer). Subclasses say only what a hit does (LRU: move to the tail; FIFO: nothing).
-    """
-
-    def __init__(self, capacity_blocks: int) -> None:
-        super().__init__(capacity_blocks)
-        self._order: OrderedDict[int, None] = OrderedDict()
-
-    def insert(self, key: int, next_access: int = NEVER) -> None:
-        """Append ``key`` at the tail."""
-        self._order[key] = None
-
-    def remove(self, key: int) -> None:
-        """Forget the resident ``key`` (``KeyError`` if it is not resident)."""
-        del self._order[key]
-
-    def victim(self) -> int:
-        """Pop and return the key at the head (``KeyError`` if empty)."""
-        return self._order.popitem(last=False)[0]
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._order
-
-    def verify(self) -> None:
-        """Check the resident count against capacity and that every value is the ``None`` marker."""
-        super().verify()
-        if any(v is not None for v in self._order.values()):
-            raise PolicyInvariantError(f"{self.name}: queue holds a value other than None")
+Policy.register(NativePolicy)  # the compiled policies (exo_sim/native) keep this interface
