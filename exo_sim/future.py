@@ -1,8 +1,11 @@
 """Next-access times for policies that read the future (Belady).
 
 A workload that does not carry its own future is read once to learn every reference's next access,
-then replayed. This is the one place exo holds a whole trace: 8 bytes per block reference (block id)
-plus 8 for the answer, and only when a policy asks for it.
+then replayed. This is the one place exo holds a whole trace, and only when a policy asks for it:
+every chunk's columns (17 B per block reference, 16 per request) and, while the next accesses are
+found, the concatenated ids, their sort order, the sorted ids and the answer (8 B each) with the
+sort's temporaries: about 66 B per reference plus 16 per request at the peak (tracemalloc, 10^6 Zipf
+references: 67 B/reference at 16 blocks per request, 83 at one).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ larger ``p`` — per-element inversion counts, found for all pairs at once by a 
 in numpy: ``O(R log R)`` for ``R`` reuses, a few tens of milliseconds for 10^5. Hits at every
 capacity then come from one sorted array of distances. Writes (a request's new blocks) move their
 block to the top of the stack like any reference but count as neither hit nor miss, as in the
-hierarchy. This is the one place besides :mod:`exo_sim.future` that holds a whole trace: 8 bytes
-per reference, plus about 40 per reuse while distances are computed.
+hierarchy. This is the one place besides :mod:`exo_sim.future` that holds a whole trace: at the
+peak, 42 B per reference plus 32 per reuse and 65 per slot of the merge sort (reuses padded to a power
+of two), counted in :mod:`exo_sim.mrc_memory`, which ``exo-mrc`` holds to ``mrc.memory_budget``.
 
 **LRU under prefix reuse, exactly, in one pass** (:func:`prefix_lru_pass`; ``hierarchy.reuse`` is
 ``prefix``: the rules are :mod:`exo_sim.driver`'s). The engine's LRU order is kept as a stack in
