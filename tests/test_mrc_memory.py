@@ -150,3 +150,21 @@ def test_exo_mrc_says_the_estimate_and_refuses_beyond_the_budget(tmp_path: Path)
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: config key `mrc.memory_budget`") and "mrc.sample_rate=0.1" in last, last
     assert not (out / "mrc.parquet").exists()
+
+
+def test_the_suggested_sampling_runs_within_the_budget(
+    make_cfg: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the refusal suggests works: sampled curves hold only the sample, so the budget is not applied."""
+    from exo_sim.cli.mrc import mrc_to_dir
+
+    path = oracle_trace(tmp_path / "t.bin", 5000, 100)
+    ov = ["experiment=single_tier", "workload=oracle_general", f"workload.path={path}", "mrc.memory_budget=100kB",
+          "mrc.points=5", "output.progress=false"]
+    with pytest.raises(ConfigError):
+        mrc_to_dir(make_cfg(*ov), tmp_path / "exact")
+    assert not (tmp_path / "exact" / "mrc.parquet").exists()
+    result = mrc_to_dir(make_cfg(*ov, "mrc.sample_rate=0.1"), tmp_path / "sampled")
+    assert (tmp_path / "sampled" / "mrc.parquet").exists()
+    assert set(result.frame["sample_rate"]) != {1.0}
+    assert "the exact curve needs" not in capsys.readouterr().out

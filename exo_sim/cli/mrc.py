@@ -34,7 +34,7 @@ def mrc_to_dir(cfg: DictConfig, out_dir: str | Path) -> MrcResult:
     """Validate ``cfg``, compute its curves and write ``mrc.png`` then ``mrc.parquet`` into ``out_dir``."""
     locate = make_locator()
     plan = plan_mrc(cfg, locate)
-    if getattr(plan, "sampling", None) is None:  # exact curves hold the whole trace: say how much, or refuse
+    if plan.sampling is None:  # exact curves hold the whole trace: say how much, or refuse
         print(check_exact_curve_memory(cfg, plan.workload, plan.policies, plan.reuse, locate).line(), flush=True)
     if bool(cfg.output.progress) and sys.stderr.isatty():
         print(f"mrc: {', '.join(plan.policies)} over {plan.workload.kind} ...", file=sys.stderr)
