@@ -4,7 +4,9 @@ For each block access it decides hits, promotions, evictions, demotions and drop
 of time. The replay drives it with no clock, the SimPy model with simulated time, the runtime with
 the wall clock — so their decisions are identical for the same config and workload.
 
-The loop is written once, here::
+The loop is written once, in C (``exo_sim/native/hierarchy.c``, the extension ``exo_sim._core``):
+:class:`Hierarchy` is :class:`~exo_sim._core.HierarchyCore` plus what is read rather than decided
+(counters, flows, link bytes, invariants), in Python. Its rules::
 
     access(b):
         t = tier holding b (the highest one, under write-through)
@@ -19,7 +21,9 @@ The loop is written once, here::
             demoted to the next usable tier (admit(k+1, victim), cascading) or dropped off the last
         policy(k).insert(b)
 
-Bypassed tiers (no room for one block under their watermark) are skipped by every move. When
+A tier's policy is a compiled one (called through its C vtable) or any :class:`Policy` written in
+Python (called through its bound methods: slower, same decisions). Bypassed tiers (no room for one
+block under their watermark) are skipped by every move. When
 ``record_moves`` is on, every move is appended to :attr:`Hierarchy.moves` as a :class:`Move`,
 one access's moves are meant to be applied as a batch (read every source, then
 write every destination), since the tier a block is promoted from may receive a demoted victim.

@@ -61,6 +61,10 @@ class Registry(Generic[T]):
             if info.name not in self.skip:
                 importlib.import_module(f"{self.package}.{info.name}")
 
+    def unregister(self, name: str) -> None:
+        """Forget the class registered as ``name`` (a plug-in's teardown); ``KeyError`` if there is none."""
+        del self._classes[name]
+
     def names(self) -> list[str]:
         """Every registered name, sorted."""
         self._load()

@@ -18,6 +18,11 @@ Call order, which every implementation may rely on:
 ``next_access`` is the access index (vtime) of this key's next reference, or :data:`NEVER` when it is
 not referenced again; only policies with ``needs_future = True`` (Belady) read it, and the replay
 computes it only for those.
+
+exo's own policies are compiled (``exo_sim/native``; each module here registers its C type, a
+virtual subclass of :class:`Policy`). A policy written in Python subclasses :class:`Policy` and
+registers itself the same way (``exo_sim.policies.register``); the compiled hierarchy then calls its
+methods from C, a slower path with the same decisions (``tests/test_user_policy.py``).
 """
 
 from __future__ import annotations
