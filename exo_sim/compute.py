@@ -93,9 +93,11 @@ class PrefillCost:
         ``n`` and ``p`` may be numbers or numpy arrays (broadcast together); a number in gives a
         float out. ``n = 0`` costs nothing: there is no forward pass.
         """
+        a, b, c, d = self.coefficients()
+        if isinstance(n, int | float) and isinstance(p, int | float):  # one request (the timed model): no numpy
+            return a + b * n + c * n * (p + n / 2.0) + d * p if n > 0 else 0.0
         n_arr = np.asarray(n, dtype=np.float64)
         p_arr = np.asarray(p, dtype=np.float64)
-        a, b, c, d = self.coefficients()
         cost = a + b * n_arr + c * n_arr * (p_arr + n_arr / 2.0) + d * p_arr
         out = np.where(n_arr > 0, cost, 0.0)
         if out.ndim == 0:
