@@ -308,11 +308,12 @@ def test_arc_remove_is_not_a_ghost() -> None:
     assert policy.victim() == 1  # to B1
     policy.prepare_insert(2)  # type: ignore[attr-defined]
     policy.insert(2)  # 2 was removed, not evicted: it is no ghost, so it enters T1
-    assert 2 in policy._t1 and policy.p == 0.0
+    assert policy.list_of(2) == "T1" and policy.p == 0.0  # type: ignore[attr-defined]
+    assert policy.list_of(1) == "B1"  # type: ignore[attr-defined]
     policy.prepare_insert(1)  # type: ignore[attr-defined]
-    assert policy.p == 1.0  # a B1 ghost hit raises p
+    assert policy.p == 1.0  # type: ignore[attr-defined]  # a B1 ghost hit raises p
     policy.insert(1)
-    assert 1 in policy._t2
+    assert policy.list_of(1) == "T2"  # type: ignore[attr-defined]
     policy.verify()
 
 

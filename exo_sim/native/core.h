@@ -97,5 +97,6 @@ int exo_as_key(PyObject *o, int64_t *out); /* Python int -> int64; -1 with an ex
 int exo_queue_add_types(PyObject *module);
 int exo_hierarchy_add_type(PyObject *module);
 int exo_keyset_add_type(PyObject *module);
+int exo_arc_add_type(PyObject *module);
 
 #endif

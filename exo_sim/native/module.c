@@ -6,6 +6,7 @@ static int core_exec(PyObject *m) {
     if (exo_queue_add_types(m) < 0) return -1;
     if (exo_hierarchy_add_type(m) < 0) return -1;
     if (exo_keyset_add_type(m) < 0) return -1;
+    if (exo_arc_add_type(m) < 0) return -1;
     return 0;
 }
 
