@@ -24,6 +24,7 @@ setup(
                 "exo_sim/native/hierarchy.c",
                 "exo_sim/native/keyset.c",
                 "exo_sim/native/arc.c",
+                "exo_sim/native/lfu.c",
             ],
             depends=["exo_sim/native/core.h"],
             extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],

@@ -33,6 +33,9 @@ class ARCPolicy(NativePolicy):
     def prepare_insert(self, key: int) -> None: ...
     def list_of(self, key: int) -> str | None: ...
 
+class LFUPolicy(NativePolicy):
+    """LFU with FIFO tie-breaking per frequency, as libCacheSim's (``exo_sim/native/lfu.c``)."""
+
 class KeySet:
     """A set of int64 keys (16 bytes a slot)."""
 

@@ -98,5 +98,6 @@ int exo_queue_add_types(PyObject *module);
 int exo_hierarchy_add_type(PyObject *module);
 int exo_keyset_add_type(PyObject *module);
 int exo_arc_add_type(PyObject *module);
+int exo_lfu_add_type(PyObject *module);
 
 #endif
