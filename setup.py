@@ -25,6 +25,7 @@ setup(
                 "exo_sim/native/keyset.c",
                 "exo_sim/native/arc.c",
                 "exo_sim/native/lfu.c",
+                "exo_sim/native/belady.c",
             ],
             depends=["exo_sim/native/core.h"],
             extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],

@@ -36,6 +36,9 @@ class ARCPolicy(NativePolicy):
 class LFUPolicy(NativePolicy):
     """LFU with FIFO tie-breaking per frequency, as libCacheSim's (``exo_sim/native/lfu.c``)."""
 
+class BeladyPolicy(NativePolicy):
+    """Belady's MIN over each access's ``next_access`` (``exo_sim/native/belady.c``)."""
+
 class KeySet:
     """A set of int64 keys (16 bytes a slot)."""
 

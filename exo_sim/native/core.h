@@ -99,5 +99,6 @@ int exo_hierarchy_add_type(PyObject *module);
 int exo_keyset_add_type(PyObject *module);
 int exo_arc_add_type(PyObject *module);
 int exo_lfu_add_type(PyObject *module);
+int exo_belady_add_type(PyObject *module);
 
 #endif

@@ -8,6 +8,7 @@ static int core_exec(PyObject *m) {
     if (exo_keyset_add_type(m) < 0) return -1;
     if (exo_arc_add_type(m) < 0) return -1;
     if (exo_lfu_add_type(m) < 0) return -1;
+    if (exo_belady_add_type(m) < 0) return -1;
     return 0;
 }
 
