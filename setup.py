@@ -26,8 +26,11 @@ setup(
                 "exo_sim/native/arc.c",
                 "exo_sim/native/lfu.c",
                 "exo_sim/native/belady.c",
+                "exo_sim/native/nodes.c",
+                "exo_sim/native/sieve.c",
+                "exo_sim/native/s3fifo.c",
             ],
-            depends=["exo_sim/native/core.h"],
+            depends=["exo_sim/native/core.h", "exo_sim/native/nodes.h"],
             extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),
         Extension(

@@ -39,6 +39,23 @@ class LFUPolicy(NativePolicy):
 class BeladyPolicy(NativePolicy):
     """Belady's MIN over each access's ``next_access`` (``exo_sim/native/belady.c``)."""
 
+class SievePolicy(NativePolicy):
+    """SIEVE as libCacheSim implements it (``exo_sim/native/sieve.c``)."""
+
+    def touch(self, key: int) -> None: ...
+
+class S3FIFOPolicy(NativePolicy):
+    """S3-FIFO as libCacheSim implements it (``exo_sim/native/s3fifo.c``)."""
+
+    @property
+    def small_size(self) -> int: ...
+    @property
+    def main_size(self) -> int: ...
+    @property
+    def ghost_size(self) -> int: ...
+    def touch(self, key: int) -> None: ...
+    def queue_of(self, key: int) -> str | None: ...
+
 class KeySet:
     """A set of int64 keys (16 bytes a slot)."""
 

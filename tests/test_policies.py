@@ -297,7 +297,33 @@ def test_s3fifo_ghost_hit_goes_to_main_and_remove_is_not_a_ghost() -> None:
     policy.insert(0)  # 0 is a ghost: straight to main
     policy.remove(100)  # a promotion out of the tier: not ghosted
     policy.verify()
-    assert 0 in policy._main and 100 not in policy._ghost
+    assert policy.queue_of(0) == "main" and policy.queue_of(100) is None  # type: ignore[attr-defined]
+    assert policy.queue_of(1) == "ghost"  # type: ignore[attr-defined]
+
+
+def test_s3fifo_main_is_a_clock_with_a_2_bit_counter() -> None:
+    policy = get_policy("s3fifo")(20)  # small 2, main 18
+    for key in range(20):
+        policy.insert(key)  # 0, 1 to small, 2..19 to main
+    for _ in range(5):
+        policy.access(2)
+    for _ in range(3):
+        policy.access(3)
+    # small first (0, 1: never hit). Main: 2 goes back with min(5, 3) - 1 = 2, 3 with 2, 4..19 leave;
+    # then 2 and 3 alternate down to 0 and 2, ahead of 3, leaves first (an uncapped count would keep 2
+    # longer: 4 against 2)
+    assert drain(policy) == [0, 1, *range(4, 20), 2, 3]
+
+
+def test_sieve_remove_passes_the_hand_on_to_the_newer_block() -> None:
+    policy = get_policy("sieve")(4)
+    for key in (1, 2, 3, 4):
+        policy.insert(key)
+    policy.access(1)
+    assert policy.victim() == 2  # 1 cleared and passed; the hand lands on 3
+    policy.remove(3)  # the hand moves on to 4, not back to the oldest (1)
+    assert policy.victim() == 4
+    assert drain(policy) == [1]
 
 
 def test_arc_remove_is_not_a_ghost() -> None:

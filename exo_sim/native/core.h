@@ -100,5 +100,7 @@ int exo_keyset_add_type(PyObject *module);
 int exo_arc_add_type(PyObject *module);
 int exo_lfu_add_type(PyObject *module);
 int exo_belady_add_type(PyObject *module);
+int exo_sieve_add_type(PyObject *module);  /* sieve.c (list nodes: nodes.h) */
+int exo_s3fifo_add_type(PyObject *module); /* s3fifo.c */
 
 #endif

@@ -9,6 +9,8 @@ static int core_exec(PyObject *m) {
     if (exo_arc_add_type(m) < 0) return -1;
     if (exo_lfu_add_type(m) < 0) return -1;
     if (exo_belady_add_type(m) < 0) return -1;
+    if (exo_sieve_add_type(m) < 0) return -1;
+    if (exo_s3fifo_add_type(m) < 0) return -1;
     return 0;
 }
 

@@ -43,121 +43,21 @@ Deviations, on purpose:
 
 Under prefix reuse a release changes nothing. New blocks enter the small FIFO head first, so a
 one-off chain leaves head first; the shared heads that are read again reach the main FIFO.
+
+Compiled (``exo_sim/native/s3fifo.c``): the three FIFOs are doubly linked lists over one array of
+17-byte nodes, and one int64 hash map names the node of every resident key and every ghost. A
+node's byte holds its queue and its hit counter, which saturates at 3: the rules above only ask
+whether it is >= 1 or >= 2 and what ``min(freq, 3)`` is, so the decisions are those of an unbounded
+count. ``queue_of(key)`` says which FIFO holds a key (``"small"``, ``"main"``, ``"ghost"`` or
+``None``); ``small_size``, ``main_size`` and ``ghost_size`` are read-only. The hierarchy calls the C
+vtable; the methods here call that same code.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
+from exo_sim._core import S3FIFOPolicy
 from exo_sim.policies import register
-from exo_sim.policies.base import NEVER, Policy, PolicyInvariantError
 
-SMALL_SIZE_RATIO = 0.10
-"""Share of the capacity given to the small (probationary) FIFO, libCacheSim's default."""
-GHOST_SIZE_RATIO = 0.90
-"""Ghost FIFO length as a share of the capacity, libCacheSim's default."""
-MOVE_TO_MAIN_THRESHOLD = 2
-"""Hits a block needs while in the small FIFO to be promoted to main, libCacheSim's default."""
+register("s3fifo")(S3FIFOPolicy)
 
-
-@register("s3fifo")
-class S3FIFOPolicy(Policy):
-    """S3-FIFO (Yang et al., SOSP '23) with libCacheSim's ``S3FIFO`` sizes and rules."""
-
-    __slots__ = (
-        "_small",
-        "_main",
-        "_ghost",
-        "_freq",
-        "small_size",
-        "main_size",
-        "ghost_size",
-        "_has_evicted",
-    )
-
-    def __init__(self, capacity_blocks: int) -> None:
-        super().__init__(capacity_blocks)
-        self.small_size = max(1, int(capacity_blocks * SMALL_SIZE_RATIO))
-        self.main_size = capacity_blocks - self.small_size
-        self.ghost_size = int(capacity_blocks * GHOST_SIZE_RATIO)
-        self._small: OrderedDict[int, None] = OrderedDict()
-        self._main: OrderedDict[int, None] = OrderedDict()
-        self._ghost: OrderedDict[int, None] = OrderedDict()
-        self._freq: dict[int, int] = {}
-        self._has_evicted = False
-
-    def insert(self, key: int, next_access: int = NEVER) -> None:
-        """Admit ``key``: to main if it is a ghost (or S is full before any eviction), else to small."""
-        ghost = self._ghost
-        if key in ghost:
-            del ghost[key]
-            self._main[key] = None
-        elif not self._has_evicted and len(self._small) >= self.small_size:
-            self._main[key] = None
-        else:
-            self._small[key] = None
-        self._freq[key] = 0
-        if len(ghost) > self.ghost_size:
-            popitem = ghost.popitem
-            for _ in range(len(ghost) - self.ghost_size):
-                popitem(last=False)
-
-    def access(self, key: int, next_access: int = NEVER) -> None:
-        """Count a hit on the resident ``key``."""
-        self._freq[key] += 1
-
-    def remove(self, key: int) -> None:
-        """Forget the resident ``key`` without ghosting it (``KeyError`` if it is not resident)."""
-        del self._freq[key]
-        if key in self._small:
-            del self._small[key]
-        else:
-            del self._main[key]
-
-    def victim(self) -> int:
-        """Evict one block as libCacheSim's ``S3FIFO_evict`` (repeated until something leaves)."""
-        self._has_evicted = True
-        freq = self._freq
-        small = self._small
-        main = self._main
-        if small and len(main) <= self.main_size:
-            while small:
-                key = small.popitem(last=False)[0]
-                if freq[key] >= MOVE_TO_MAIN_THRESHOLD:
-                    main[key] = None
-                    freq[key] = 0
-                else:
-                    del freq[key]
-                    if self.ghost_size:
-                        self._ghost[key] = None
-                    return key
-        while True:
-            key = main.popitem(last=False)[0]
-            f = freq[key]
-            if f:
-                main[key] = None
-                freq[key] = (f if f < 3 else 3) - 1
-            else:
-                del freq[key]
-                return key
-
-    def __len__(self) -> int:
-        return len(self._freq)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._freq
-
-    def verify(self) -> None:
-        """Check that small and main are disjoint, hold exactly the counted keys, and miss the ghost."""
-        super().verify()
-        small, main = self._small.keys(), self._main.keys()
-        if small & main:
-            raise PolicyInvariantError(f"s3fifo: keys in both small and main: {sorted(small & main)[:5]}")
-        if len(small) + len(main) != len(self._freq) or (small | main) != self._freq.keys():
-            raise PolicyInvariantError("s3fifo: queues and counters disagree")
-        if self._ghost.keys() & self._freq.keys():
-            raise PolicyInvariantError("s3fifo: a resident key is also a ghost")
-        if any(f < 0 for f in self._freq.values()):
-            raise PolicyInvariantError("s3fifo: negative counter")
-        if self.small_size + self.main_size != self.capacity_blocks:
-            raise PolicyInvariantError("s3fifo: queue sizes do not add up to the capacity")
+__all__ = ["S3FIFOPolicy"]
