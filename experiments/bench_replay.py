@@ -19,6 +19,7 @@ Each figure is the fastest of --repeat runs (default 3).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import tempfile
 import time
@@ -138,7 +139,7 @@ def main() -> None:
             print(f"miss counts identical:        {exo_misses == lcs_misses}")
 
         for payload, cfg in four:
-            res, wall = best_of(args.repeat, lambda cfg=cfg: run_replay(cfg))
+            res, wall = best_of(args.repeat, functools.partial(run_replay, cfg))
             tiers = res.summary["tiers"]
             rate = args.accesses / wall
             print(
@@ -153,7 +154,7 @@ def main() -> None:
             print(f"Mooncake conversation trace not found at {MOONCAKE}: no prefix-reuse line")
         rates = {}
         for reuse, cfg in mooncake:
-            res, wall = best_of(args.repeat, lambda cfg=cfg: run_replay(cfg))
+            res, wall = best_of(args.repeat, functools.partial(run_replay, cfg))
             reqs = res.summary["requests"]
             rates[reuse] = reqs / wall
             print(
