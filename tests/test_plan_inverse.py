@@ -16,7 +16,7 @@ from exo_sim.cli.entry import CONF_DIR, setup
 from exo_sim.errors import ConfigError
 from exo_sim.mrc import engine_prefix_hits, request_arrays
 from exo_sim.replay import run_replay
-from exo_sim.spec import build_spec
+from exo_sim.spec import blocks_in, build_spec
 from exo_sim.workloads import make_workload
 from experiments.planning.inverse import Candidate, HitCurve, _binding, _bytes_for, inverse_settings
 from tests.conftest import trace_path
@@ -83,6 +83,11 @@ def test_bytes_for_a_share_over_the_watermark() -> None:
     assert _bytes_for(4, 0.8, 100) == 500
     assert _bytes_for(8, 0.8, 100) == 1000
     assert _bytes_for(3, 1.0, 7) == 21
+    # a file tier: each 5,000-byte block takes two 4,096-byte rows, and 10 blocks keep max(8, ceil(0.5))
+    # = 8 copy-on-write spare slots: 18 slots x 8,192 bytes
+    assert _bytes_for(10, 1.0, 5000, "file", 0.05) == 18 * 8192
+    # and the spec reads those bytes back as the 10 blocks asked for (the timed model's tier, not one short)
+    assert blocks_in("file", 18 * 8192, 5000, 0.05) == 10
 
 
 def test_binding_constraint_is_named() -> None:

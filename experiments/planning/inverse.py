@@ -39,7 +39,7 @@ from omegaconf import OmegaConf
 
 from exo_sim.errors import ConfigError
 from exo_sim.mrc import RequestArrays, capacity_grid, lru_hits, prefix_lru_hits
-from exo_sim.spec import Locator, Spec
+from exo_sim.spec import DEFAULT_FILE_SPARE_FRACTION, Locator, Spec, file_spare_fraction, slab_bytes
 from experiments.planning.capacity import CapacityReport
 
 MEDIA = ("cuda", "pinned", "shm", "ram", "file")
@@ -244,14 +244,26 @@ class TierAnswer:
     configured_bytes: int
 
 
-def _bytes_for(blocks: int, high: float, block_bytes: int) -> int:
+def _bytes_for(
+    blocks: int, high: float, block_bytes: int, medium: str = "ram", spare_fraction: float = DEFAULT_FILE_SPARE_FRACTION
+) -> int:
+    """Bytes a ``medium`` tier needs to hold ``blocks`` under its high watermark ``high``.
+
+    By the medium's own slab layout (:func:`exo_sim.spec.slab_bytes`): a ``file`` tier pads each block
+    to whole rows and keeps copy-on-write spare slots, so it needs more than blocks x block bytes.
+    """
     raw = math.ceil(blocks / high - 1e-9) if high > 0 else blocks
     while math.floor(high * raw + 1e-9) < blocks:
         raw += 1
-    return raw * block_bytes
+    return slab_bytes(medium, block_bytes, raw, spare_fraction)
 
 
-def tier_answers(cap: CapacityReport, totals: dict[float, int | None], scale: int) -> list[TierAnswer]:
+def tier_answers(
+    cap: CapacityReport,
+    totals: dict[float, int | None],
+    scale: int,
+    spare_fraction: float = DEFAULT_FILE_SPARE_FRACTION,
+) -> list[TierAnswer]:
     """Each tier below the top's share of each target's capacity (``totals``: at the curve's scale)."""
     out = []
     above = 0
@@ -270,7 +282,8 @@ def tier_answers(cap: CapacityReport, totals: dict[float, int | None], scale: in
             need = max(0, full - above)
             out.append(TierAnswer(
                 t.name, t.medium, t.codec, target, full, above, need, need * bt,
-                _bytes_for(need, t.high_fraction, t.block_bytes[t.codec]), usable, t.capacity_bytes,
+                _bytes_for(need, t.high_fraction, t.block_bytes[t.codec], t.medium, spare_fraction), usable,
+                t.capacity_bytes,
             ))
         above += usable
     return out
@@ -309,7 +322,12 @@ def price(capacities: dict[str, int], per_gb: dict[str, float]) -> float:
     return sum(b / 1e9 * per_gb[name] for name, b in capacities.items())
 
 
-def candidates(cap: CapacityReport, answers: list[TierAnswer], per_gb: dict[str, float]) -> list[Candidate]:
+def candidates(
+    cap: CapacityReport,
+    answers: list[TierAnswer],
+    per_gb: dict[str, float],
+    spare_fraction: float = DEFAULT_FILE_SPARE_FRACTION,
+) -> list[Candidate]:
     """The configured hierarchy and one candidate per reachable (tier, target) share, cheapest first."""
     base = {t.name: t.capacity_bytes for t in cap.tiers}
     out = [Candidate("as configured", dict(base), price(base, per_gb))]
@@ -320,7 +338,8 @@ def candidates(cap: CapacityReport, answers: list[TierAnswer], per_gb: dict[str,
         if a.capacity_bytes is None or a.tier in budgets:
             continue
         t = tiers[a.tier]
-        floor = _bytes_for(1, t.high_fraction, t.block_bytes[t.codec])  # a tier holds at least one block
+        # a tier holds at least one block
+        floor = _bytes_for(1, t.high_fraction, t.block_bytes[t.codec], t.medium, spare_fraction)
         caps = {**base, a.tier: max(a.capacity_bytes, floor)}
         key = tuple(caps.items())
         if key in seen:
@@ -483,7 +502,8 @@ def inverse_report(
         notes.append("Under write-through the last tier also holds copies of the blocks above it; the shares here "
                      "read the hierarchy as one exclusive LRU stack, so the last tier's share is a lower bound.")
     return InverseReport(settings, reuse, scale, curve.ceiling, curve.min_blocks * scale, totals,
-                         tier_answers(cap, totals, scale), blocks * scale, ratio, not curve.engine,
+                         tier_answers(cap, totals, scale, file_spare_fraction(cfg)), blocks * scale, ratio,
+                         not curve.engine,
                          dict(curve.brackets), notes=notes)
 
 
@@ -523,7 +543,7 @@ def run_inverse(
                         for t, c in out.totals.items()))
     target = settings.ttft_p99_target_s
     if target is not None:
-        cand = candidates(cap, out.tiers, settings.price_per_gb)
+        cand = candidates(cap, out.tiers, settings.price_per_gb, file_spare_fraction(full_cfg))
         base = next(c for c in cand if c.tier is None)
         base.ttft_p99_s, base.hit_ratio_tokens, base.requests_refused = configured
         base.source = "sweep"
