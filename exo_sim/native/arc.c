@@ -1,29 +1,17 @@
 /* ARC (Megiddo & Modha, FAST '03) as libCacheSim's ARC.c implements it; the algorithm, the hook
  * (prepare_insert) and the libCacheSim notes are in exo_sim/policies/arc.py.
  *
- * The four lists T1, T2 (resident) and B1, B2 (ghosts) are doubly linked lists of nodes in one
- * array (key, prev, next, list: 17 bytes a node), LRU end first, with one KeyMap from key to node
- * (the lists are disjoint) and a free list of nodes. p is a double, as in libCacheSim. */
-#include "core.h"
-
-#define NIL UINT32_MAX
+ * The four lists T1, T2 (resident) and B1, B2 (ghosts) are NodeLists over one NodePool (key, prev,
+ * next and the node's list in its byte: 17 bytes a node; nodes.h), LRU end first, with one KeyMap
+ * from key to node (the lists are disjoint). p is a double, as in libCacheSim. */
+#include "nodes.h"
 
 enum { T1, T2, B1, B2, N_LISTS };
 static const char *const LIST_NAMES[N_LISTS] = {"T1", "T2", "B1", "B2"};
 
 typedef struct {
-    uint32_t head, tail;
-    Py_ssize_t n;
-} List;
-
-typedef struct {
-    ExoPolicy base;
-    KeyMap index; /* key -> node, for the keys of all four lists */
-    int64_t *keys;
-    uint32_t *prev, *next;
-    uint8_t *list;
-    uint32_t cap_nodes, free_head;
-    List l[N_LISTS];
+    ListPolicy lp; /* key -> node for the keys of all four lists; a node's byte: its list */
+    NodeList l[N_LISTS];
     double p;          /* target size of T1 in blocks */
     int ghost_hit;     /* 0, or the ghost list (1: B1, 2: B2) the pending key was found in */
     int has_pending;   /* a key was announced by prepare_insert and not yet inserted */
@@ -32,87 +20,32 @@ typedef struct {
 
 static PyTypeObject *ARC_Type;
 
-static int reserve(ARC *a) {
-    if (a->free_head != NIL) return 0;
-    uint64_t want = a->cap_nodes ? (uint64_t)a->cap_nodes * 2 : 16;
-    if (want >= NIL) want = NIL - 1;
-    if (want <= a->cap_nodes) {
-        PyErr_SetString(PyExc_MemoryError, "arc: more than 2**32 - 2 keys");
-        return -1;
-    }
-    int64_t *k = PyMem_RawRealloc(a->keys, want * sizeof(int64_t));
-    if (k == NULL) return PyErr_NoMemory(), -1;
-    a->keys = k;
-    uint32_t *p = PyMem_RawRealloc(a->prev, want * sizeof(uint32_t));
-    if (p == NULL) return PyErr_NoMemory(), -1;
-    a->prev = p;
-    uint32_t *nx = PyMem_RawRealloc(a->next, want * sizeof(uint32_t));
-    if (nx == NULL) return PyErr_NoMemory(), -1;
-    a->next = nx;
-    uint8_t *ls = PyMem_RawRealloc(a->list, want * sizeof(uint8_t));
-    if (ls == NULL) return PyErr_NoMemory(), -1;
-    a->list = ls;
-    for (uint32_t i = a->cap_nodes; i < (uint32_t)want; i++) a->next[i] = (i + 1 < (uint32_t)want) ? i + 1 : NIL;
-    a->free_head = a->cap_nodes;
-    a->cap_nodes = (uint32_t)want;
-    return 0;
-}
+#define LIST(a, i) ((a)->lp.pool.bits[i])
+#define KEY(a, i) ((a)->lp.pool.keys[i])
 
-static inline void unlink_node(ARC *a, uint32_t i) {
-    List *l = &a->l[a->list[i]];
-    uint32_t p = a->prev[i], n = a->next[i];
-    if (p == NIL) l->head = n; else a->next[p] = n;
-    if (n == NIL) l->tail = p; else a->prev[n] = p;
-    l->n--;
-}
+static inline void unlink_node(ARC *a, uint32_t i) { nodelist_unlink(&a->lp.pool, &a->l[LIST(a, i)], i); }
 
 /* append node i at the MRU end of list w */
 static inline void append_node(ARC *a, uint32_t i, int w) {
-    List *l = &a->l[w];
-    a->list[i] = (uint8_t)w;
-    a->prev[i] = l->tail;
-    a->next[i] = NIL;
-    if (l->tail == NIL) l->head = i; else a->next[l->tail] = i;
-    l->tail = i;
-    l->n++;
-}
-
-static inline void free_node(ARC *a, uint32_t i) {
-    a->next[i] = a->free_head;
-    a->free_head = i;
+    LIST(a, i) = (uint8_t)w;
+    nodelist_push(&a->lp.pool, &a->l[w], i);
 }
 
 /* a new node for key at the MRU end of list w */
 static int add_key(ARC *a, int64_t key, int w) {
-    if (reserve(a) < 0) return -1;
-    uint32_t i = a->free_head;
-    if (keymap_put(&a->index, key, i) < 0) return -1;
-    a->free_head = a->next[i];
-    a->keys[i] = key;
+    uint32_t i;
+    if (listpolicy_add(&a->lp, key, &i) < 0) return -1;
     append_node(a, i, w);
     return 0;
 }
 
-/* the node of key, or NIL */
-static inline uint32_t node_of(const ARC *a, int64_t key) {
-    int64_t *v = keymap_get(&a->index, key);
-    return v == NULL ? NIL : (uint32_t)*v;
-}
+/* the node of key, or NODE_NIL */
+static inline uint32_t node_of(const ARC *a, int64_t key) { return listpolicy_node(&a->lp, key); }
 
 /* forget node i (unlinked from its list and from the index) */
 static inline void drop_node(ARC *a, uint32_t i) {
     unlink_node(a, i);
-    keymap_del(&a->index, a->keys[i]);
-    free_node(a, i);
-}
-
-static int key_error(int64_t key) {
-    PyObject *k = PyLong_FromLongLong(key);
-    if (k != NULL) {
-        PyErr_SetObject(PyExc_KeyError, k);
-        Py_DECREF(k);
-    }
-    return -1;
+    listpolicy_forget(&a->lp, i);
 }
 
 static int empty_error(int w) {
@@ -123,16 +56,16 @@ static int empty_error(int w) {
 /* Adapt p for a ghost hit on key and drop the ghost entry; 0 (none), 1 (B1) or 2 (B2). */
 static int ghost_lookup(ARC *a, int64_t key) {
     uint32_t i = node_of(a, key);
-    if (i == NIL) return 0;
-    double c = (double)a->base.capacity;
-    if (a->list[i] == B1) {
+    if (i == NODE_NIL) return 0;
+    double c = (double)a->lp.base.capacity;
+    if (LIST(a, i) == B1) {
         double delta = (double)a->l[B2].n / (double)a->l[B1].n;
         double p = a->p + (delta > 1 ? delta : 1);
         a->p = p < c ? p : c;
         drop_node(a, i);
         return 1;
     }
-    if (a->list[i] == B2) {
+    if (LIST(a, i) == B2) {
         double delta = (double)a->l[B1].n / (double)a->l[B2].n;
         double p = a->p - (delta > 1 ? delta : 1);
         a->p = p > 0 ? p : 0.0;
@@ -156,14 +89,14 @@ static int arc_insert(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) {
     a->ghost_hit = 0;
     a->has_pending = 0;
     uint32_t i = node_of(a, key);
-    if (i != NIL) return 0; /* already resident (outside the contract): it keeps its place */
+    if (i != NODE_NIL) return 0; /* already resident (outside the contract): it keeps its place */
     return add_key(a, key, hit ? T2 : T1);
 }
 
 static int arc_touch(PyObject *self, int64_t key) {
     ARC *a = (ARC *)self;
     uint32_t i = node_of(a, key);
-    if (i == NIL || a->list[i] >= B1) return key_error(key);
+    if (i == NODE_NIL || LIST(a, i) >= B1) return exo_key_error(key);
     unlink_node(a, i);
     append_node(a, i, T2);
     return 0;
@@ -174,7 +107,7 @@ static int arc_access(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) { re
 static int arc_remove(PyObject *self, int64_t key) {
     ARC *a = (ARC *)self;
     uint32_t i = node_of(a, key);
-    if (i == NIL || a->list[i] >= B1) return key_error(key);
+    if (i == NODE_NIL || LIST(a, i) >= B1) return exo_key_error(key);
     drop_node(a, i); /* a promotion is not an eviction: no ghost entry */
     return 0;
 }
@@ -185,17 +118,17 @@ static int replace(ARC *a, int64_t *out) {
     int from = T2;
     if ((n1 && ((double)n1 > a->p || ((double)n1 == a->p && a->ghost_hit == 2))) || a->l[T2].n == 0) from = T1;
     uint32_t i = a->l[from].head;
-    if (i == NIL) return empty_error(from);
+    if (i == NODE_NIL) return empty_error(from);
     unlink_node(a, i);
     append_node(a, i, from == T1 ? B1 : B2);
-    *out = a->keys[i];
+    *out = KEY(a, i);
     return 0;
 }
 
 /* drop the LRU entry of ghost list w */
 static int drop_lru(ARC *a, int w) {
     uint32_t i = a->l[w].head;
-    if (i == NIL) return empty_error(w);
+    if (i == NODE_NIL) return empty_error(w);
     drop_node(a, i);
     return 0;
 }
@@ -203,15 +136,15 @@ static int drop_lru(ARC *a, int w) {
 static int arc_victim(PyObject *self, int64_t *out) {
     ARC *a = (ARC *)self;
     if (a->ghost_hit) return replace(a, out);
-    int64_t c = a->base.capacity;
+    int64_t c = a->lp.base.capacity;
     if (a->l[T1].n + a->l[B1].n + 1 > c) {
         if (a->l[B1].n) {
             drop_lru(a, B1);
             return replace(a, out);
         }
         uint32_t i = a->l[T1].head; /* T1 U B1 is full and B1 empty: the T1 victim leaves without a ghost */
-        if (i == NIL) return empty_error(T1);
-        *out = a->keys[i];
+        if (i == NODE_NIL) return empty_error(T1);
+        *out = KEY(a, i);
         drop_node(a, i);
         return 0;
     }
@@ -222,7 +155,7 @@ static int arc_victim(PyObject *self, int64_t *out) {
 static int arc_contains(PyObject *self, int64_t key) {
     ARC *a = (ARC *)self;
     uint32_t i = node_of(a, key);
-    return i != NIL && a->list[i] < B1;
+    return i != NODE_NIL && LIST(a, i) < B1;
 }
 
 static Py_ssize_t arc_len(PyObject *self) {
@@ -230,31 +163,40 @@ static Py_ssize_t arc_len(PyObject *self) {
     return a->l[T1].n + a->l[T2].n;
 }
 
+typedef struct {
+    const ARC *a;
+    int w;
+    Py_ssize_t count;
+} ArcCheck;
+
+/* a node of list w must be tagged w and named by the index (one index: a key is in one list at most) */
+static int check_node(uint32_t i, void *ctx) {
+    ArcCheck *c = ctx;
+    c->count++;
+    return (LIST(c->a, i) != c->w || node_of(c->a, KEY(c->a, i)) != i) ? 2 : 0;
+}
+
 static int arc_verify(PyObject *self) {
     ARC *a = (ARC *)self;
     Py_ssize_t total = 0;
     for (int w = 0; w < N_LISTS; w++) {
-        Py_ssize_t count = 0;
-        uint32_t prev = NIL;
-        for (uint32_t i = a->l[w].head; i != NIL; i = a->next[i]) {
-            /* one index, so a key is in one list at most: the list tag and the index must agree */
-            if (a->prev[i] != prev || a->list[i] != w || node_of(a, a->keys[i]) != i || ++count > a->l[w].n) {
-                exo_policy_invariant("arc: %s's links, its tags and the index disagree", LIST_NAMES[w]);
-                return -1;
-            }
-            prev = i;
-        }
-        if (prev != a->l[w].tail || count != a->l[w].n) {
-            exo_policy_invariant("arc: %s holds %zd keys, counted %zd", LIST_NAMES[w], count, a->l[w].n);
+        ArcCheck c = {a, w, 0};
+        int rc = nodelist_check(&a->lp.pool, &a->l[w], check_node, &c);
+        if (rc > 0) {
+            exo_policy_invariant("arc: %s's links, its tags and the index disagree", LIST_NAMES[w]);
             return -1;
         }
-        total += count;
+        if (rc == NODELIST_MISCOUNT) {
+            exo_policy_invariant("arc: %s holds %zd keys, counted %zd", LIST_NAMES[w], c.count, a->l[w].n);
+            return -1;
+        }
+        total += c.count;
     }
-    if ((Py_ssize_t)a->index.size != total) {
-        exo_policy_invariant("arc: the index holds %zd keys, the lists %zd", (Py_ssize_t)a->index.size, total);
+    if ((Py_ssize_t)a->lp.index.size != total) {
+        exo_policy_invariant("arc: the index holds %zd keys, the lists %zd", (Py_ssize_t)a->lp.index.size, total);
         return -1;
     }
-    int64_t c = a->base.capacity;
+    int64_t c = a->lp.base.capacity;
     if (!(a->p >= 0 && a->p <= (double)c)) {
         PyObject *p = PyFloat_FromDouble(a->p);
         if (p != NULL) exo_policy_invariant("arc: p = %R outside [0, %lld]", p, (long long)c);
@@ -269,25 +211,20 @@ static int arc_verify(PyObject *self) {
     return 0;
 }
 
-static size_t arc_nbytes(PyObject *self) {
-    ARC *a = (ARC *)self;
-    return keymap_bytes(&a->index) + (size_t)a->cap_nodes * (sizeof(int64_t) + 2 * sizeof(uint32_t) + 1);
-}
-
 static const ExoPolicyVT ARC_VT = {arc_insert, arc_access, arc_touch, NULL,      arc_prepare, arc_remove,
-                                   arc_victim, arc_contains, arc_len, arc_verify, arc_nbytes};
+                                   arc_victim, arc_contains, arc_len, arc_verify, listpolicy_nbytes};
 
 static PyObject *arc_list_of(PyObject *self, PyObject *arg) {
     ARC *a = (ARC *)self;
-    if (a->base.vt == NULL) {
+    if (a->lp.base.vt == NULL) {
         PyErr_SetString(PyExc_TypeError, "policy object was not initialised");
         return NULL;
     }
     int64_t key;
     if (exo_as_key(arg, &key) < 0) return NULL;
     uint32_t i = node_of(a, key);
-    if (i == NIL) Py_RETURN_NONE;
-    return PyUnicode_FromString(LIST_NAMES[a->list[i]]);
+    if (i == NODE_NIL) Py_RETURN_NONE;
+    return PyUnicode_FromString(LIST_NAMES[LIST(a, i)]);
 }
 
 static PyObject *arc_get_p(PyObject *self, void *Py_UNUSED(c)) { return PyFloat_FromDouble(((ARC *)self)->p); }
@@ -304,49 +241,20 @@ static PyGetSetDef arc_getset[] = {
 };
 
 static int arc_init(PyObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"capacity_blocks", NULL};
-    long long cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &cap)) return -1;
-    if (cap <= 0) {
-        PyErr_SetString(PyExc_ValueError, "capacity_blocks must be > 0");
-        return -1;
-    }
+    if (listpolicy_init(self, args, kwds, 1, "arc: more than 2**32 - 2 keys") < 0) return -1;
     ARC *a = (ARC *)self;
-    if (a->base.vt != NULL) {
-        PyErr_SetString(PyExc_TypeError, "a policy is initialised once");
-        return -1;
-    }
-    a->base.capacity = cap;
-    for (int w = 0; w < N_LISTS; w++) {
-        a->l[w].head = a->l[w].tail = NIL;
-        a->l[w].n = 0;
-    }
-    a->free_head = NIL;
-    a->cap_nodes = 0;
+    for (int w = 0; w < N_LISTS; w++) nodelist_init(&a->l[w]);
     a->p = 0.0;
     a->ghost_hit = 0;
     a->has_pending = 0;
-    if (keymap_init(&a->index, 0) < 0) return -1;
-    a->base.vt = &ARC_VT;
+    a->lp.base.vt = &ARC_VT;
     return 0;
-}
-
-static void arc_dealloc(PyObject *self) {
-    ARC *a = (ARC *)self;
-    PyTypeObject *tp = Py_TYPE(self);
-    keymap_free(&a->index);
-    PyMem_RawFree(a->keys);
-    PyMem_RawFree(a->prev);
-    PyMem_RawFree(a->next);
-    PyMem_RawFree(a->list);
-    tp->tp_free(self);
-    Py_DECREF(tp);
 }
 
 int exo_arc_add_type(PyObject *module) {
     ARC_Type = exo_policy_make_type(module, "exo_sim._core.ARCPolicy",
                                     "Adaptive Replacement Cache (Megiddo & Modha, FAST '03) as implemented by libCacheSim.",
-                                    sizeof(ARC), arc_init, arc_dealloc, arc_methods);
+                                    sizeof(ARC), arc_init, listpolicy_dealloc, arc_methods);
     if (ARC_Type == NULL) return -1;
     /* the getter for p: added to the type's dict, as the base's getters are */
     PyObject *descr = PyDescr_NewGetSet(ARC_Type, &arc_getset[0]);

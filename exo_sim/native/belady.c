@@ -3,11 +3,12 @@
  *
  * An indexed binary heap: the first entry is the key with the largest next access, ties (two keys
  * at NEVER) broken by the smaller key. Each key is a node (key, next access, heap position: 20
- * bytes) in one array with a free list; the heap is an array of node indices; a KeyMap maps a key to
- * its node. An update moves the key's one entry (no stale entries, nothing to compact). */
-#include "core.h"
+ * bytes) in arrays with a free list (grown by exo_grow_nodes, nodes.h); the heap is an array of node
+ * indices; a KeyMap maps a key to its node. An update moves the key's one entry (no stale entries,
+ * nothing to compact). */
+#include "nodes.h"
 
-#define NIL UINT32_MAX
+#define NIL NODE_NIL
 
 typedef struct {
     ExoPolicy base;
@@ -23,28 +24,10 @@ static PyTypeObject *Belady_Type;
 
 static int reserve(Belady *b) {
     if (b->free_head != NIL) return 0;
-    uint64_t want = b->cap_nodes ? (uint64_t)b->cap_nodes * 2 : 16;
-    if (want >= NIL) want = NIL - 1;
-    if (want <= b->cap_nodes) {
-        PyErr_SetString(PyExc_MemoryError, "belady: more than 2**32 - 2 resident keys");
-        return -1;
-    }
-    int64_t *k = PyMem_RawRealloc(b->keys, want * sizeof(int64_t));
-    if (k == NULL) return PyErr_NoMemory(), -1;
-    b->keys = k;
-    int64_t *nx = PyMem_RawRealloc(b->nexts, want * sizeof(int64_t));
-    if (nx == NULL) return PyErr_NoMemory(), -1;
-    b->nexts = nx;
-    uint32_t *p = PyMem_RawRealloc(b->pos, want * sizeof(uint32_t));
-    if (p == NULL) return PyErr_NoMemory(), -1;
-    b->pos = p;
-    uint32_t *h = PyMem_RawRealloc(b->heap, want * sizeof(uint32_t));
-    if (h == NULL) return PyErr_NoMemory(), -1;
-    b->heap = h;
-    for (uint32_t i = b->cap_nodes; i < (uint32_t)want; i++) b->pos[i] = (i + 1 < (uint32_t)want) ? i + 1 : NIL;
-    b->free_head = b->cap_nodes;
-    b->cap_nodes = (uint32_t)want;
-    return 0;
+    void **arrs[] = {(void **)&b->keys, (void **)&b->nexts, (void **)&b->pos, (void **)&b->heap};
+    const size_t sizes[] = {sizeof(int64_t), sizeof(int64_t), sizeof(uint32_t), sizeof(uint32_t)};
+    return exo_grow_nodes(arrs, sizes, 4, 2 /* pos */, &b->cap_nodes, &b->free_head,
+                          "belady: more than 2**32 - 2 resident keys");
 }
 
 /* node x goes before node y: referenced later, or as late and a smaller key */
@@ -114,19 +97,10 @@ static int bel_set(PyObject *self, int64_t key, int64_t next) {
 
 static int bel_touch(PyObject *self, int64_t key) { return bel_set(self, key, EXO_NEVER); }
 
-static int key_error(int64_t key) {
-    PyObject *k = PyLong_FromLongLong(key);
-    if (k != NULL) {
-        PyErr_SetObject(PyExc_KeyError, k);
-        Py_DECREF(k);
-    }
-    return -1;
-}
-
 static int bel_remove(PyObject *self, int64_t key) {
     Belady *b = (Belady *)self;
     int64_t *node = keymap_get(&b->index, key);
-    if (node == NULL) return key_error(key);
+    if (node == NULL) return exo_key_error(key);
     uint32_t i = (uint32_t)*node;
     keymap_del(&b->index, key);
     uint32_t at = b->pos[i];
@@ -184,19 +158,8 @@ static const ExoPolicyVT BELADY_VT = {bel_set,    bel_set,      bel_touch, NULL,
                                       bel_victim, bel_contains, bel_len,   bel_verify, bel_nbytes};
 
 static int bel_init(PyObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"capacity_blocks", NULL};
-    long long cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &cap)) return -1;
-    if (cap <= 0) {
-        PyErr_SetString(PyExc_ValueError, "capacity_blocks must be > 0");
-        return -1;
-    }
+    if (exo_policy_init_capacity(self, args, kwds) < 0) return -1;
     Belady *b = (Belady *)self;
-    if (b->base.vt != NULL) {
-        PyErr_SetString(PyExc_TypeError, "a policy is initialised once");
-        return -1;
-    }
-    b->base.capacity = cap;
     b->cap_nodes = 0;
     b->free_head = NIL;
     b->n = 0;
@@ -207,14 +170,12 @@ static int bel_init(PyObject *self, PyObject *args, PyObject *kwds) {
 
 static void bel_dealloc(PyObject *self) {
     Belady *b = (Belady *)self;
-    PyTypeObject *tp = Py_TYPE(self);
     keymap_free(&b->index);
     PyMem_RawFree(b->keys);
     PyMem_RawFree(b->nexts);
     PyMem_RawFree(b->pos);
     PyMem_RawFree(b->heap);
-    tp->tp_free(self);
-    Py_DECREF(tp);
+    exo_policy_dealloc(self);
 }
 
 int exo_belady_add_type(PyObject *module) {

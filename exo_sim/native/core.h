@@ -1,7 +1,9 @@
 /* exo's compiled decision core: shared declarations.
  *
  * keymap.c   an int64 -> int64 hash map (open addressing, linear probing, backward-shift deletion)
- * policy.c   the policy protocol: native policies (a C vtable) and policies written in Python
+ * policy.c   the policy protocol: native policies (a C vtable) and policies written in Python, and
+ *            what every native policy shares (capacity_blocks parsing, the KeyError, the dealloc tail)
+ * nodes.c    the node pool and lists of the list-based policies (nodes.h), and node-array growth
  * queue.c    the queue policies, LRU and FIFO
  * hierarchy.c the tiers and the cascade (find -> promote/admit -> evict-until-it-fits -> insert)
  * module.c   the module exo_sim._core
@@ -69,6 +71,14 @@ PyTypeObject *exo_policy_make_type(PyObject *module, const char *qualname, const
                                    initproc init, destructor dealloc, PyMethodDef *extra_methods);
 /* Raise PolicyInvariantError (exo_sim.policies.base) with a message. */
 void exo_policy_invariant(const char *fmt, ...);
+/* The common part of every native policy's __init__: parse ``capacity_blocks`` (> 0) into the base and
+ * refuse a second initialisation. 0, or -1 with the exception set; the caller sets the vtable last. */
+int exo_policy_init_capacity(PyObject *self, PyObject *args, PyObject *kwds);
+/* The common tail of a native policy's dealloc (after it freed its own memory): free the object and
+ * drop the reference it held on its heap type. */
+void exo_policy_dealloc(PyObject *self);
+/* Raise KeyError(key); returns -1. */
+int exo_key_error(int64_t key);
 
 /* A tier's policy as the hierarchy calls it: native (vt set) or a Python object (bound methods). */
 typedef struct {

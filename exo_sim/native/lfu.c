@@ -4,10 +4,11 @@
  * The O(1) frequency-list LFU: the non-empty frequency buckets form a doubly linked list in
  * ascending order of count (so the first bucket is the minimum, always exact), each bucket a doubly
  * linked list of its keys in order of arrival at that count. Keys and buckets are nodes in arrays
- * with uint32 links and free lists; a KeyMap maps a key to its node. */
-#include "core.h"
+ * with uint32 links and free lists (grown by exo_grow_nodes, nodes.h); a KeyMap maps a key to its node.
+ * (Not a NodePool: a key node links to its bucket with a uint32, and a bucket is a node too.) */
+#include "nodes.h"
 
-#define NIL UINT32_MAX
+#define NIL NODE_NIL
 
 typedef struct {
     ExoPolicy base;
@@ -26,33 +27,11 @@ typedef struct {
 
 static PyTypeObject *LFU_Type;
 
-/* grow every array in arrs (element sizes in sizes) from *cap to twice as many nodes; link the new
- * nodes into a free list through arrs[links_idx] and return its head in *free_head */
-static int grow_pool(void **arrs[], const size_t sizes[], int n_arrs, int links_idx, uint32_t *cap,
-                     uint32_t *free_head) {
-    uint64_t want = *cap ? (uint64_t)*cap * 2 : 16;
-    if (want >= NIL) want = NIL - 1;
-    if (want <= *cap) {
-        PyErr_SetString(PyExc_MemoryError, "lfu: more than 2**32 - 2 nodes");
-        return -1;
-    }
-    for (int j = 0; j < n_arrs; j++) {
-        void *p = PyMem_RawRealloc(*arrs[j], want * sizes[j]);
-        if (p == NULL) return PyErr_NoMemory(), -1;
-        *arrs[j] = p;
-    }
-    uint32_t *links = *(uint32_t **)arrs[links_idx];
-    for (uint32_t i = *cap; i < (uint32_t)want; i++) links[i] = (i + 1 < (uint32_t)want) ? i + 1 : NIL;
-    *free_head = *cap;
-    *cap = (uint32_t)want;
-    return 0;
-}
-
 static int reserve_key(LFU *f) {
     if (f->kfree != NIL) return 0;
     void **arrs[] = {(void **)&f->keys, (void **)&f->kprev, (void **)&f->knext, (void **)&f->kbucket};
     const size_t sizes[] = {sizeof(int64_t), sizeof(uint32_t), sizeof(uint32_t), sizeof(uint32_t)};
-    return grow_pool(arrs, sizes, 4, 2 /* knext */, &f->kcap, &f->kfree);
+    return exo_grow_nodes(arrs, sizes, 4, 2 /* knext */, &f->kcap, &f->kfree, "lfu: more than 2**32 - 2 nodes");
 }
 
 static int reserve_bucket(LFU *f) {
@@ -60,7 +39,7 @@ static int reserve_bucket(LFU *f) {
     void **arrs[] = {(void **)&f->freq, (void **)&f->bhead, (void **)&f->btail, (void **)&f->bprev,
                      (void **)&f->bnext};
     const size_t sizes[] = {sizeof(int64_t), sizeof(uint32_t), sizeof(uint32_t), sizeof(uint32_t), sizeof(uint32_t)};
-    return grow_pool(arrs, sizes, 5, 4 /* bnext */, &f->bcap, &f->bfree);
+    return exo_grow_nodes(arrs, sizes, 5, 4 /* bnext */, &f->bcap, &f->bfree, "lfu: more than 2**32 - 2 nodes");
 }
 
 /* a new empty bucket of count c after bucket `after` (NIL: at the front); reserve_bucket first */
@@ -103,15 +82,6 @@ static inline void append_key(LFU *f, uint32_t i, uint32_t b) {
     f->btail[b] = i;
 }
 
-static int key_error(int64_t key) {
-    PyObject *k = PyLong_FromLongLong(key);
-    if (k != NULL) {
-        PyErr_SetObject(PyExc_KeyError, k);
-        Py_DECREF(k);
-    }
-    return -1;
-}
-
 static int lfu_insert(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) {
     LFU *f = (LFU *)self;
     if (keymap_get(&f->index, key) != NULL) return 0; /* already resident (outside the contract) */
@@ -129,7 +99,7 @@ static int lfu_insert(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) {
 static int lfu_touch(PyObject *self, int64_t key) {
     LFU *f = (LFU *)self;
     int64_t *node = keymap_get(&f->index, key);
-    if (node == NULL) return key_error(key);
+    if (node == NULL) return exo_key_error(key);
     uint32_t i = (uint32_t)*node;
     uint32_t b = f->kbucket[i];
     int64_t c = f->freq[b] + 1;
@@ -153,7 +123,7 @@ static int lfu_access(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) { re
 static int lfu_remove(PyObject *self, int64_t key) {
     LFU *f = (LFU *)self;
     int64_t *node = keymap_get(&f->index, key);
-    if (node == NULL) return key_error(key);
+    if (node == NULL) return exo_key_error(key);
     uint32_t i = (uint32_t)*node;
     keymap_del(&f->index, key);
     unlink_key(f, i);
@@ -223,19 +193,8 @@ static const ExoPolicyVT LFU_VT = {lfu_insert, lfu_access, lfu_touch, NULL,     
                                    lfu_victim, lfu_contains, lfu_len, lfu_verify, lfu_nbytes};
 
 static int lfu_init(PyObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"capacity_blocks", NULL};
-    long long cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &cap)) return -1;
-    if (cap <= 0) {
-        PyErr_SetString(PyExc_ValueError, "capacity_blocks must be > 0");
-        return -1;
-    }
+    if (exo_policy_init_capacity(self, args, kwds) < 0) return -1;
     LFU *f = (LFU *)self;
-    if (f->base.vt != NULL) {
-        PyErr_SetString(PyExc_TypeError, "a policy is initialised once");
-        return -1;
-    }
-    f->base.capacity = cap;
     f->kcap = f->bcap = 0;
     f->kfree = f->bfree = f->first = NIL;
     f->n = 0;
@@ -246,7 +205,6 @@ static int lfu_init(PyObject *self, PyObject *args, PyObject *kwds) {
 
 static void lfu_dealloc(PyObject *self) {
     LFU *f = (LFU *)self;
-    PyTypeObject *tp = Py_TYPE(self);
     keymap_free(&f->index);
     PyMem_RawFree(f->keys);
     PyMem_RawFree(f->kprev);
@@ -257,8 +215,7 @@ static void lfu_dealloc(PyObject *self) {
     PyMem_RawFree(f->btail);
     PyMem_RawFree(f->bprev);
     PyMem_RawFree(f->bnext);
-    tp->tp_free(self);
-    Py_DECREF(tp);
+    exo_policy_dealloc(self);
 }
 
 int exo_lfu_add_type(PyObject *module) {

@@ -38,6 +38,38 @@ void exo_policy_invariant(const char *fmt, ...) {
     Py_DECREF(msg);
 }
 
+int exo_policy_init_capacity(PyObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"capacity_blocks", NULL};
+    long long cap;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &cap)) return -1;
+    if (cap <= 0) {
+        PyErr_SetString(PyExc_ValueError, "capacity_blocks must be > 0");
+        return -1;
+    }
+    ExoPolicy *p = (ExoPolicy *)self;
+    if (p->vt != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a policy is initialised once");
+        return -1;
+    }
+    p->capacity = cap;
+    return 0;
+}
+
+void exo_policy_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+int exo_key_error(int64_t key) {
+    PyObject *k = PyLong_FromLongLong(key);
+    if (k != NULL) {
+        PyErr_SetObject(PyExc_KeyError, k);
+        Py_DECREF(k);
+    }
+    return -1;
+}
+
 /* ------------------------------------------------------------------ the native base type */
 static const ExoPolicyVT *vt_of(PyObject *self) {
     const ExoPolicyVT *vt = ((ExoPolicy *)self)->vt;

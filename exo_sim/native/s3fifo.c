@@ -2,10 +2,11 @@
  * FIFO, a main FIFO run as a 2-bit CLOCK and a ghost FIFO of keys; the pseudocode and the
  * libCacheSim notes are in exo_sim/policies/s3fifo.py.
  *
- * The three FIFOs are lists over one node pool, and one KeyMap names the node of every resident key
- * and every ghost (a key is in at most one of the three). A node's byte holds its queue (bits 0-1)
- * and its hit counter (bits 2-3). The counter saturates at 3: the policy only ever asks whether it is
- * >= 1 or >= 2 and what min(count, 3) is, so the decisions are those of an unbounded count. */
+ * The three FIFOs are lists over one node pool (a ListPolicy, nodes.h), and one KeyMap names the
+ * node of every resident key and every ghost (a key is in at most one of the three). A node's byte
+ * holds its queue (bits 0-1) and its hit counter (bits 2-3). The counter saturates at 3: the policy
+ * only ever asks whether it is >= 1 or >= 2 and what min(count, 3) is, so the decisions are those of
+ * an unbounded count. */
 #include "nodes.h"
 
 #define SMALL_SIZE_RATIO 0.10
@@ -15,9 +16,7 @@
 enum { SMALL = 0, MAIN = 1, GHOST = 2 };
 
 typedef struct {
-    ExoPolicy base;
-    KeyMap index; /* key -> node, resident keys and ghosts */
-    NodePool pool;
+    ListPolicy lp; /* key -> node, resident keys and ghosts; a node's byte: queue and hit counter */
     NodeList q[3];
     int64_t small_size, main_size, ghost_size;
     int has_evicted;
@@ -29,10 +28,9 @@ typedef struct {
 
 static int s3_insert(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) {
     S3FIFO *s = (S3FIFO *)self;
-    NodePool *p = &s->pool;
-    int64_t *node = keymap_get(&s->index, key);
-    if (node != NULL) {
-        uint32_t i = (uint32_t)*node;
+    NodePool *p = &s->lp.pool;
+    uint32_t i = listpolicy_node(&s->lp, key);
+    if (i != NODE_NIL) {
         if (QUEUE(p->bits[i]) == GHOST) { /* it came back soon: keep it longer */
             nodelist_unlink(p, &s->q[GHOST], i);
             nodelist_push(p, &s->q[MAIN], i);
@@ -40,60 +38,49 @@ static int s3_insert(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) {
         } /* else resident already: it keeps its place and its count */
     } else {
         int to = (!s->has_evicted && s->q[SMALL].n >= s->small_size) ? MAIN : SMALL;
-        uint32_t i;
-        if (nodepool_take(p, key, &i) < 0) return -1;
-        if (keymap_put(&s->index, key, i) < 0) {
-            nodepool_give(p, i);
-            return -1;
-        }
+        if (listpolicy_add(&s->lp, key, &i) < 0) return -1;
         nodelist_push(p, &s->q[to], i);
         p->bits[i] = BITS(to, 0);
     }
     /* the ghost is trimmed here, lazily: victims were appended to it untrimmed */
     NodeList *g = &s->q[GHOST];
     while (g->n > s->ghost_size) {
-        uint32_t i = g->head;
-        keymap_del(&s->index, p->keys[i]);
-        nodelist_unlink(p, g, i);
-        nodepool_give(p, i);
+        uint32_t h = g->head;
+        nodelist_unlink(p, g, h);
+        listpolicy_forget(&s->lp, h);
     }
     return 0;
 }
 
 /* The node of the resident key, or NODE_NIL (absent, or a ghost). */
 static inline uint32_t resident(const S3FIFO *s, int64_t key) {
-    const int64_t *node = keymap_get(&s->index, key);
-    return (node == NULL || QUEUE(s->pool.bits[(uint32_t)*node]) == GHOST) ? NODE_NIL : (uint32_t)*node;
+    uint32_t i = listpolicy_node(&s->lp, key);
+    return (i == NODE_NIL || QUEUE(s->lp.pool.bits[i]) == GHOST) ? NODE_NIL : i;
 }
 
 static int s3_touch(PyObject *self, int64_t key) {
     S3FIFO *s = (S3FIFO *)self;
     uint32_t i = resident(s, key);
     if (i == NODE_NIL) return exo_key_error(key);
-    uint8_t b = s->pool.bits[i];
-    if (FREQ(b) < 3) s->pool.bits[i] = (uint8_t)(b + (1 << 2));
+    uint8_t b = s->lp.pool.bits[i];
+    if (FREQ(b) < 3) s->lp.pool.bits[i] = (uint8_t)(b + (1 << 2));
     return 0;
 }
 
 static int s3_access(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) { return s3_touch(self, key); }
 
-static void forget(S3FIFO *s, uint32_t i) {
-    keymap_del(&s->index, s->pool.keys[i]);
-    nodepool_give(&s->pool, i);
-}
-
 static int s3_remove(PyObject *self, int64_t key) {
     S3FIFO *s = (S3FIFO *)self;
     uint32_t i = resident(s, key);
     if (i == NODE_NIL) return exo_key_error(key);
-    nodelist_unlink(&s->pool, &s->q[QUEUE(s->pool.bits[i])], i); /* not ghosted: it leaves hot */
-    forget(s, i);
+    nodelist_unlink(&s->lp.pool, &s->q[QUEUE(s->lp.pool.bits[i])], i); /* not ghosted: it leaves hot */
+    listpolicy_forget(&s->lp, i);
     return 0;
 }
 
 static int s3_victim(PyObject *self, int64_t *out) {
     S3FIFO *s = (S3FIFO *)self;
-    NodePool *p = &s->pool;
+    NodePool *p = &s->lp.pool;
     NodeList *small = &s->q[SMALL], *main = &s->q[MAIN];
     s->has_evicted = 1; /* as libCacheSim, set even when there is nothing to evict */
     if (small->n == 0 && main->n == 0) {
@@ -114,7 +101,7 @@ static int s3_victim(PyObject *self, int64_t *out) {
                 nodelist_push(p, &s->q[GHOST], i);
                 p->bits[i] = BITS(GHOST, 0);
             } else {
-                forget(s, i);
+                listpolicy_forget(&s->lp, i);
             }
             return 0;
         }
@@ -129,7 +116,7 @@ static int s3_victim(PyObject *self, int64_t *out) {
             continue;
         }
         *out = p->keys[i];
-        forget(s, i);
+        listpolicy_forget(&s->lp, i);
         return 0;
     }
 }
@@ -148,9 +135,8 @@ typedef struct {
 
 static int check_node(uint32_t i, void *ctx) {
     const S3Check *c = ctx;
-    const int64_t *node = keymap_get(&c->s->index, c->s->pool.keys[i]);
-    if (node == NULL || (uint32_t)*node != i) return 2;
-    uint8_t b = c->s->pool.bits[i];
+    if (listpolicy_node(&c->s->lp, c->s->lp.pool.keys[i]) != i) return 2;
+    uint8_t b = c->s->lp.pool.bits[i];
     if (QUEUE(b) != c->queue || (c->queue == GHOST && FREQ(b) != 0)) return 3;
     return 0;
 }
@@ -160,8 +146,8 @@ static int s3_verify(PyObject *self) {
     S3FIFO *s = (S3FIFO *)self;
     for (int q = SMALL; q <= GHOST; q++) {
         S3Check c = {s, q};
-        int rc = nodelist_check(&s->pool, &s->q[q], check_node, &c);
-        if (rc == 1) {
+        int rc = nodelist_check(&s->lp.pool, &s->q[q], check_node, &c);
+        if (rc == NODELIST_BROKEN || rc == NODELIST_MISCOUNT) {
             exo_policy_invariant("s3fifo: the %s queue's links disagree with its count %zd", names[q], s->q[q].n);
             return -1;
         }
@@ -174,73 +160,47 @@ static int s3_verify(PyObject *self) {
             return -1;
         }
     }
-    if ((Py_ssize_t)s->index.size != s->q[SMALL].n + s->q[MAIN].n + s->q[GHOST].n) {
-        exo_policy_invariant("s3fifo: queues and index disagree (%zu indexed)", s->index.size);
+    if ((Py_ssize_t)s->lp.index.size != s->q[SMALL].n + s->q[MAIN].n + s->q[GHOST].n) {
+        exo_policy_invariant("s3fifo: queues and index disagree (%zu indexed)", s->lp.index.size);
         return -1;
     }
-    if (s->small_size + s->main_size != s->base.capacity) {
+    if (s->small_size + s->main_size != s->lp.base.capacity) {
         exo_policy_invariant("s3fifo: queue sizes do not add up to the capacity");
         return -1;
     }
     return 0;
 }
 
-static size_t s3_nbytes(PyObject *self) {
-    S3FIFO *s = (S3FIFO *)self;
-    return keymap_bytes(&s->index) + nodepool_bytes(&s->pool);
-}
-
 static const ExoPolicyVT S3FIFO_VT = {s3_insert, s3_access,   s3_touch, NULL,      NULL,     s3_remove,
-                                      s3_victim, s3_contains, s3_len,   s3_verify, s3_nbytes};
+                                      s3_victim, s3_contains, s3_len,   s3_verify, listpolicy_nbytes};
 
 static int s3_init(PyObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"capacity_blocks", NULL};
-    long long cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &cap)) return -1;
-    if (cap <= 0) {
-        PyErr_SetString(PyExc_ValueError, "capacity_blocks must be > 0");
-        return -1;
-    }
+    if (listpolicy_init(self, args, kwds, 1, "policy: more than 2**32 - 2 keys") < 0) return -1;
     S3FIFO *s = (S3FIFO *)self;
-    if (s->base.vt != NULL) {
-        PyErr_SetString(PyExc_TypeError, "a policy is initialised once");
-        return -1;
-    }
-    s->base.capacity = cap;
+    int64_t cap = s->lp.base.capacity;
     /* C's truncating casts of the double products, as libCacheSim (and Python's int()) */
     s->small_size = (int64_t)((double)cap * SMALL_SIZE_RATIO);
     if (s->small_size < 1) s->small_size = 1;
     s->main_size = cap - s->small_size;
     s->ghost_size = (int64_t)((double)cap * GHOST_SIZE_RATIO);
     s->has_evicted = 0;
-    nodepool_init(&s->pool);
     for (int q = SMALL; q <= GHOST; q++) nodelist_init(&s->q[q]);
-    if (keymap_init(&s->index, 0) < 0) return -1;
-    s->base.vt = &S3FIFO_VT;
+    s->lp.base.vt = &S3FIFO_VT;
     return 0;
-}
-
-static void s3_dealloc(PyObject *self) {
-    S3FIFO *s = (S3FIFO *)self;
-    PyTypeObject *tp = Py_TYPE(self);
-    keymap_free(&s->index);
-    nodepool_free(&s->pool);
-    tp->tp_free(self);
-    Py_DECREF(tp);
 }
 
 static PyObject *s3_queue_of(PyObject *self, PyObject *arg) {
     S3FIFO *s = (S3FIFO *)self;
-    if (s->base.vt == NULL) {
+    if (s->lp.base.vt == NULL) {
         PyErr_SetString(PyExc_TypeError, "policy object was not initialised");
         return NULL;
     }
     int64_t key;
     if (exo_as_key(arg, &key) < 0) return NULL;
-    int64_t *node = keymap_get(&s->index, key);
-    if (node == NULL) Py_RETURN_NONE;
+    uint32_t i = listpolicy_node(&s->lp, key);
+    if (i == NODE_NIL) Py_RETURN_NONE;
     static const char *names[] = {"small", "main", "ghost"};
-    return PyUnicode_FromString(names[QUEUE(s->pool.bits[(uint32_t)*node])]);
+    return PyUnicode_FromString(names[QUEUE(s->lp.pool.bits[i])]);
 }
 
 static PyMethodDef s3_methods[] = {
@@ -271,7 +231,7 @@ int exo_s3fifo_add_type(PyObject *module) {
     PyTypeObject *t = exo_policy_make_type(
         module, "exo_sim._core.S3FIFOPolicy",
         "S3-FIFO (Yang et al., SOSP '23) with libCacheSim's ``S3FIFO`` sizes and rules.", sizeof(S3FIFO), s3_init,
-        s3_dealloc, s3_methods);
+        listpolicy_dealloc, s3_methods);
     if (t == NULL) return -1;
     for (PyGetSetDef *d = s3_sizes; d->name != NULL; d++) {
         PyObject *descr = PyDescr_NewGetSet(t, d);

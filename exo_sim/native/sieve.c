@@ -8,44 +8,33 @@
 #include "nodes.h"
 
 typedef struct {
-    ExoPolicy base;
-    KeyMap index; /* key -> node */
-    NodePool pool; /* bits: the visited bit */
+    ListPolicy lp; /* key -> node; a node's byte: its visited bit */
     NodeList list;
     uint32_t hand;
 } Sieve;
 
 /* The node after i, or the oldest when i is the newest (the hand's wrap). */
 static inline uint32_t after(const Sieve *s, uint32_t i) {
-    uint32_t n = s->pool.next[i];
+    uint32_t n = s->lp.pool.next[i];
     return n == NODE_NIL ? s->list.head : n;
-}
-
-/* The node of key, or NODE_NIL. */
-static inline uint32_t node_of(const Sieve *s, int64_t key) {
-    const int64_t *node = keymap_get(&s->index, key);
-    return node == NULL ? NODE_NIL : (uint32_t)*node;
 }
 
 static int sieve_insert(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) {
     Sieve *s = (Sieve *)self;
-    if (keymap_get(&s->index, key) != NULL) return 0; /* resident already: it keeps its place */
+    if (keymap_get(&s->lp.index, key) != NULL) return 0; /* resident already: it keeps its place */
     uint32_t i;
-    if (nodepool_take(&s->pool, key, &i) < 0) return -1;
-    if (keymap_put(&s->index, key, i) < 0) {
-        nodepool_give(&s->pool, i);
-        return -1;
-    }
-    nodelist_push(&s->pool, &s->list, i);
+    if (listpolicy_add(&s->lp, key, &i) < 0) return -1;
+    nodelist_push(&s->lp.pool, &s->list, i);
+    s->lp.pool.bits[i] = 0; /* not visited */
     if (s->hand == NODE_NIL) s->hand = i;
     return 0;
 }
 
 static int sieve_touch(PyObject *self, int64_t key) {
     Sieve *s = (Sieve *)self;
-    uint32_t i = node_of(s, key);
+    uint32_t i = listpolicy_node(&s->lp, key);
     if (i == NODE_NIL) return exo_key_error(key);
-    s->pool.bits[i] = 1;
+    s->lp.pool.bits[i] = 1;
     return 0;
 }
 
@@ -53,16 +42,15 @@ static int sieve_access(PyObject *self, int64_t key, int64_t Py_UNUSED(next)) { 
 
 /* Unlink node i (not the hand) and forget its key. */
 static void drop(Sieve *s, uint32_t i) {
-    keymap_del(&s->index, s->pool.keys[i]);
-    nodelist_unlink(&s->pool, &s->list, i);
-    nodepool_give(&s->pool, i);
+    nodelist_unlink(&s->lp.pool, &s->list, i);
+    listpolicy_forget(&s->lp, i);
 }
 
 static int sieve_remove(PyObject *self, int64_t key) {
     Sieve *s = (Sieve *)self;
-    uint32_t i = node_of(s, key);
+    uint32_t i = listpolicy_node(&s->lp, key);
     if (i == NODE_NIL) return exo_key_error(key);
-    if (s->hand == i) s->hand = s->pool.next[i];
+    if (s->hand == i) s->hand = s->lp.pool.next[i];
     drop(s, i);
     if (s->hand == NODE_NIL) s->hand = s->list.head;
     return 0;
@@ -74,20 +62,18 @@ static int sieve_victim(PyObject *self, int64_t *out) {
         PyErr_SetString(PyExc_KeyError, "victim(): the policy is empty");
         return -1;
     }
-    uint8_t *visited = s->pool.bits;
+    uint8_t *visited = s->lp.pool.bits;
     uint32_t h = s->hand;
     while (visited[h]) {
         visited[h] = 0;
         h = after(s, h);
     }
-    *out = s->pool.keys[h];
-    s->hand = s->pool.next[h];
+    *out = s->lp.pool.keys[h];
+    s->hand = s->lp.pool.next[h];
     drop(s, h);
     if (s->hand == NODE_NIL) s->hand = s->list.head;
     return 0;
 }
-
-static int sieve_contains(PyObject *self, int64_t key) { return keymap_get(&((Sieve *)self)->index, key) != NULL; }
 
 static Py_ssize_t sieve_len(PyObject *self) { return ((Sieve *)self)->list.n; }
 
@@ -98,9 +84,8 @@ typedef struct {
 
 static int check_node(uint32_t i, void *ctx) {
     SieveCheck *c = ctx;
-    const int64_t *node = keymap_get(&c->s->index, c->s->pool.keys[i]);
-    if (node == NULL || (uint32_t)*node != i) return 2;
-    if (c->s->pool.bits[i] > 1) return 3;
+    if (listpolicy_node(&c->s->lp, c->s->lp.pool.keys[i]) != i) return 2;
+    if (c->s->lp.pool.bits[i] > 1) return 3;
     if (i == c->s->hand) c->hand_seen = 1;
     return 0;
 }
@@ -108,9 +93,10 @@ static int check_node(uint32_t i, void *ctx) {
 static int sieve_verify(PyObject *self) {
     Sieve *s = (Sieve *)self;
     SieveCheck c = {s, 0};
-    int rc = nodelist_check(&s->pool, &s->list, check_node, &c);
-    if (rc == 1 || (Py_ssize_t)s->index.size != s->list.n) {
-        exo_policy_invariant("sieve: its queue (%zd keys) and its index (%zu keys) disagree", s->list.n, s->index.size);
+    int rc = nodelist_check(&s->lp.pool, &s->list, check_node, &c);
+    if (rc == NODELIST_BROKEN || rc == NODELIST_MISCOUNT || (Py_ssize_t)s->lp.index.size != s->list.n) {
+        exo_policy_invariant("sieve: its queue (%zd keys) and its index (%zu keys) disagree", s->list.n,
+                             s->lp.index.size);
         return -1;
     }
     if (rc == 2) {
@@ -132,52 +118,23 @@ static int sieve_verify(PyObject *self) {
     return 0;
 }
 
-static size_t sieve_nbytes(PyObject *self) {
-    Sieve *s = (Sieve *)self;
-    return keymap_bytes(&s->index) + nodepool_bytes(&s->pool);
-}
-
 static const ExoPolicyVT SIEVE_VT = {sieve_insert, sieve_access, sieve_touch,    NULL,        NULL,        sieve_remove,
-                                     sieve_victim, sieve_contains, sieve_len, sieve_verify, sieve_nbytes};
+                                     sieve_victim, listpolicy_contains, sieve_len, sieve_verify, listpolicy_nbytes};
 
 static int sieve_init(PyObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"capacity_blocks", NULL};
-    long long cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &cap)) return -1;
-    if (cap <= 0) {
-        PyErr_SetString(PyExc_ValueError, "capacity_blocks must be > 0");
-        return -1;
-    }
+    if (listpolicy_init(self, args, kwds, 1, "policy: more than 2**32 - 2 keys") < 0) return -1;
     Sieve *s = (Sieve *)self;
-    if (s->base.vt != NULL) {
-        PyErr_SetString(PyExc_TypeError, "a policy is initialised once");
-        return -1;
-    }
-    s->base.capacity = cap;
-    nodepool_init(&s->pool);
     nodelist_init(&s->list);
     s->hand = NODE_NIL;
-    if (keymap_init(&s->index, 0) < 0) return -1;
-    s->base.vt = &SIEVE_VT;
+    s->lp.base.vt = &SIEVE_VT;
     return 0;
-}
-
-static void sieve_dealloc(PyObject *self) {
-    Sieve *s = (Sieve *)self;
-    PyTypeObject *tp = Py_TYPE(self);
-    if (s->base.vt != NULL) {
-        keymap_free(&s->index);
-        nodepool_free(&s->pool);
-    }
-    tp->tp_free(self);
-    Py_DECREF(tp);
 }
 
 int exo_sieve_add_type(PyObject *module) {
     PyTypeObject *t = exo_policy_make_type(
         module, "exo_sim._core.SievePolicy",
         "SIEVE eviction (Zhang et al., NSDI '24) with libCacheSim's hand and insertion conventions.", sizeof(Sieve),
-        sieve_init, sieve_dealloc, NULL);
+        sieve_init, listpolicy_dealloc, NULL);
     if (t == NULL) return -1;
     Py_DECREF(t);
     return 0;
