@@ -23,9 +23,13 @@ hits at every capacity, as to the histogram's first bucket. At ``R = 1`` the cur
 
 **Miniature simulation** (Waldspurger et al., ATC'17) for every other policy: the sampled trace
 (whole requests' sampled references, in order) is replayed through the normal single-tier replay
-(:func:`exo_sim.replay.run_replay`: the decision core) at capacity ``max(1, round(C * R))``; its hit
-ratio is the estimate at ``C``. With a fixed size, the sample is first taken at a dropping threshold
-as above and trimmed to the final one, so the replayed trace is the fixed-rate sample at ``T / P``.
+(:func:`exo_sim.replay.run_replay`: the decision core) at capacity ``max(1, round(C * R))``. Its
+misses, each weighing ``1/R``, estimate the trace's misses at ``C``, and the rest of the trace's reads
+are hits: the same count correction as SHARDS' (a hot block in the sample brings extra reads, mostly
+hits; scaling the miniature's own hit *ratio* instead credits them to every other block too, and
+measured 4.3 pp MAE against 2.4 pp this way, FIFO at 1 % on 10^7 Zipf(0.8) references). With a fixed
+size, the sample is first taken at a dropping threshold as above and trimmed to the final one, so
+the replayed trace is the fixed-rate sample at ``T / P``.
 
 **Not under prefix reuse.** There a read hits only if its whole chain before it is resident, so a
 block's fate depends on blocks that are not in the sample; sampling by each request's prefix root
@@ -403,13 +407,14 @@ def mini_points(
         return list(pool.map(_mini_point, work))
 
 
-def mini_estimate(points: list[ReplayPoint], counts: TraceCounts) -> tuple[np.ndarray, np.ndarray]:
-    """The sampled hit ratios (blocks and tokens) scaled to the whole trace's reads and read tokens."""
+def mini_estimate(points: list[ReplayPoint], counts: TraceCounts, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """The trace's hits (blocks and tokens) from the miniatures: the trace's reads less their misses / ``rate``."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 5)
-    ratio = np.divide(pts[:, 0], pts[:, 1], out=np.zeros(pts.shape[0]), where=pts[:, 1] > 0)
-    token_ratio = np.divide(pts[:, 2], pts[:, 3], out=np.zeros(pts.shape[0]), where=pts[:, 3] > 0)
-    return (np.rint(ratio * counts.reads).astype(np.int64),
-            np.rint(token_ratio * counts.read_tokens).astype(np.int64))
+    misses = (pts[:, 1] - pts[:, 0]) / rate
+    miss_tokens = (pts[:, 3] - pts[:, 2]) / rate
+    hits = np.clip(counts.reads - misses, 0, counts.reads)
+    hit_tokens = np.clip(counts.read_tokens - miss_tokens, 0, counts.read_tokens)
+    return np.rint(hits).astype(np.int64), np.rint(hit_tokens).astype(np.int64)
 
 
 def estimated_distinct(distinct_sampled: int, threshold: int) -> int:
@@ -446,7 +451,7 @@ def run_sampled_mrc(cfg: Any, plan: MrcPlan) -> MrcResult:
         else:
             assert trace is not None
             pts = mini_points(cfg, trace, caps, policy, plan.codec, reuse, plan.jobs)
-            hits, hit_tokens = mini_estimate(pts, counts)
+            hits, hit_tokens = mini_estimate(pts, counts, trace.rate)
             method, rate = sampling.method("mini", trace.threshold), trace.rate
         frames.append(curve_frame(caps, hits, counts.reads, spec, bb, policy, method, reuse, hit_tokens,
                                   counts.read_tokens, sample_rate=rate))

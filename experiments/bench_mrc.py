@@ -276,7 +276,7 @@ def sampled_section(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         mini = mini_points(cfg, trace, caps, policy, plan.codec, plan.reuse, args.jobs)
         mini_s = time.perf_counter() - t + sample_s
-        report(f"{policy} mini@{trace.rate:.4g}", policy, mini_estimate(mini, trace.counts)[0], mini_s,
+        report(f"{policy} mini@{trace.rate:.4g}", policy, mini_estimate(mini, trace.counts, trace.rate)[0], mini_s,
                ANCHORS["mini"])
 
 

@@ -18,7 +18,9 @@ from exo_sim.mrc import COLUMNS, _lru_curve, capacity_grid, plan_mrc, references
 from exo_sim.mrc_sampling import (
     HASH_MODULUS,
     Sampling,
+    TraceCounts,
     block_hash,
+    mini_estimate,
     mini_points,
     rate_threshold,
     sample_trace,
@@ -154,6 +156,15 @@ def test_miniature_simulation_at_rate_one_is_the_full_replay(make_cfg: Callable[
     trace = sample_trace(plan.workload, Sampling(rate=1.0))
     assert trace.blocks.shape[0] == 20_000
     assert mini_points(cfg, trace, caps, policy, plan.codec) == replay_points(cfg, caps, policy, plan.codec)
+
+
+def test_miniature_estimate_weighs_each_sampled_miss_by_one_over_the_rate() -> None:
+    """At R = 1/4 a miniature that read 50 blocks (200 tokens) and hit 30 (120) missed 20 (80), which
+    stand for 80 misses (320 tokens) in the trace; of the trace's 180 reads (720 tokens) 100 (400) hit.
+    A miniature that missed more than the trace read is clipped to no hit."""
+    counts = TraceCounts(references=200, reads=180, read_tokens=720)
+    hits, tokens = mini_estimate([(30, 50, 120, 200, 0), (0, 50, 0, 200, 0)], counts, 0.25)
+    assert hits.tolist() == [100, 0] and tokens.tolist() == [400, 0]
 
 
 def test_miniature_simulation_replays_the_sample_at_a_scaled_capacity(make_cfg: Callable[..., Any]) -> None:

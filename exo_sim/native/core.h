@@ -103,6 +103,8 @@ Py_ssize_t pol_len(PolicyRef *r);
 
 /* helpers */
 int exo_as_key(PyObject *o, int64_t *out); /* Python int -> int64; -1 with an exception */
+/* (key, next_access=NEVER) of a fastcall; TypeError naming sig on a wrong count */
+int exo_parse_key_next(PyObject *const *args, Py_ssize_t nargs, int64_t *key, int64_t *next, const char *sig);
 
 int exo_queue_add_types(PyObject *module);
 int exo_hierarchy_add_type(PyObject *module);

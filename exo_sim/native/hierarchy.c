@@ -514,24 +514,9 @@ fail:
     return NULL;
 }
 
-static int parse_key_na(PyObject *const *args, Py_ssize_t nargs, int64_t *key, int64_t *na, const char *sig) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, sig);
-        return -1;
-    }
-    if (exo_as_key(args[0], key) < 0) return -1;
-    *na = EXO_NEVER;
-    if (nargs == 2) {
-        long long v = PyLong_AsLongLong(args[1]);
-        if (v == -1 && PyErr_Occurred()) return -1;
-        *na = v;
-    }
-    return 0;
-}
-
 static PyObject *core_write(Core *h, PyObject *const *args, Py_ssize_t nargs) {
     int64_t b, na;
-    if (parse_key_na(args, nargs, &b, &na, "write(block, next_access=NEVER)") < 0) return NULL;
+    if (exo_parse_key_next(args, nargs, &b, &na, "write(block, next_access=NEVER)") < 0) return NULL;
     h->now = h->accesses;
     if (set_next(h, b, na) < 0) return NULL;
     int t = tier_of(h, b);

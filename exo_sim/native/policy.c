@@ -77,9 +77,9 @@ static const ExoPolicyVT *vt_of(PyObject *self) {
     return vt;
 }
 
-static int parse_key_next(PyObject *const *args, Py_ssize_t nargs, int64_t *key, int64_t *next) {
+int exo_parse_key_next(PyObject *const *args, Py_ssize_t nargs, int64_t *key, int64_t *next, const char *sig) {
     if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "expected (key, next_access=NEVER)");
+        PyErr_SetString(PyExc_TypeError, sig);
         return -1;
     }
     if (exo_as_key(args[0], key) < 0) return -1;
@@ -95,7 +95,7 @@ static int parse_key_next(PyObject *const *args, Py_ssize_t nargs, int64_t *key,
 static PyObject *np_insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     int64_t key, next;
     const ExoPolicyVT *vt = vt_of(self);
-    if (vt == NULL || parse_key_next(args, nargs, &key, &next) < 0) return NULL;
+    if (vt == NULL || exo_parse_key_next(args, nargs, &key, &next, "expected (key, next_access=NEVER)") < 0) return NULL;
     if (vt->insert(self, key, next) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -103,7 +103,7 @@ static PyObject *np_insert(PyObject *self, PyObject *const *args, Py_ssize_t nar
 static PyObject *np_access(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     int64_t key, next;
     const ExoPolicyVT *vt = vt_of(self);
-    if (vt == NULL || parse_key_next(args, nargs, &key, &next) < 0) return NULL;
+    if (vt == NULL || exo_parse_key_next(args, nargs, &key, &next, "expected (key, next_access=NEVER)") < 0) return NULL;
     if (vt->access(self, key, next) < 0) return NULL;
     Py_RETURN_NONE;
 }
