@@ -5,7 +5,7 @@ Prints, for 2,000,000 Zipf(1.0) references over 100,000 objects with a 10,000-bl
     `experiment=single_tier`, reading the trace from an oracleGeneral file),
   * libCacheSim's rate (its C `process_trace` on the same file) and the ratio exo/libCacheSim,
     and whether their miss counts are identical,
-  * the four-tier seed-workstation replay rate on the same references, for the Llama-3-8B KV payload
+  * the four-tier seed-workstation replay rate on the same file, for the Llama-3-8B KV payload
     (and its ratio to libCacheSim's single-tier rate) and for the RAG-chunk payload;
   * on Mooncake's conversation trace (../shared/traces), the default profile's replay under block
     reuse and under prefix reuse (requests/s of the same trace, its read included in both) and their ratio
@@ -100,8 +100,8 @@ def main() -> None:
                     overrides=[
                         f"payload={payload}",
                         "payload.weight_dtype=int4",  # bf16 Llama-3-8B weights do not fit the 8 GiB vram
-                        f"workload.objects={args.objects}",
-                        f"workload.accesses={args.accesses}",
+                        "workload=oracle_general",  # the very file libCacheSim and the single tier read
+                        f"workload.path={trace}",
                     ],
                 ))
                 for payload in ("llama3_8b_kv", "rag_chunk_minilm")
