@@ -9,6 +9,8 @@ workloads in three tiers, under block reuse and under prefix reuse, exclusive an
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -126,6 +128,17 @@ def test_a_user_policys_error_reaches_the_caller(user_policies: None) -> None:
     h.access_many([1, 2])
     with pytest.raises(RuntimeError, match="victim\\(\\) of a user policy failed"):
         h.access_many([3])
+
+
+def test_a_hierarchy_in_a_cycle_with_its_user_policy_is_collected(user_policies: None) -> None:
+    """The core holds a Python policy and its bound methods; the collector must see all of them."""
+    h = Hierarchy(small_spec([2, 3], policy="user_lru"))
+    h.access_many([1, 2, 3])
+    h.policies[0].owner = h  # type: ignore[union-attr]  # a cycle: hierarchy -> policy -> hierarchy
+    ref = weakref.ref(h)
+    del h
+    gc.collect()
+    assert ref() is None
 
 
 def test_native_policy_invariants_are_checked() -> None:

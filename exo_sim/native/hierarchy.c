@@ -903,7 +903,17 @@ static int core_traverse(Core *h, visitproc visit, void *arg) {
     Py_VISIT(h->copies);
     Py_VISIT(h->owner);
     Py_VISIT(h->transient);
-    for (int i = 0; h->pol != NULL && i < h->n; i++) Py_VISIT(h->pol[i].obj);
+    for (int i = 0; h->pol != NULL && i < h->n; i++) {
+        PolicyRef *r = &h->pol[i];
+        Py_VISIT(r->obj);
+        Py_VISIT(r->insert);
+        Py_VISIT(r->access);
+        Py_VISIT(r->touch);
+        Py_VISIT(r->release);
+        Py_VISIT(r->prepare);
+        Py_VISIT(r->remove);
+        Py_VISIT(r->victim);
+    }
     return 0;
 }
 
