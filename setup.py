@@ -23,6 +23,7 @@ setup(
                 "exo_sim/native/queue.c",
                 "exo_sim/native/hierarchy.c",
                 "exo_sim/native/keyset.c",
+                "exo_sim/native/keys.c",
                 "exo_sim/native/arc.c",
                 "exo_sim/native/lfu.c",
                 "exo_sim/native/belady.c",

@@ -106,6 +106,27 @@ int exo_as_key(PyObject *o, int64_t *out); /* Python int -> int64; -1 with an ex
 /* (key, next_access=NEVER) of a fastcall; TypeError naming sig on a wrong count */
 int exo_parse_key_next(PyObject *const *args, Py_ssize_t nargs, int64_t *key, int64_t *next, const char *sig);
 
+/* keys.c: a sequence of int64 keys read from Python, in place when it is a 1-D int64 buffer (a numpy
+ * array, array('q')), else through PySequence_Fast. keys_open -> keys_at(i) for i < n -> keys_close. */
+typedef struct {
+    Py_buffer view;
+    PyObject *fast;
+    const int64_t *data;
+    Py_ssize_t n;
+} Keys;
+int keys_open(PyObject *o, Keys *k, const char *what); /* -1 with a TypeError naming what */
+void keys_close(Keys *k);
+/* item i as int64; -1 with an exception (not an int, out of range, or the reserved key -2**63) */
+static inline int keys_at(Keys *k, Py_ssize_t i, int64_t *out) {
+    if (k->data == NULL) return exo_as_key(PySequence_Fast_GET_ITEM(k->fast, i), out);
+    if (k->data[i] == EXO_EMPTY) {
+        PyErr_SetString(PyExc_OverflowError, "block key -2**63 is reserved");
+        return -1;
+    }
+    *out = k->data[i];
+    return 0;
+}
+
 int exo_queue_add_types(PyObject *module);
 int exo_hierarchy_add_type(PyObject *module);
 int exo_keyset_add_type(PyObject *module);

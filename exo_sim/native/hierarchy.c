@@ -414,49 +414,6 @@ static int access_slow(Core *h, int64_t b, int64_t na, int64_t now, int t) {
     return admit(h, top, b, na, t);
 }
 
-/* ------------------------------------------------------------------ reading keys from Python */
-typedef struct {
-    Py_buffer view;
-    PyObject *fast;
-    const int64_t *data;
-    Py_ssize_t n;
-} Keys;
-
-static int keys_open(PyObject *o, Keys *k, const char *what) {
-    k->fast = NULL;
-    k->data = NULL;
-    k->view.obj = NULL;
-    if (PyObject_CheckBuffer(o) && PyObject_GetBuffer(o, &k->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
-        const char *f = k->view.format;
-        if (f != NULL && (f[0] == '<' || f[0] == '=' || f[0] == '@')) f++;
-        if (k->view.ndim == 1 && k->view.itemsize == 8 && f != NULL && (f[0] == 'l' || f[0] == 'q') && f[1] == 0) {
-            k->data = (const int64_t *)k->view.buf;
-            k->n = k->view.len / 8;
-            return 0;
-        }
-        PyBuffer_Release(&k->view);
-        k->view.obj = NULL;
-    }
-    PyErr_Clear();
-    k->fast = PySequence_Fast(o, what);
-    if (k->fast == NULL) return -1;
-    k->n = PySequence_Fast_GET_SIZE(k->fast);
-    return 0;
-}
-
-static inline int keys_at(Keys *k, Py_ssize_t i, int64_t *out) {
-    if (k->data != NULL) {
-        *out = k->data[i];
-        return 0;
-    }
-    return exo_as_key(PySequence_Fast_GET_ITEM(k->fast, i), out);
-}
-
-static void keys_close(Keys *k) {
-    if (k->view.obj != NULL) PyBuffer_Release(&k->view);
-    Py_CLEAR(k->fast);
-}
-
 /* ------------------------------------------------------------------ Python methods */
 static PyObject *core_access_many(Core *h, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 2) {

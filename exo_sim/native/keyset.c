@@ -30,49 +30,21 @@ static PyObject *ks_add(KeySet *s, PyObject *arg) {
 }
 
 static PyObject *ks_update(KeySet *s, PyObject *arg) {
+    Keys keys;
+    if (keys_open(arg, &keys, "update() takes a sequence of ints") < 0) return NULL;
     Py_ssize_t added = 0;
-    Py_buffer view;
-    if (PyObject_CheckBuffer(arg) && PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
-        const char *f = view.format;
-        if (f != NULL && (f[0] == '<' || f[0] == '=' || f[0] == '@')) f++;
-        if (view.ndim == 1 && view.itemsize == 8 && f != NULL && (f[0] == 'l' || f[0] == 'q') && f[1] == 0) {
-            const int64_t *d = view.buf;
-            for (Py_ssize_t i = 0; i < view.len / 8; i++) {
-                if (d[i] == EXO_EMPTY) {
-                    PyBuffer_Release(&view);
-                    PyErr_SetString(PyExc_OverflowError, "block key -2**63 is reserved");
-                    return NULL;
-                }
-                if (keymap_get(&s->map, d[i]) != NULL) continue;
-                if (keymap_put(&s->map, d[i], 0) < 0) {
-                    PyBuffer_Release(&view);
-                    return NULL;
-                }
-                added++;
-            }
-            PyBuffer_Release(&view);
-            return PyLong_FromSsize_t(added);
-        }
-        PyBuffer_Release(&view);
-    }
-    PyErr_Clear();
-    PyObject *fast = PySequence_Fast(arg, "update() takes a sequence of ints");
-    if (fast == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+    for (Py_ssize_t i = 0; i < keys.n; i++) {
         int64_t key;
-        if (exo_as_key(PySequence_Fast_GET_ITEM(fast, i), &key) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
+        if (keys_at(&keys, i, &key) < 0) goto fail;
         if (keymap_get(&s->map, key) != NULL) continue;
-        if (keymap_put(&s->map, key, 0) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
+        if (keymap_put(&s->map, key, 0) < 0) goto fail;
         added++;
     }
-    Py_DECREF(fast);
+    keys_close(&keys);
     return PyLong_FromSsize_t(added);
+fail:
+    keys_close(&keys);
+    return NULL;
 }
 
 static PyObject *ks_nbytes(KeySet *s, PyObject *Py_UNUSED(ignored)) { return PyLong_FromSize_t(keymap_bytes(&s->map)); }
