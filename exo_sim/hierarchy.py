@@ -6,7 +6,7 @@ the wall clock — so their decisions are identical for the same config and work
 
 The loop is written once, in C (``exo_sim/native/hierarchy.c``, the extension ``exo_sim._core``):
 :class:`Hierarchy` is :class:`~exo_sim._core.HierarchyCore` plus what is read rather than decided
-(counters, flows, link bytes, invariants), in Python. Its rules::
+(counters, link bytes, invariants), in Python. Its rules::
 
     access(b):
         t = tier holding b (the highest one, under write-through)
@@ -127,7 +127,6 @@ class Hierarchy(HierarchyCore):
         self.spec = spec
         self.usable = [t.usable for t in spec.tiers]
         self.where = Where(self)
-        self._flows_mark = self._flow_totals()
 
     @property
     def top_room(self) -> int:
@@ -179,45 +178,6 @@ class Hierarchy(HierarchyCore):
                 )
             )
             reached -= self.hits[k]
-        return out
-
-    def _flow_totals(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, int]:
-        return (
-            tuple(self.promotions),
-            tuple(self.demotions),
-            tuple(self.drops),
-            self.recomputed_blocks + self.new_blocks,
-            self.persists,
-        )
-
-    def take_flows(self) -> dict[tuple[int | None, int | None], int]:
-        """Moves since the last call, counted by ``(src, dst)``; no move list needed.
-
-        Every move the core makes is one of: computed -> top (``(None, top)``), a promotion
-        ``(t, top)``, a demotion ``(k, next usable tier)``, a drop ``(k, None)`` or a write-through
-        persist ``(top, last)``. So the counters alone give, per request, exactly the counts that
-        ``record_moves`` would list — the timed model uses this instead of the list.
-        """
-        cur = self._flow_totals()
-        prev = self._flows_mark
-        self._flows_mark = cur
-        out: dict[tuple[int | None, int | None], int] = {}
-        top = self.top
-        for t, (now_p, was_p, now_d, was_d, now_x, was_x) in enumerate(
-            zip(cur[0], prev[0], cur[1], prev[1], cur[2], prev[2], strict=True)
-        ):
-            if now_p != was_p:
-                out[(t, top)] = now_p - was_p
-            if now_d != was_d:
-                key = (t, self._below[t])
-                out[key] = out.get(key, 0) + now_d - was_d
-            if now_x != was_x:
-                out[(t, None)] = now_x - was_x
-        if cur[3] != prev[3]:
-            out[(None, top)] = cur[3] - prev[3]
-        if cur[4] != prev[4]:
-            key = (top, self.last)
-            out[key] = out.get(key, 0) + cur[4] - prev[4]
         return out
 
     def link_bytes(self) -> dict[tuple[int, int], int]:

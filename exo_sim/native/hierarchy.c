@@ -36,6 +36,7 @@ typedef struct {
     KeyMap where, next_access, pinned_set;
     int64_t *pinned;
     size_t n_pinned, cap_pinned;
+    int64_t *flow_mark; /* take_flows: promotions, demotions, drops per tier, computed, persists at the last call */
     PyObject *copies, *owner, *transient; /* dict[int, list[int]], dict[int, int], set[int] */
 } Core;
 
@@ -765,6 +766,53 @@ static PyObject *int_list(const int64_t *a, int n) {
     return l;
 }
 
+/* One flow of take_flows: out[(src, dst)] += count, src / dst -1 for None. */
+static int add_flow(PyObject *out, int src, int dst, int64_t count) {
+    PyObject *a = src < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(src);
+    PyObject *b = dst < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(dst);
+    PyObject *key = (a != NULL && b != NULL) ? PyTuple_Pack(2, a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    if (key == NULL) return -1;
+    PyObject *was = PyDict_GetItemWithError(out, key);
+    PyObject *v = NULL;
+    if (was != NULL) {
+        long long w = PyLong_AsLongLong(was);
+        if (!(w == -1 && PyErr_Occurred())) v = PyLong_FromLongLong(w + count);
+    } else if (!PyErr_Occurred()) {
+        v = PyLong_FromLongLong(count);
+    }
+    int rc = v == NULL ? -1 : PyDict_SetItem(out, key, v);
+    Py_XDECREF(v);
+    Py_DECREF(key);
+    return rc;
+}
+
+static PyObject *core_take_flows(Core *h, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = PyDict_New();
+    if (out == NULL) return NULL;
+    int n = h->n;
+    int64_t *mark = h->flow_mark;
+    for (int t = 0; t < n; t++) {
+        int64_t dp = h->promotions[t] - mark[t], dd = h->demotions[t] - mark[n + t], dx = h->drops[t] - mark[2 * n + t];
+        if (dp && add_flow(out, t, h->top, dp) < 0) goto fail;
+        if (dd && add_flow(out, t, h->below[t], dd) < 0) goto fail;
+        if (dx && add_flow(out, t, -1, dx) < 0) goto fail;
+        mark[t] = h->promotions[t];
+        mark[n + t] = h->demotions[t];
+        mark[2 * n + t] = h->drops[t];
+    }
+    int64_t computed = h->recomputed_blocks + h->new_blocks;
+    if (computed != mark[3 * n] && add_flow(out, -1, h->top, computed - mark[3 * n]) < 0) goto fail;
+    if (h->persists != mark[3 * n + 1] && add_flow(out, h->top, h->last, h->persists - mark[3 * n + 1]) < 0) goto fail;
+    mark[3 * n] = computed;
+    mark[3 * n + 1] = h->persists;
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ construction */
 static int core_init(Core *h, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"policies", "high", "evict_to", "block_bytes", "write_through", "record_moves",
@@ -796,7 +844,8 @@ static int core_init(Core *h, PyObject *args, PyObject *kwds) {
         *arrays[i] = PyMem_Calloc(n, sizeof(int64_t));
         if (*arrays[i] == NULL) return PyErr_NoMemory(), -1;
     }
-    if (h->pol == NULL || h->below == NULL) return PyErr_NoMemory(), -1;
+    h->flow_mark = PyMem_Calloc(3 * (size_t)n + 2, sizeof(int64_t));
+    if (h->pol == NULL || h->below == NULL || h->flow_mark == NULL) return PyErr_NoMemory(), -1;
     PyObject *seqs[] = {high, evict_to, bytes};
     int64_t *dst[] = {h->high, h->evict_to, h->bytes};
     for (int s = 0; s < 3; s++) {
@@ -891,6 +940,7 @@ static void core_dealloc(Core *h) {
     core_clear(h);
     PyMem_Free(h->pol);
     PyMem_Free(h->below);
+    PyMem_Free(h->flow_mark);
     int64_t *arrays[] = {h->high, h->evict_to, h->bytes, h->used, h->peak, h->hits, h->promotions,
                          h->demotions, h->drops, h->stranded, h->change_time};
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++) PyMem_Free(arrays[i]);
@@ -1029,6 +1079,8 @@ static PyMethodDef core_methods[] = {
      "Serve one block of the cached prefix from the copy key in tier (a hit there)."},
     {"compute", (PyCFunction)(void (*)(void))core_compute, METH_VARARGS | METH_KEYWORDS,
      "Prefill block b (read) or write it as output (read=False) and admit it to the top tier."},
+    {"take_flows", (PyCFunction)core_take_flows, METH_NOARGS,
+     "Moves since the last call (or since the core was made), counted by (src, dst); None for computed / dropped."},
     {"end_request", (PyCFunction)core_end_request, METH_NOARGS,
      "The request in flight finished: release its blocks tail-first and free its uncacheable ones."},
     {"holds", (PyCFunction)core_holds, METH_VARARGS, "Whether tier k holds key now."},

@@ -96,8 +96,8 @@ class OpenLoop(ArrivalProcess):
         """Arrival time (s) of each request of ``chunk``, non-decreasing and after the previous chunk's."""
 
     def start(self, model: TimedModel) -> None:
-        """One driver process hands each request to the model at its arrival time."""
-        model.env.process(model.open_loop(self.arrival_times))
+        """A feed hands each request to the model at its arrival time."""
+        model.open_loop(self.arrival_times)
 
 
 @register

@@ -51,16 +51,22 @@ from exo_sim.hierarchy import Hierarchy
 from exo_sim.replay import ProgressFn
 from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries, PairUsage
 from exo_sim.sim.links import Fabric, Link
-from exo_sim.sim.servers import Job, Server
+from exo_sim.sim.servers import Server
+from exo_sim.sim.service import HostService, Service
 from exo_sim.sim.settings import Locator, SimSettings
 from exo_sim.spec import Spec
 from exo_sim.workloads.base import RequestChunk
 
-Hops = list[tuple[Link, int, int]]
-"""A request's transfers: (link, bytes, blocks) per link it crosses."""
 Request = tuple[list[int], list[int], list[bool] | None, list[int] | None]
 
 SimEvent = Generator[simpy.Event, Any, None]
+
+
+_ROW = (
+    "agent", "in_system_at_arrival", "blocks_read", "blocks_written", "recomputed_blocks", "prompt_tokens",
+    "cached_tokens", "prefill_tokens", "recomputed_tokens", "stranded_blocks", "refused", "bytes_loaded",
+)
+"""The integer per-request columns, in the order :meth:`TimedModel._issue` appends them."""
 
 
 def _codec_pairs(spec: Spec) -> list[tuple[int, int, str]]:
@@ -116,26 +122,17 @@ class TimedModel:
         self.log: list[tuple[float, float, str, str]] | None = None
         if keep_log:
             self.enable_log()
-        # per-request columns (see exo_sim.results.REQUEST_COLUMNS)
-        self.agent_of = array("q")
+        # per-request columns (see exo_sim.results.REQUEST_COLUMNS): times, the integer row, hits per tier
         self.arrival_s = array("d")
         self.served_s = array("d")
-        self.blocks_read = array("q")
-        self.blocks_written = array("q")
-        self.recomputed = array("q")
-        self.bytes_loaded = array("q")
-        self.in_system_seen = array("q")
-        self.prompt_tokens = array("q")
-        self.cached_tokens = array("q")
-        self.prefill_tokens = array("q")
-        self.recomputed_tokens = array("q")
-        self.stranded = array("q")
-        self.refused = array("b")
         self.queue_s = array("d")
         self.load_s = array("d")
         self.compute_s = array("d")
-        self._found: list[list[int]] = []
-        self._flow_kinds: dict[tuple[int | None, int | None], tuple[bool, tuple[int, ...], float, int]] = {}
+        self._rows = array("q")  # _ROW's fields, one row per request
+        self._hits = array("q")  # n_tiers per request
+        self._n_links = len(self._up_order)
+        ends: list[int | None] = [*range(n), None]
+        self._flow_kinds = {(a, b): self._flow_kind(a, b) for a in ends for b in ends}
         self.in_system = 0
         self._in_system_area = 0.0
         self._in_system_since = 0.0
@@ -191,15 +188,15 @@ class TimedModel:
         down += [link for link in self.fabric.links if link not in down]
         return up, down
 
-    def _flow_kind(self, src: int | None, dst: int | None) -> tuple[bool, tuple[int, ...], float, int]:
+    def _flow_kind(self, src: int | None, dst: int | None) -> tuple[bool, tuple[int, ...], float, int] | None:
         """What a move from ``src`` to ``dst`` costs.
 
         Returns ``(promotion?, positions in the up or down order of the links it crosses, codec
-        seconds per block, bytes per block as it crosses)``; computed or written blocks and drops
-        cross no link: ``(False, (), 0.0, 0)``.
+        seconds per block, bytes per block as it crosses)``; ``None`` for computed or written blocks
+        and drops, which cross no link (and for pairs no move joins).
         """
-        if src is None or dst is None:
-            return (False, (), 0.0, 0)
+        if src is None or dst is None or not self._routes[src][dst]:
+            return None
         promotion = dst < src
         order = self._up_order if promotion else self._down_order
         hops = tuple(order.index(link) for link in self._routes[src][dst])
@@ -219,106 +216,95 @@ class TimedModel:
 
         Returns whether it is still being served (``waiter``, if given, succeeds when it is).
         """
-        h = self.h
         now = self.env.now
-        self._in_system_area += self.in_system * (now - self._in_system_since)
+        in_system = self.in_system
+        self._in_system_area += in_system * (now - self._in_system_since)
         self._in_system_since = now
-        self.in_system_seen.append(self.in_system)
-        self.in_system += 1
+        self.in_system = in_system + 1
         served = self.driver.request(blocks, tokens, writes, nxt, now)
 
         rid = len(self.arrival_s)
-        self.agent_of.append(agent)
         self.arrival_s.append(now)
         self.served_s.append(math.nan)
-        self.blocks_read.append(served.reads)
-        self.blocks_written.append(served.writes)
-        self.recomputed.append(served.reads - served.hit_blocks if not served.refused else 0)
-        self.prompt_tokens.append(served.prompt_tokens)
-        self.cached_tokens.append(served.hit_tokens)
-        self.prefill_tokens.append(served.prefill_tokens)
-        self.recomputed_tokens.append(served.recomputed_tokens)
-        self.stranded.append(served.stranded)
-        self.refused.append(served.refused)
         self.queue_s.append(0.0)
         self.load_s.append(0.0)
-        self.compute_s.append(0.0)
-        self._found.append(served.found)
+        self._hits.extend(served.found)
+        reads, writes_n, hit_blocks = served.reads, served.writes, served.hit_blocks
         if served.refused:
-            self.bytes_loaded.append(0)
-            self._depart(rid)
+            self.compute_s.append(0.0)
+            self._rows.extend((agent, in_system, reads, writes_n, 0, served.prompt_tokens, served.hit_tokens,
+                               served.prefill_tokens, served.recomputed_tokens, served.stranded, 1, 0))
+            self.depart(rid)
             return False
-        flows = h.take_flows()
         kinds = self._flow_kinds
-        n_links = len(self._up_order)
-        up = [0] * n_links  # bytes per link, by position in the up / down order
-        down = [0] * n_links
-        up_n = [0] * n_links  # blocks per link
-        down_n = [0] * n_links
+        up: list[int] | None = None  # bytes per link, by position in the up / down order
+        down: list[int] | None = None
+        up_n: list[int] = []  # blocks per link
+        down_n: list[int] = []
         up_codec = down_codec = 0.0
         loaded = 0
         copies: list[tuple[int, int, int]] = []  # host copies: (src, dst, blocks)
         host_copies = self.engine_costs.host_copies
-        for key, count in flows.items():
-            kind = kinds.get(key)
-            if kind is None:
-                kind = kinds[key] = self._flow_kind(*key)
-            promotion, hops, codec_s, nbytes = kind
-            if not hops:  # computed / written, or dropped: no transfer
+        for key, count in self.h.take_flows().items():
+            kind = kinds[key]
+            if kind is None:  # computed / written, or dropped: no transfer
                 continue
+            promotion, hops, codec_s, nbytes = kind
             total = count * nbytes
             if host_copies:
                 copies.append((key[0], key[1], count))  # type: ignore[arg-type]
             if promotion:
+                if up is None:
+                    up, up_n = [0] * self._n_links, [0] * self._n_links
                 loaded += total
                 for i in hops:
                     up[i] += total
                     up_n[i] += count
                 up_codec += count * codec_s
             else:
+                if down is None:
+                    down, down_n = [0] * self._n_links, [0] * self._n_links
                 for i in hops:
                     down[i] += total
                     down_n[i] += count
                 down_codec += count * codec_s
-        self.bytes_loaded.append(loaded)
-        if self.settings.encode is not None:  # rag_chunk: the encoder embeds the missed and the written blocks
-            compute_s = self.settings.encode.seconds(served.reads - served.hit_blocks + served.writes)
-        elif self.prefix:
-            compute_s = self.cost.seconds(served.prefill_tokens, served.hit_tokens)
+        settings = self.settings
+        if settings.encode is not None:  # rag_chunk: the encoder embeds the missed and the written blocks
+            compute_s = settings.encode.seconds(reads - hit_blocks + writes_n)
         else:
-            compute_s = self.cost.seconds(served.prefill_tokens, 0)
-        self.compute_s[rid] = compute_s
+            compute_s = self.cost.seconds(served.prefill_tokens, served.hit_tokens if self.prefix else 0)
+        self.compute_s.append(compute_s)
+        self._rows.extend((agent, in_system, reads, writes_n, reads - hit_blocks, served.prompt_tokens,
+                           served.hit_tokens, served.prefill_tokens, served.recomputed_tokens, served.stranded, 0,
+                           loaded))
         ec = self.engine_costs
         top_bytes = self._top_block_bytes
-        stored = served.reads - served.hit_blocks + served.writes
+        stored = reads - hit_blocks + writes_n
         after = ec.store_s(stored, stored * top_bytes)  # after the first token: the new KV into the top tier
-        if self.prefix and served.output_tokens and self.settings.encode is None:
+        if self.prefix and served.output_tokens and settings.encode is None:
             # the written (output) blocks' KV, computed once the prompt is: after the first token
             after += self.cost.seconds(served.output_tokens, served.prompt_tokens)
         around = (
-            ec.schedule_s(served.reads + served.writes),
-            ec.load_s(served.hit_blocks, served.hit_blocks * top_bytes) if self.prefix else 0.0,
+            ec.schedule_s(reads + writes_n),
+            ec.load_s(hit_blocks, hit_blocks * top_bytes) if self.prefix else 0.0,
             after,
         )
         label = f"r{rid}" if self.log is not None else ""
         if host_copies:
             copy_s = sum(self._host_copy_s(src, dst, n) for src, dst, n in copies) + up_codec + down_codec
             if not (copy_s or compute_s or any(around)):
-                self._depart(rid)
+                self.depart(rid)
                 return False
-            self.env.process(self._serve_host(rid, copy_s, compute_s, around, label, waiter))
+            HostService(self, rid, copy_s, compute_s, around, label, waiter)
             return True
-        up_hops = [(link, b, n) for link, b, n in zip(self._up_order, up, up_n, strict=True) if b] if any(up) else []
+        up_hops = [(link, b, n) for link, b, n in zip(self._up_order, up, up_n, strict=True) if b] if up else []
         down_hops = (
-            [(link, b, n) for link, b, n in zip(self._down_order, down, down_n, strict=True) if b] if any(down) else []
+            [(link, b, n) for link, b, n in zip(self._down_order, down, down_n, strict=True) if b] if down else []
         )
-        demote = bool(down_hops or down_codec)
-        if not (up_hops or up_codec or compute_s or demote or any(around)):
-            self._depart(rid)
+        if not (up_hops or up_codec or compute_s or down_hops or down_codec or any(around)):
+            self.depart(rid)
             return False
-        self.env.process(
-            self._serve(rid, up_hops, up_codec, compute_s, (down_hops, down_codec), around, label, waiter)
-        )
+        Service(self, rid, up_hops, up_codec, compute_s, (down_hops, down_codec), around, label, waiter)
         return True
 
     def _host_copy_s(self, src: int, dst: int, blocks: int) -> float:
@@ -347,132 +333,7 @@ class TimedModel:
         usage.busy_s += seconds
         return seconds
 
-    def _demote(self, down: tuple[Hops, float], label: str) -> simpy.Event | None:
-        """Start a request's demotions; return the event a ``sync`` request waits for (else ``None``)."""
-        hops, codec_s = down
-        if not (hops or codec_s):
-            return None
-        chain = _Pipeline if self.settings.pipeline else _Chain
-        if self.settings.demotion_sync:
-            done = self.env.event()
-            chain(self, hops, codec_s, label, lambda: done.succeed())
-            return done
-        chain(self, hops, codec_s, label, self._background_done)
-        return None
-
-    def _serve(
-        self,
-        rid: int,
-        up_hops: Hops,
-        up_codec: float,
-        compute_s: float,
-        down: tuple[Hops, float],
-        around: tuple[float, float, float],
-        label: str,
-        waiter: simpy.Event | None,
-    ) -> SimEvent:
-        """One request on a compute engine: wait for it, load the cached prefix, prefill the rest.
-
-        ``around`` is ``(schedule, kv load, kv store)`` seconds (``hardware.engine``): the engine
-        schedules the request first, loads the cached prefix out of the top tier once its promotions
-        have arrived (part of the load), and stores the new KV after the first token, still held.
-
-        ``overlap=none``: the load (links, then codec decode) and then the prefill, one after the
-        other. ``layerwise``: both start together and the prefill of layer i waits for layer i's KV,
-        so the pair takes ``max(load, compute) + min(load, compute) / layers`` (the first layer's
-        load, or the last layer's compute, cannot overlap). The engine is held throughout. The
-        victims the request's blocks displaced are demoted once it holds the engine (a serving
-        engine evicts when it schedules a request), after its own loads have started; with
-        ``demotion=sync`` its TTFT also includes waiting for them.
-        """
-        env = self.env
-        arrival = self.arrival_s[rid]
-        schedule_s, kv_load_s, store_s = around
-        demoted = None
-        if compute_s or up_hops or up_codec or schedule_s or kv_load_s or store_s:
-            claim = self.engine.claim(label)
-            yield claim
-            start = env.now
-            self.queue_s[rid] = start - arrival
-            if schedule_s:
-                yield env.timeout(schedule_s)
-            loaded = None
-            if up_hops or up_codec:
-                loaded = env.event()
-                chain = _Pipeline if self.settings.pipeline else _Chain
-                chain(self, up_hops, up_codec, label, lambda: loaded.succeed(env.now))
-            demoted = self._demote(down, label)
-            if self.settings.layerwise and (loaded is not None or kv_load_s) and compute_s:
-                computed = env.timeout(compute_s)
-                if loaded is not None:
-                    yield loaded
-                if kv_load_s:
-                    yield env.timeout(kv_load_s)
-                load_s = env.now - start
-                if not computed.processed:
-                    yield computed
-                tail = min(load_s, compute_s) / self.settings.layers
-                if tail > 0:
-                    yield env.timeout(tail)
-                self.load_s[rid] = load_s
-            else:
-                if loaded is not None:
-                    yield loaded
-                if kv_load_s:
-                    yield env.timeout(kv_load_s)
-                self.load_s[rid] = env.now - start
-                if compute_s:
-                    yield env.timeout(compute_s)
-            first_token = env.now
-            yield from self._after_first_token(claim, store_s)
-        else:
-            demoted = self._demote(down, label)
-            first_token = env.now
-        if demoted is not None and not demoted.triggered:
-            yield demoted
-            first_token = env.now
-        self._depart(rid, first_token)
-        if waiter is not None:
-            waiter.succeed()
-
-    def _serve_host(
-        self,
-        rid: int,
-        copy_s: float,
-        compute_s: float,
-        around: tuple[float, float, float],
-        label: str,
-        waiter: simpy.Event | None,
-    ) -> SimEvent:
-        """One request on an engine that copies blocks itself (``hardware.engine.copies=host``).
-
-        Held throughout, one step after the other: schedule, copy the request's promotions and
-        demotions (with their codec work), load the cached prefix, prefill — the first token — then
-        store the new KV. There is nothing to overlap with: the same thread does every step.
-        """
-        env = self.env
-        schedule_s, kv_load_s, store_s = around
-        claim = self.engine.claim(label)
-        yield claim
-        start = env.now
-        self.queue_s[rid] = start - self.arrival_s[rid]
-        yield env.timeout(schedule_s + copy_s + kv_load_s)
-        self.load_s[rid] = env.now - start
-        if compute_s:
-            yield env.timeout(compute_s)
-        first_token = env.now
-        yield from self._after_first_token(claim, store_s)
-        self._depart(rid, first_token)
-        if waiter is not None:
-            waiter.succeed()
-
-    def _after_first_token(self, claim: Job, store_s: float) -> SimEvent:
-        """The engine's work after a request's first token (its output blocks, its store), then its release."""
-        if store_s:
-            yield self.env.timeout(store_s)
-        self.engine.release(claim)
-
-    def _depart(self, rid: int, first_token_s: float | None = None) -> None:
+    def depart(self, rid: int, first_token_s: float | None = None) -> None:
         """Request ``rid`` leaves the engine now; its first token came at ``first_token_s`` (default now)."""
         now = self.env.now
         self._in_system_area += self.in_system * (now - self._in_system_since)
@@ -481,7 +342,8 @@ class TimedModel:
         self.served_s[rid] = now if first_token_s is None else first_token_s
         self.last_end_s = max(self.last_end_s, now)
 
-    def _background_done(self, _event: simpy.Event | None = None) -> None:
+    def background_done(self) -> None:
+        """A background demotion has arrived (the makespan runs to the last transfer)."""
         self.last_end_s = self.env.now
 
     def _requests(self, chunk: RequestChunk) -> Iterator[Request]:
@@ -498,19 +360,9 @@ class TimedModel:
                 nxt[s:e] if nxt is not None else None,
             )
 
-    def open_loop(self, arrival_times: Callable[[RequestChunk], np.ndarray]) -> SimEvent:
-        """Driver of an open-loop process: each request enters at its arrival time, in workload order."""
-        env = self.env
-        progress = self._progress
-        issue = self._issue
-        for chunk in self._chunks:
-            times = arrival_times(chunk).tolist()
-            for t, req in zip(times, self._requests(chunk), strict=True):
-                if t > env.now:
-                    yield env.timeout(t - env.now)
-                issue(req[0], req[1], req[2], req[3], -1, None)
-            if progress is not None:
-                progress(chunk.n_refs)
+    def open_loop(self, arrival_times: Callable[[RequestChunk], np.ndarray]) -> None:
+        """Start an open-loop feed: each request enters at its arrival time, in workload order."""
+        _OpenLoopFeed(self, arrival_times)
 
     def _request_stream(self) -> Iterator[Request]:
         progress = self._progress
@@ -561,8 +413,8 @@ class TimedModel:
         self._every = max(1, every)
         self.driver.sample_into(series, self._every)
         self._progress = progress
-        start(self)
         with fewer_collections():
+            start(self)
             self.env.run()
 
     # ------------------------------------------------------------------ results
@@ -621,107 +473,53 @@ class TimedModel:
         def floats(a: array[float]) -> np.ndarray:
             return np.frombuffer(a, dtype=np.float64).copy() if len(a) else np.zeros(0)
 
-        def ints(a: array[int]) -> np.ndarray:
-            return np.frombuffer(a, dtype=np.int64).copy() if len(a) else np.zeros(0, dtype=np.int64)
-
         arrival, served = floats(self.arrival_s), floats(self.served_s)
-        hits = np.asarray(self._found, dtype=np.int64).reshape(n, len(self.spec.tiers))
+        rows = np.array(self._rows, dtype=np.int64).reshape(n, len(_ROW))
+        hits = np.array(self._hits, dtype=np.int64).reshape(n, len(self.spec.tiers))
         columns = {
             "request": np.arange(n, dtype=np.int64),
-            "agent": ints(self.agent_of),
             "arrival_s": arrival,
             "served_s": served,
             "ttft_s": served - arrival,
             "queue_s": floats(self.queue_s),
             "load_s": floats(self.load_s),
             "compute_s": floats(self.compute_s),
-            "prompt_tokens": ints(self.prompt_tokens),
-            "cached_tokens": ints(self.cached_tokens),
-            "prefill_tokens": ints(self.prefill_tokens),
-            "recomputed_tokens": ints(self.recomputed_tokens),
-            "blocks_read": ints(self.blocks_read),
-            "blocks_written": ints(self.blocks_written),
-            "recomputed_blocks": ints(self.recomputed),
-            "stranded_blocks": ints(self.stranded),
-            "bytes_loaded": ints(self.bytes_loaded),
-            "in_system_at_arrival": ints(self.in_system_seen),
-            "refused": np.frombuffer(self.refused, dtype=np.int8).astype(bool) if n else np.zeros(0, dtype=bool),
+            **{name: rows[:, i].copy() for i, name in enumerate(_ROW)},  # each column contiguous
         }
+        columns["refused"] = columns["refused"].astype(bool)
         assert set(columns) == set(REQUEST_COLUMNS)
         return columns, hits
 
 
-class _Chain:
-    """Store-and-forward: one hop after the other, then the codec work, then ``done``.
+class _OpenLoopFeed:
+    """Hands each request to the model at its arrival time: a timeout's callback, no SimPy process."""
 
-    Driven by the jobs' own callbacks (no SimPy process): each hop is one event.
-    """
+    __slots__ = ("model", "items", "pending")
 
-    __slots__ = ("model", "hops", "i", "codec_s", "label", "done")
-
-    def __init__(
-        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], object]
-    ) -> None:
+    def __init__(self, model: TimedModel, arrival_times: Callable[[RequestChunk], np.ndarray]) -> None:
         self.model = model
-        self.hops = hops
-        self.i = 0
-        self.codec_s = codec_s
-        self.label = label
-        self.done = done
-        self._next(None)
+        self.items = self._items(arrival_times)
+        self.pending: Request | None = None
+        self._step(None)
 
-    def _next(self, _event: simpy.Event | None) -> None:
-        if self.i < len(self.hops):
-            link, nbytes, blocks = self.hops[self.i]
-            self.i += 1
-            link.bytes_moved += nbytes  # Link.transfer, inlined: one call less per hop
-            link.transfers += 1
-            Job(
-                link.server, link.latency_s + blocks * link.block_s + nbytes / link.bandwidth_bytes_per_s, self.label
-            ).callbacks.append(self._next)
-        elif self.codec_s:
-            seconds, self.codec_s = self.codec_s, 0.0
-            Job(self.model.codec, seconds, self.label).callbacks.append(self._next)
-        else:
-            self.done()
+    def _items(self, arrival_times: Callable[[RequestChunk], np.ndarray]) -> Iterator[tuple[float, Request]]:
+        model = self.model
+        progress = model._progress
+        for chunk in model._chunks:
+            yield from zip(arrival_times(chunk).tolist(), model._requests(chunk), strict=True)
+            if progress is not None:
+                progress(chunk.n_refs)
 
-
-class _Pipeline:
-    """Pipelined: claim every link of the chain, hold them all, release them, then the codec work.
-
-    Links are claimed in link order (so two chains never deadlock) and held for the sum of their
-    latencies plus the slowest link's bytes / bandwidth.
-    """
-
-    def __init__(
-        self, model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], object]
-    ) -> None:
-        if len(hops) < 2:
-            _Chain(model, hops, codec_s, label, done)
-            return
-        model.env.process(self._run(model, hops, codec_s, label, done))
-
-    @staticmethod
-    def _run(
-        model: TimedModel, hops: Hops, codec_s: float, label: str, done: Callable[[], object]
-    ) -> Generator[simpy.Event, Any, None]:
-        env = model.env
-        claims = []
-        for link, _, _ in sorted(hops, key=lambda kv: kv[0].index):
-            claim = link.server.claim(label)
-            yield claim
-            claims.append((link, claim))
-        duration = (
-            sum(link.latency_s for link, _, _ in hops)
-            + max(blocks * link.block_s for link, _, blocks in hops)
-            + max(nbytes / link.bandwidth_bytes_per_s for link, nbytes, _ in hops)
-        )
-        yield env.timeout(duration)
-        for link, nbytes, _ in hops:
-            link.bytes_moved += nbytes
-            link.transfers += 1
-        for link, claim in claims:
-            link.server.release(claim)
-        if codec_s:
-            yield model.codec.job(codec_s, label)
-        done()
+    def _step(self, _event: simpy.Event | None) -> None:
+        env = self.model.env
+        issue = self.model._issue
+        req = self.pending
+        if req is not None:
+            self.pending = None
+            issue(req[0], req[1], req[2], req[3], -1, None)
+        for t, req in self.items:
+            if t > env.now:
+                self.pending = req
+                env.timeout(t - env.now).callbacks.append(self._step)
+                return
+            issue(req[0], req[1], req[2], req[3], -1, None)

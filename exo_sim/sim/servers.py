@@ -2,14 +2,15 @@
 
 Links (their channels), prefill engines and codec engines are all one :class:`Server`: ``capacity``
 servers, a FIFO queue, and jobs that each hold one server. It is a ``BaseResource`` subclass with
-the two usual hooks: a *put* is a :class:`Job`, a *get* a :class:`Release`.
+the usual *put* hook: a *put* is a :class:`Job`; :meth:`Server.release` gives a claim's server back at once.
 
 A job of known duration (a transfer, a recompute) is one event that **succeeds when the job ends**:
 when a server is free it starts at once and is scheduled ``duration_s`` ahead, so a transfer costs
 one event instead of the usual request / timeout / release triple (the timed model makes a few per
 request, and there are hundreds of thousands of requests). A job with ``duration_s=None`` is a
-*claim*: it succeeds when it gets a server and holds it until :meth:`Server.release` — the classic
-request/release pair, used when one transfer holds several links at once (a pipelined chain).
+*claim*: it succeeds when it gets a server (or a set-up time after) and holds it until
+:meth:`Server.release` — the classic request/release pair, used when one transfer holds several
+links at once (a pipelined chain) and for a request on the serving engine.
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ class Job(Event):
     Attributes:
         duration_s: seconds it holds a server; ``None`` for a claim.
         label: a name for the server's log.
+        setup_s: a claim succeeds this long after it gets its server (work its holder does first).
         started_s: when it got a server (``None`` while queued).
     """
 
-    def __init__(self, server: Server, duration_s: float | None, label: str = "") -> None:
+    def __init__(self, server: Server, duration_s: float | None, label: str = "", setup_s: float = 0.0) -> None:
         env = self.env = server._env
         self.server = server
         self.duration_s = duration_s
         self.label = label
+        self.setup_s = setup_s
         if server.in_use < server._capacity and not server.put_queue:  # start now (inlined _start)
             server.in_use += 1
             server.jobs += 1
@@ -45,7 +48,7 @@ class Job(Event):
             self._value = None
             if duration_s is None:
                 self.callbacks: list[Any] = []
-                env.schedule(self, NORMAL)
+                env.schedule(self, NORMAL, setup_s)
             else:
                 self.callbacks = [server._done]
                 env.schedule(self, NORMAL, duration_s)
@@ -54,16 +57,6 @@ class Job(Event):
             self.callbacks = []
             self._value = PENDING
             server.put_queue.append(self)
-
-
-class Release(Event):
-    """Gives back the server a claim holds; succeeds at once."""
-
-    def __init__(self, server: Server, claim: Job) -> None:
-        super().__init__(server._env)
-        self.claim = claim
-        server._free(claim)
-        self.succeed()
 
 
 class Server(BaseResource):
@@ -99,13 +92,17 @@ class Server(BaseResource):
         """Queue a job holding one server for ``duration_s``; the event succeeds when it ends."""
         return Job(self, duration_s, label)
 
-    def claim(self, label: str = "") -> Job:
-        """Queue a claim; the event succeeds when it holds a server, until :meth:`release`."""
-        return Job(self, None, label)
+    def claim(self, label: str = "", setup_s: float = 0.0) -> Job:
+        """Queue a claim of a server, held until :meth:`release`.
 
-    def release(self, claim: Job) -> Release:  # type: ignore[override]
-        """Give back the server ``claim`` holds."""
-        return Release(self, claim)
+        The event succeeds ``setup_s`` seconds after the claim gets its server (``started_s``): the
+        holder's first step, timed with no event of its own.
+        """
+        return Job(self, None, label, setup_s)
+
+    def release(self, claim: Job) -> None:  # type: ignore[override]
+        """Give back the server ``claim`` holds, now (no event: the next queued job starts at once)."""
+        self._free(claim)
 
     def _trigger_put(self, get_event: Any) -> None:
         queue = self.put_queue
@@ -120,7 +117,7 @@ class Server(BaseResource):
         job._ok = True
         job._value = None
         if job.duration_s is None:
-            env.schedule(job, NORMAL)
+            env.schedule(job, NORMAL, job.setup_s)
         else:
             job.callbacks.insert(0, self._done)  # free the server before anyone waiting resumes
             env.schedule(job, NORMAL, job.duration_s)
