@@ -52,7 +52,7 @@ from exo_sim.replay import ProgressFn
 from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries, PairUsage
 from exo_sim.sim.links import Fabric, Link
 from exo_sim.sim.servers import Server
-from exo_sim.sim.service import HostService, Service
+from exo_sim.sim.service import Chain, Hops, HostService, Pipeline, Service
 from exo_sim.sim.settings import Locator, SimSettings
 from exo_sim.spec import Spec
 from exo_sim.workloads.base import RequestChunk
@@ -118,6 +118,10 @@ class TimedModel:
         self._pairs: dict[tuple[int, int], PairUsage] = {}
         self.driver = Driver(self.h, spec.reuse, spec.block_tokens)
         self.codec = Server(self.env, settings.codec_workers, "codec")
+        # what a request's service reads of the settings, at hand
+        self.chain: type[Chain | Pipeline] = Pipeline if settings.pipeline else Chain
+        self.layers = settings.layers if settings.layerwise else 0  # 0: the load, then the prefill
+        self.demotion_sync = settings.demotion_sync
         self.last_end_s = 0.0
         self.log: list[tuple[float, float, str, str]] | None = None
         if keep_log:
@@ -130,7 +134,6 @@ class TimedModel:
         self.compute_s = array("d")
         self._rows = array("q")  # _ROW's fields, one row per request
         self._hits = array("q")  # n_tiers per request
-        self._n_links = len(self._up_order)
         ends: list[int | None] = [*range(n), None]
         self._flow_kinds = {(a, b): self._flow_kind(a, b) for a in ends for b in ends}
         self.in_system = 0
@@ -237,10 +240,8 @@ class TimedModel:
             self.depart(rid)
             return False
         kinds = self._flow_kinds
-        up: list[int] | None = None  # bytes per link, by position in the up / down order
-        down: list[int] | None = None
-        up_n: list[int] = []  # blocks per link
-        down_n: list[int] = []
+        up: dict[int, list[int]] = {}  # [bytes, blocks] per link, by position in the up / down order
+        down: dict[int, list[int]] = {}
         up_codec = down_codec = 0.0
         loaded = 0
         copies: list[tuple[int, int, int]] = []  # host copies: (src, dst, blocks)
@@ -254,20 +255,19 @@ class TimedModel:
             if host_copies:
                 copies.append((key[0], key[1], count))  # type: ignore[arg-type]
             if promotion:
-                if up is None:
-                    up, up_n = [0] * self._n_links, [0] * self._n_links
                 loaded += total
-                for i in hops:
-                    up[i] += total
-                    up_n[i] += count
+                per_link = up
                 up_codec += count * codec_s
             else:
-                if down is None:
-                    down, down_n = [0] * self._n_links, [0] * self._n_links
-                for i in hops:
-                    down[i] += total
-                    down_n[i] += count
+                per_link = down
                 down_codec += count * codec_s
+            for i in hops:
+                carried = per_link.get(i)
+                if carried is None:
+                    per_link[i] = [total, count]
+                else:
+                    carried[0] += total
+                    carried[1] += count
         settings = self.settings
         if settings.encode is not None:  # rag_chunk: the encoder embeds the missed and the written blocks
             compute_s = settings.encode.seconds(reads - hit_blocks + writes_n)
@@ -297,10 +297,10 @@ class TimedModel:
                 return False
             HostService(self, rid, copy_s, compute_s, around, label, waiter)
             return True
-        up_hops = [(link, b, n) for link, b, n in zip(self._up_order, up, up_n, strict=True) if b] if up else []
-        down_hops = (
-            [(link, b, n) for link, b, n in zip(self._down_order, down, down_n, strict=True) if b] if down else []
-        )
+        order = self._up_order
+        up_hops: Hops = [(order[i], up[i][0], up[i][1]) for i in sorted(up)] if up else []
+        order = self._down_order
+        down_hops: Hops = [(order[i], down[i][0], down[i][1]) for i in sorted(down)] if down else []
         if not (up_hops or up_codec or compute_s or down_hops or down_codec or any(around)):
             self.depart(rid)
             return False

@@ -95,17 +95,18 @@ class Service:
     def _scheduled(self, claim: Job) -> None:
         """The request got the engine (at ``claim.started_s``) and has been scheduled: start its loads."""
         m = self.m
-        now = m.env.now
-        assert claim.started_s is not None
-        self.start = claim.started_s
-        m.queue_s[self.rid] = self.start - m.arrival_s[self.rid]
-        loading = bool(self.up_hops or self.up_codec)
-        if loading:
-            chain = Pipeline if m.settings.pipeline else Chain
-            chain(m, self.up_hops, self.up_codec, self.label, self._loaded)
-        self._demote()
-        self.compute_end = now + self.compute_s  # the layerwise prefill starts now
-        if not loading:
+        start = claim.started_s
+        assert start is not None
+        self.start = start
+        m.queue_s[self.rid] = start - m.arrival_s[self.rid]
+        self.compute_end = m.env.now + self.compute_s  # the layerwise prefill starts now
+        if self.up_hops or self.up_codec:
+            m.chain(m, self.up_hops, self.up_codec, self.label, self._loaded)
+            if self.down[0] or self.down[1]:
+                self._demote()
+        else:
+            if self.down[0] or self.down[1]:
+                self._demote()
             self._loaded()
 
     def _loaded(self) -> None:
@@ -117,10 +118,10 @@ class Service:
         load_s = t - self.start
         m.load_s[self.rid] = load_s
         compute_s = self.compute_s
-        if m.settings.layerwise and (self.up_hops or self.up_codec or self.kv_load_s) and compute_s:
+        if m.layers and (self.up_hops or self.up_codec or self.kv_load_s) and compute_s:
             if self.compute_end > t:
                 t = self.compute_end
-            tail = min(load_s, compute_s) / m.settings.layers
+            tail = min(load_s, compute_s) / m.layers
             if tail > 0:
                 t += tail
         elif compute_s:
@@ -135,11 +136,14 @@ class Service:
 
     def _released(self, _event: simpy.Event | None) -> None:
         """The engine is done with the request (its store included): free it; leave unless demoting."""
+        m = self.m
         if self.claim is not None:
-            self.m.engine.release(self.claim)
+            m.engine.release(self.claim)
         self.released = True
         if not self.demoting:
-            self._leave(self.first_token)
+            m.depart(self.rid, self.first_token)
+            if self.waiter is not None:
+                self.waiter.succeed()
 
     def _demote(self) -> None:
         """Start the request's demotions; a ``sync`` request leaves only once they are done."""
@@ -147,12 +151,11 @@ class Service:
         if not (hops or codec_s):
             return
         m = self.m
-        chain = Pipeline if m.settings.pipeline else Chain
-        if m.settings.demotion_sync:
+        if m.demotion_sync:
             self.demoting = True
-            chain(m, hops, codec_s, self.label, self._demoted)
+            m.chain(m, hops, codec_s, self.label, self._demoted)
         else:
-            chain(m, hops, codec_s, self.label, m.background_done)
+            m.chain(m, hops, codec_s, self.label, m.background_done)
 
     def _demoted(self) -> None:
         self.demoting = False
