@@ -32,6 +32,10 @@ Around the prefill the serving engine also schedules the request, loads its cach
 top tier and stores its new KV after the first token (``hardware.engine``, :mod:`exo_sim.engine_costs`);
 with ``copies: host`` its own thread does the request's copies between tiers too, one step after the
 other, before the prefill (a CPU server, or any engine that swaps blocks synchronously).
+
+This module turns each request's decisions into work and gathers the results; the work itself (the
+engine's side of a request, its transfers) is carried out by :mod:`exo_sim.sim.service`, by event
+callbacks rather than one SimPy process per request.
 """
 
 from __future__ import annotations

@@ -37,7 +37,41 @@ Hops = list[tuple[Link, int, int]]
 """A request's transfers: (link, bytes, blocks) per link it crosses."""
 
 
-class Service:
+class _OnEngine:
+    """What a request on the engine keeps: its model, its id, who waits for it, its claim."""
+
+    __slots__ = ("m", "rid", "waiter", "claim", "first_token")
+
+    def __init__(self, model: TimedModel, rid: int, waiter: simpy.Event | None) -> None:
+        self.m = model
+        self.rid = rid
+        self.waiter = waiter
+        self.claim: Job | None = None
+        self.first_token = 0.0
+
+    def _first_token_at(self, t: float, store_s: float) -> None:
+        """The first token comes at ``t``; the engine then stores the new KV and lets the request go."""
+        self.first_token = t
+        if store_s:
+            t += store_s
+        env = self.m.env
+        if t > env.now:
+            env.timeout(t - env.now).callbacks.append(self._released)
+        else:
+            self._released(None)
+
+    def _released(self, _event: simpy.Event | None) -> None:
+        if self.claim is not None:
+            self.m.engine.release(self.claim)
+        self._leave(self.first_token)
+
+    def _leave(self, first_token_s: float) -> None:
+        self.m.depart(self.rid, first_token_s)
+        if self.waiter is not None:
+            self.waiter.succeed()
+
+
+class Service(_OnEngine):
     """One request on a compute engine that has copy engines (``copies: dma``).
 
     ``around`` is ``(schedule, kv load, kv store)`` seconds (``hardware.engine``): the engine
@@ -55,8 +89,8 @@ class Service:
     """
 
     __slots__ = (
-        "m", "rid", "up_hops", "up_codec", "compute_s", "down", "schedule_s", "kv_load_s", "store_s", "label",
-        "waiter", "claim", "start", "compute_end", "first_token", "demoting", "released",
+        "up_hops", "up_codec", "compute_s", "down", "schedule_s", "kv_load_s", "store_s", "label", "start",
+        "compute_end", "demoting", "released",
     )
 
     def __init__(
@@ -71,19 +105,16 @@ class Service:
         label: str,
         waiter: simpy.Event | None,
     ) -> None:
-        self.m = model
-        self.rid = rid
+        super().__init__(model, rid, waiter)
         self.up_hops = up_hops
         self.up_codec = up_codec
         self.compute_s = compute_s
         self.down = down
         self.schedule_s, self.kv_load_s, self.store_s = around
         self.label = label
-        self.waiter = waiter
         self.demoting = False
         self.released = False
-        self.start = self.compute_end = self.first_token = 0.0
-        self.claim: Job | None = None
+        self.start = self.compute_end = 0.0
         if compute_s or up_hops or up_codec or self.schedule_s or self.kv_load_s or self.store_s:
             self.claim = model.engine.claim(label, self.schedule_s)  # scheduling: the engine's first step
             self.claim.callbacks.append(self._scheduled)
@@ -100,13 +131,11 @@ class Service:
         self.start = start
         m.queue_s[self.rid] = start - m.arrival_s[self.rid]
         self.compute_end = m.env.now + self.compute_s  # the layerwise prefill starts now
-        if self.up_hops or self.up_codec:
+        loading = self.up_hops or self.up_codec
+        if loading:
             m.chain(m, self.up_hops, self.up_codec, self.label, self._loaded)
-            if self.down[0] or self.down[1]:
-                self._demote()
-        else:
-            if self.down[0] or self.down[1]:
-                self._demote()
+        self._demote()  # after the loads have started; before a request with none may leave
+        if not loading:
             self._loaded()
 
     def _loaded(self) -> None:
@@ -126,24 +155,15 @@ class Service:
                 t += tail
         elif compute_s:
             t += compute_s
-        self.first_token = t
-        if self.store_s:
-            t += self.store_s
-        if t > now:
-            env.timeout(t - now).callbacks.append(self._released)
-        else:
-            self._released(None)
+        self._first_token_at(t, self.store_s)
 
     def _released(self, _event: simpy.Event | None) -> None:
         """The engine is done with the request (its store included): free it; leave unless demoting."""
-        m = self.m
         if self.claim is not None:
-            m.engine.release(self.claim)
+            self.m.engine.release(self.claim)
         self.released = True
         if not self.demoting:
-            m.depart(self.rid, self.first_token)
-            if self.waiter is not None:
-                self.waiter.succeed()
+            self._leave(self.first_token)
 
     def _demote(self) -> None:
         """Start the request's demotions; a ``sync`` request leaves only once they are done."""
@@ -162,13 +182,8 @@ class Service:
         if self.released:
             self._leave(self.m.env.now)
 
-    def _leave(self, first_token_s: float) -> None:
-        self.m.depart(self.rid, first_token_s)
-        if self.waiter is not None:
-            self.waiter.succeed()
 
-
-class HostService:
+class HostService(_OnEngine):
     """One request on an engine that copies blocks itself (``hardware.engine.copies=host``).
 
     Held throughout, one step after the other: schedule, copy the request's promotions and
@@ -176,7 +191,7 @@ class HostService:
     store the new KV. There is nothing to overlap with: the same thread does every step.
     """
 
-    __slots__ = ("m", "rid", "copy_s", "compute_s", "around", "waiter", "claim", "first_token")
+    __slots__ = ("compute_s", "store_s")
 
     def __init__(
         self,
@@ -188,41 +203,19 @@ class HostService:
         label: str,
         waiter: simpy.Event | None,
     ) -> None:
-        self.m = model
-        self.rid = rid
-        self.copy_s = copy_s
+        super().__init__(model, rid, waiter)
         self.compute_s = compute_s
-        self.around = around
-        self.waiter = waiter
-        self.first_token = 0.0
-        schedule_s, kv_load_s, _ = around
+        schedule_s, kv_load_s, self.store_s = around
         self.claim = model.engine.claim(label, schedule_s + copy_s + kv_load_s)  # its steps before the prefill
         self.claim.callbacks.append(self._loaded)
 
     def _loaded(self, claim: Job) -> None:
         m = self.m
-        env = m.env
-        t = now = env.now
+        now = m.env.now
         assert claim.started_s is not None
         m.queue_s[self.rid] = claim.started_s - m.arrival_s[self.rid]
         m.load_s[self.rid] = now - claim.started_s
-        store_s = self.around[2]
-        if self.compute_s:
-            t += self.compute_s
-        self.first_token = t
-        if store_s:
-            t += store_s
-        if t > now:
-            env.timeout(t - now).callbacks.append(self._released)
-        else:
-            self._released(None)
-
-    def _released(self, _event: simpy.Event | None) -> None:
-        m = self.m
-        m.engine.release(self.claim)
-        m.depart(self.rid, self.first_token)
-        if self.waiter is not None:
-            self.waiter.succeed()
+        self._first_token_at(now + self.compute_s if self.compute_s else now, self.store_s)
 
 
 class Chain:
