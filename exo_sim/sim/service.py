@@ -5,7 +5,9 @@ carries that work out in simulated time. Nothing here is a SimPy process: each s
 the event that ends the step before, so a request costs one event per step that can wait on
 something (the engine, a link channel, a codec engine) and one for the steps the engine does alone,
 one after the other, while it holds the request (loading the cached prefix, the prefill, the store).
-Their times are summed in the order the engine does them, as a chain of timeouts would::
+Their times are summed in the order the engine does them, as a chain of timeouts would (the first
+token's time is that sum; the one event's own time, ``now + (sum - now)``, can differ from it in the
+last bit)::
 
     Service (copies: dma)                          HostService (copies: host)
         claim the engine                               claim the engine
