@@ -59,11 +59,11 @@ class Link:
         """Channel-seconds held by finished transfers so far (and the engine's own copies over it)."""
         return self.server.busy_s + self.host_busy_s
 
-    def transfer(self, nbytes: int, label: str = "") -> Job:
-        """Queue one transfer of ``nbytes`` on a free channel; the event succeeds when it has arrived."""
+    def transfer(self, nbytes: int, blocks: int, label: str = "") -> Job:
+        """Queue one transfer of ``nbytes`` (``blocks`` blocks) on a free channel; succeeds when it arrives."""
         self.bytes_moved += nbytes
         self.transfers += 1
-        return self.server.job(self.latency_s + nbytes / self.bandwidth_bytes_per_s, label)
+        return self.server.job(self.duration_s(nbytes, blocks), label)
 
     def duration_s(self, nbytes: int, blocks: int = 0) -> float:
         """Seconds one transfer of ``nbytes`` (``blocks`` blocks) holds a channel."""
@@ -77,6 +77,20 @@ class Link:
 
     def __repr__(self) -> str:
         return f"Link({self.name})"
+
+
+def held_together_s(hops: Iterable[tuple[Link, int, int]]) -> float:
+    """Seconds one transfer takes that holds every link of a route at once, ``(link, bytes, blocks)`` each.
+
+    The sum of the links' latencies, plus the slowest link's per-block cost and its bytes / bandwidth
+    (a pipelined multi-hop transfer; an engine's own copy straight from source to destination).
+    """
+    hops = list(hops)
+    return (
+        sum(link.latency_s for link, _, _ in hops)
+        + max(blocks * link.block_s for link, _, blocks in hops)
+        + max(nbytes / link.bandwidth_bytes_per_s for link, nbytes, _ in hops)
+    )
 
 
 class Fabric:

@@ -54,7 +54,7 @@ from exo_sim.errors import ConfigError
 from exo_sim.hierarchy import Hierarchy
 from exo_sim.replay import ProgressFn
 from exo_sim.results import REQUEST_COLUMNS, LinkUsage, OccupancySeries, PairUsage
-from exo_sim.sim.links import Fabric, Link
+from exo_sim.sim.links import Fabric, Link, held_together_s
 from exo_sim.sim.servers import Server
 from exo_sim.sim.service import Chain, Hops, HostService, Pipeline, Service
 from exo_sim.sim.settings import Locator, SimSettings
@@ -319,11 +319,7 @@ class TimedModel:
         """
         route = self._routes[src][dst]
         nbytes = blocks * self.spec.tiers[src].block_bytes
-        seconds = (
-            sum(link.latency_s for link in route)
-            + blocks * max(link.block_s for link in route)
-            + max(nbytes / link.bandwidth_bytes_per_s for link in route)
-        )
+        seconds = held_together_s((link, nbytes, blocks) for link in route)
         for link in route:
             link.bytes_moved += nbytes
             link.transfers += 1

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from exo_sim.sim.links import Link
+from exo_sim.sim.links import Link, held_together_s
 from exo_sim.sim.servers import Job
 
 if TYPE_CHECKING:
@@ -243,14 +243,10 @@ class Chain:
         if self.i < len(self.hops):
             link, nbytes, blocks = self.hops[self.i]
             self.i += 1
-            link.bytes_moved += nbytes  # Link.transfer, inlined: one call less per hop
-            link.transfers += 1
-            Job(
-                link.server, link.latency_s + blocks * link.block_s + nbytes / link.bandwidth_bytes_per_s, self.label
-            ).callbacks.append(self._next)
+            link.transfer(nbytes, blocks, self.label).callbacks.append(self._next)
         elif self.codec_s:
             seconds, self.codec_s = self.codec_s, 0.0
-            Job(self.model.codec, seconds, self.label).callbacks.append(self._next)
+            self.model.codec.job(seconds, self.label).callbacks.append(self._next)
         else:
             self.done()
 
@@ -280,12 +276,7 @@ class Pipeline:
             claim = link.server.claim(label)
             yield claim
             claims.append((link, claim))
-        duration = (
-            sum(link.latency_s for link, _, _ in hops)
-            + max(blocks * link.block_s for link, _, blocks in hops)
-            + max(nbytes / link.bandwidth_bytes_per_s for link, nbytes, _ in hops)
-        )
-        yield env.timeout(duration)
+        yield env.timeout(held_together_s(hops))
         for link, nbytes, _ in hops:
             link.bytes_moved += nbytes
             link.transfers += 1
